@@ -1,0 +1,248 @@
+//! The single committer: one thread that owns every write to the database.
+//!
+//! Requests arrive on a channel. The thread takes the first, drains whatever else is already
+//! waiting (up to `max_batch`), applies all of them as **one** fjall batch, persists once
+//! (fsync of the journal in [`Durability::Fsync`] mode), and only then answers every waiting
+//! caller. This is group commit: under concurrency the cost of one fsync is shared by every
+//! request in the group, and a caller is never told "done" before its data is on disk.
+//!
+//! Dedup for ingestion is checked inside the same thread, against both the database and the
+//! group being built, so two identical deliveries racing on different connections produce
+//! one outbox entry. Outbox sequence numbers are assigned here, in commit order, so the relay
+//! can read the outbox in sequence without ever seeing a gap filled later.
+
+use std::collections::HashMap;
+use std::thread;
+
+use fjall::{Database, PersistMode};
+use tokio::sync::{oneshot, watch};
+
+use crate::codec::{decode, encode};
+use crate::error::{Result, StorageError};
+use crate::keys;
+use crate::records::{DedupRecord, OutboxEntry};
+use crate::store::{Handles, Ks, StoreOptions};
+use crate::write_set::{Op, WriteSet};
+
+/// When a write counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync the journal before answering (the default; survives power loss and `kill -9`).
+    #[default]
+    Fsync,
+    /// Hand writes to the OS and answer (survives `kill -9` of the process, not power loss).
+    /// For benchmarks; never the default.
+    Buffered,
+}
+
+/// The answer to an ingestion request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// A new outbox entry was written durably.
+    Accepted {
+        /// Its outbox sequence.
+        seq: u64,
+        /// Its event id.
+        event_id: String,
+    },
+    /// The idempotency key was seen before; nothing was written.
+    Duplicate {
+        /// The event id of the first delivery.
+        event_id: String,
+    },
+}
+
+pub(crate) enum Request {
+    Apply {
+        writes: WriteSet,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Ingest {
+        dedup_key: [u8; 32],
+        entry: Box<OutboxEntry>,
+        reply: oneshot::Sender<Result<IngestOutcome>>,
+    },
+}
+
+enum Pending {
+    Apply(oneshot::Sender<Result<()>>),
+    Ingest(oneshot::Sender<Result<IngestOutcome>>, IngestOutcome),
+    Failed(Reply, StorageError),
+}
+
+enum Reply {
+    Apply(oneshot::Sender<Result<()>>),
+    Ingest(oneshot::Sender<Result<IngestOutcome>>),
+}
+
+pub(crate) fn start(
+    db: Database,
+    handles: Handles,
+    options: StoreOptions,
+    last_seq: u64,
+    head: watch::Sender<u64>,
+) -> Result<crossbeam_channel::Sender<Request>> {
+    let (tx, rx) = crossbeam_channel::bounded::<Request>(options.max_batch.max(1) * 4);
+    let mut committer = Committer {
+        db,
+        handles,
+        options,
+        next_seq: last_seq + 1,
+        head,
+    };
+    thread::Builder::new()
+        .name("sluice-committer".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut group = vec![first];
+                while group.len() < committer.options.max_batch {
+                    match rx.try_recv() {
+                        Ok(r) => group.push(r),
+                        Err(_) => break,
+                    }
+                }
+                committer.commit_group(group);
+            }
+        })
+        .map_err(|e| StorageError::Engine(fjall::Error::Io(e)))?;
+    Ok(tx)
+}
+
+struct Committer {
+    db: Database,
+    handles: Handles,
+    options: StoreOptions,
+    next_seq: u64,
+    head: watch::Sender<u64>,
+}
+
+impl Committer {
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let first_seq = self.next_seq;
+        let mut batch = self.db.batch();
+        if self.options.durability == Durability::Fsync {
+            batch = batch.durability(Some(PersistMode::SyncAll));
+        }
+        let mut seen: HashMap<[u8; 32], String> = HashMap::new();
+        let mut pending = Vec::with_capacity(group.len());
+        for request in group {
+            match request {
+                Request::Apply { writes, reply } => {
+                    for op in writes.ops {
+                        match op {
+                            Op::Put(ks, k, v) => batch.insert(self.handles.get(ks), k, v),
+                            Op::Delete(ks, k) => batch.remove(self.handles.get(ks), k),
+                        }
+                    }
+                    pending.push(Pending::Apply(reply));
+                }
+                Request::Ingest {
+                    dedup_key,
+                    entry,
+                    reply,
+                } => match self.stage_ingest(&mut batch, &mut seen, dedup_key, *entry) {
+                    Ok(outcome) => pending.push(Pending::Ingest(reply, outcome)),
+                    Err(e) => pending.push(Pending::Failed(Reply::Ingest(reply), e)),
+                },
+            }
+        }
+        let wrote_outbox = self.next_seq != first_seq;
+        if wrote_outbox {
+            let mut meta = Vec::with_capacity(8);
+            meta.extend_from_slice(&(self.next_seq - 1).to_be_bytes());
+            batch.insert(self.handles.get(Ks::Meta), keys::META_OUTBOX_SEQ, meta);
+        }
+        match batch.commit() {
+            Ok(()) => {
+                if wrote_outbox {
+                    self.head.send_replace(self.next_seq - 1);
+                }
+                for p in pending {
+                    match p {
+                        Pending::Apply(reply) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                        Pending::Ingest(reply, outcome) => {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                        Pending::Failed(reply, e) => reply.fail(e),
+                    }
+                }
+            }
+            Err(e) => {
+                let fatal = matches!(e, fjall::Error::Poisoned);
+                tracing::error!(error = %e, fatal, "group commit failed");
+                self.next_seq = first_seq;
+                let message = e.to_string();
+                for p in pending {
+                    let reply = match p {
+                        Pending::Apply(r) => Reply::Apply(r),
+                        Pending::Ingest(r, _) => Reply::Ingest(r),
+                        Pending::Failed(r, _) => r,
+                    };
+                    reply.fail(StorageError::Engine(fjall::Error::Io(std::io::Error::other(
+                        message.clone(),
+                    ))));
+                }
+                if fatal {
+                    // A poisoned database accepts no more writes and cannot vouch for what it
+                    // holds; crash and let recovery replay the journal (fjall's guidance).
+                    std::process::abort();
+                }
+            }
+        }
+    }
+
+    fn stage_ingest(
+        &mut self,
+        batch: &mut fjall::OwnedWriteBatch,
+        seen: &mut HashMap<[u8; 32], String>,
+        dedup_key: [u8; 32],
+        mut entry: OutboxEntry,
+    ) -> Result<IngestOutcome> {
+        if let Some(event_id) = seen.get(&dedup_key) {
+            return Ok(IngestOutcome::Duplicate {
+                event_id: event_id.clone(),
+            });
+        }
+        let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
+        if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
+            let first: DedupRecord = decode(&bytes)?;
+            return Ok(IngestOutcome::Duplicate {
+                event_id: first.event_id,
+            });
+        }
+        entry.seq = self.next_seq;
+        let dedup = DedupRecord {
+            event_id: entry.event_id.clone(),
+            first_seen_ms: entry.received_at_ms,
+        };
+        let dedup_bytes = encode(&dedup)?;
+        let entry_bytes = encode(&entry)?;
+        batch.insert(self.handles.get(Ks::Dedup), key, dedup_bytes);
+        batch.insert(
+            self.handles.get(Ks::Outbox),
+            keys::outbox(entry.seq),
+            entry_bytes,
+        );
+        self.next_seq += 1;
+        seen.insert(dedup_key, entry.event_id.clone());
+        Ok(IngestOutcome::Accepted {
+            seq: entry.seq,
+            event_id: entry.event_id,
+        })
+    }
+}
+
+impl Reply {
+    fn fail(self, e: StorageError) {
+        match self {
+            Reply::Apply(r) => {
+                let _ = r.send(Err(e));
+            }
+            Reply::Ingest(r) => {
+                let _ = r.send(Err(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Key encoding for every keyspace.
+//!
+//! Keys are byte strings that sort the way they should be scanned:
+//! - identifiers (space, tenant, flow, execution ids) are written as their UTF-8 bytes followed
+//!   by one `0x00` terminator, so a shorter id never prefixes a longer one and ids still sort
+//!   lexicographically (identifiers may not contain NUL, see [`check_id`]);
+//! - integers (sequence numbers, millisecond times, step numbers) are fixed-width big-endian,
+//!   so numeric order is byte order.
+//!
+//! Every tenant-owned key starts with the [`tenant_prefix`] (space id, tenant id), so one
+//! tenant's data is one contiguous prefix in each keyspace; that is what lets a tenant move to
+//! another node later without cross-tenant scans.
+
+use crate::error::{Result, StorageError};
+
+/// The longest identifier accepted in a key, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks that `id` can be embedded in a key: 1 to [`MAX_ID_LEN`] bytes and no NUL.
+///
+/// # Errors
+/// [`StorageError::InvalidId`] otherwise.
+pub fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.as_bytes().contains(&0) {
+        return Err(StorageError::InvalidId(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// Builds a key from segments.
+#[derive(Debug, Default, Clone)]
+pub struct KeyBuilder(Vec<u8>);
+
+impl KeyBuilder {
+    /// An empty key.
+    pub fn new() -> Self {
+        Self(Vec::with_capacity(48))
+    }
+
+    /// Appends an identifier and its `0x00` terminator.
+    pub fn id(mut self, id: &str) -> Self {
+        self.0.extend_from_slice(id.as_bytes());
+        self.0.push(0);
+        self
+    }
+
+    /// Appends a big-endian `u64`.
+    pub fn u64(mut self, n: u64) -> Self {
+        self.0.extend_from_slice(&n.to_be_bytes());
+        self
+    }
+
+    /// Appends a big-endian `u32`.
+    pub fn u32(mut self, n: u32) -> Self {
+        self.0.extend_from_slice(&n.to_be_bytes());
+        self
+    }
+
+    /// Appends raw bytes (used for fixed-width hashes).
+    pub fn bytes(mut self, b: &[u8]) -> Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    /// The finished key.
+    pub fn build(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// `space \0 tenant \0`: the prefix of every key a tenant owns.
+pub fn tenant_prefix(space: &str, tenant: &str) -> KeyBuilder {
+    KeyBuilder::new().id(space).id(tenant)
+}
+
+/// Reads a big-endian `u64` from the last 8 bytes of a key.
+pub fn trailing_u64(key: &[u8]) -> Option<u64> {
+    let start = key.len().checked_sub(8)?;
+    let bytes: [u8; 8] = key.get(start..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// Splits a key made only of `0x00`-terminated identifiers back into its identifiers.
+pub fn split_ids(key: &[u8]) -> Vec<String> {
+    key.split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// Key of a space: `space`.
+pub fn space(space: &str) -> Vec<u8> {
+    KeyBuilder::new().id(space).build()
+}
+
+/// Key of a tenant: `space tenant`.
+pub fn tenant(space: &str, tenant: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).build()
+}
+
+/// Key of an API key record: the 32-byte SHA-256 of the key.
+pub fn api_key(sha256: &[u8; 32]) -> Vec<u8> {
+    KeyBuilder::new().bytes(sha256).build()
+}
+
+/// Key of a webhook registration: `webhook id` (ids are globally unique, the receipt URL
+/// carries only the id).
+pub fn webhook(id: &str) -> Vec<u8> {
+    KeyBuilder::new().id(id).build()
+}
+
+/// Key of a flow: `space tenant flow-id`.
+pub fn flow(space: &str, tenant: &str, flow_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(flow_id).build()
+}
+
+/// Key of an outbox entry: the big-endian sequence number alone, so the relay reads the
+/// outbox in commit order across all tenants.
+pub fn outbox(seq: u64) -> Vec<u8> {
+    KeyBuilder::new().u64(seq).build()
+}
+
+/// Key of a dedup record: `space tenant sha256(idempotency material)`.
+pub fn dedup(space: &str, tenant: &str, idempotency_key: &[u8; 32]) -> Vec<u8> {
+    tenant_prefix(space, tenant).bytes(idempotency_key).build()
+}
+
+/// Key of a routed event: `space tenant seq`.
+pub fn event(space: &str, tenant: &str, seq: u64) -> Vec<u8> {
+    tenant_prefix(space, tenant).u64(seq).build()
+}
+
+/// Key of an execution: `space tenant execution-id`.
+pub fn execution(space: &str, tenant: &str, execution_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(execution_id).build()
+}
+
+/// Key of the time index of executions: `space tenant created-ms execution-id`; scanned in
+/// reverse for "newest first".
+pub fn execution_by_time(space: &str, tenant: &str, created_at_ms: u64, id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant)
+        .u64(created_at_ms)
+        .id(id)
+        .build()
+}
+
+/// Key of a journal record: `space tenant execution-id step-index`. DESIGN.md keys the journal
+/// by execution id; the tenant prefix is added so that all of a tenant's data is one prefix.
+pub fn journal(space: &str, tenant: &str, execution_id: &str, step_index: u32) -> Vec<u8> {
+    tenant_prefix(space, tenant)
+        .id(execution_id)
+        .u32(step_index)
+        .build()
+}
+
+/// Prefix of all journal records of one execution.
+pub fn journal_prefix(space: &str, tenant: &str, execution_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(execution_id).build()
+}
+
+/// Key in the `meta` keyspace holding the highest outbox sequence ever assigned (big-endian
+/// u64), so sequence numbers and event ids are never reused after the outbox drains.
+pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_prefixes_do_not_overlap() {
+        let a = tenant_prefix("sp", "acme").build();
+        let b = tenant_prefix("sp", "acme2").id("x").build();
+        assert!(!b.starts_with(&a));
+    }
+
+    #[test]
+    fn integers_sort_numerically() {
+        let k = |n| KeyBuilder::new().id("t").u64(n).build();
+        assert!(k(2) < k(256));
+        assert!(k(255) < k(256));
+        assert_eq!(trailing_u64(&k(77)), Some(77));
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("acme").is_ok());
+        assert!(check_id("").is_err());
+        assert!(check_id("a\0b").is_err());
+        assert!(check_id(&"x".repeat(MAX_ID_LEN + 1)).is_err());
+        assert_eq!(split_ids(&tenant_prefix("sp", "t").build()), ["sp", "t"]);
+    }
+}

@@ -1,0 +1,320 @@
+//! The record kinds stored as values, one per keyspace.
+//!
+//! Records are plain data: no `skip_serializing_if`, no internally tagged enums and no
+//! `serde_json::Value` fields, because bincode is not self-describing. JSON documents (flow
+//! specs, payloads, step inputs and outputs) are kept as JSON text in `String` fields.
+//! Times are Unix milliseconds (UTC).
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Record;
+
+/// A workspace: the unit an API key belongs to (`x-fastn-space-id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceRecord {
+    /// Space id.
+    pub id: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+}
+
+/// A tenant inside a space (`x-fastn-space-tenantid`); owns flows, webhooks and executions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// Owning space id.
+    pub space_id: String,
+    /// Tenant id, unique within the space.
+    pub id: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+}
+
+/// An API key's metadata, stored under the SHA-256 of the key (the key itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Space the key grants access to.
+    pub space_id: String,
+    /// When set, the key may act only for this tenant; `None` means every tenant of the space.
+    pub tenant_id: Option<String>,
+    /// Human label (`"admin"` for the key made at first start).
+    pub label: String,
+    /// The first characters of the key, for display.
+    pub key_prefix: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+}
+
+/// A webhook endpoint registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// Webhook id (the last segment of its URL).
+    pub id: String,
+    /// Owning space.
+    pub space_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Connector / signature scheme name: `shopify`, `github`, `stripe`, `slack`, `standard`.
+    pub connector: String,
+    /// The signing secret as configured by the provider.
+    pub secret: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+}
+
+/// Lifecycle of a flow definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowStatus {
+    /// Editable, not triggered by events.
+    Draft,
+    /// Published: its triggers are routed to.
+    Live,
+    /// Deactivated without deleting.
+    Archived,
+}
+
+impl FlowStatus {
+    /// The API spelling: `draft`, `live`, `archived`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Live => "live",
+            Self::Archived => "archived",
+        }
+    }
+}
+
+/// A flow definition of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// Flow id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Flow name (unique per tenant; the `{flow_name}` of the execute API).
+    pub name: String,
+    /// Version number, starting at 1.
+    pub version: u32,
+    /// Draft, live or archived.
+    pub status: FlowStatus,
+    /// The flow document as JSON text (DESIGN.md, Flows).
+    pub spec_json: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+    /// Last change, Unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// A received event waiting in the outbox to be routed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Position in the outbox; assigned by the committer, strictly increasing.
+    pub seq: u64,
+    /// Event id returned to the sender (`eventId`).
+    pub event_id: String,
+    /// Owning space.
+    pub space_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Webhook registration that received it.
+    pub webhook_id: String,
+    /// Connector / source name (`shopify`, `github`, …).
+    pub connector: String,
+    /// Request headers that matter for normalization (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// The raw body bytes exactly as received (signatures are over these).
+    pub body: Vec<u8>,
+    /// Receipt time, Unix ms.
+    pub received_at_ms: u64,
+    /// Priority 1 (highest) to 4 (lowest).
+    pub priority: u8,
+    /// SHA-256 idempotency key, hex.
+    pub idempotency_key: String,
+}
+
+/// First sighting of an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupRecord {
+    /// Event id given to the first delivery.
+    pub event_id: String,
+    /// First-seen time, Unix ms.
+    pub first_seen_ms: u64,
+}
+
+/// What happened to an event once it left the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Event id.
+    pub event_id: String,
+    /// Outbox sequence it had.
+    pub seq: u64,
+    /// Source connector (`shopify`).
+    pub source: String,
+    /// Normalized event name (`order.created`); empty when normalization failed.
+    pub event_type: String,
+    /// Receipt time, Unix ms.
+    pub received_at_ms: u64,
+    /// SHA-256 idempotency key, hex.
+    pub idempotency_key: String,
+    /// Executions it started.
+    pub execution_ids: Vec<String>,
+    /// Why it was dead-lettered, if it was.
+    pub error: Option<String>,
+}
+
+/// Execution lifecycle (the reference's statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecutionStatus {
+    /// Triggered but not started.
+    Pending,
+    /// Currently executing.
+    Running,
+    /// All steps succeeded (or failed under `onError: continue`).
+    Completed,
+    /// A step failed and halted the execution.
+    Failed,
+    /// Manually stopped.
+    Cancelled,
+    /// Exceeded its maximum execution time.
+    TimedOut,
+}
+
+impl ExecutionStatus {
+    /// The API spelling: `pending`, `running`, `completed`, `failed`, `cancelled`, `timed_out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+        }
+    }
+
+    /// True once the execution can no longer change.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+/// One run of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// Execution id, derived from (idempotency key, flow id, flow version).
+    pub id: String,
+    /// Owning space.
+    pub space_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Flow id.
+    pub flow_id: String,
+    /// Flow name.
+    pub flow_name: String,
+    /// Flow version that runs.
+    pub flow_version: u32,
+    /// Current status.
+    pub status: ExecutionStatus,
+    /// Event that triggered it.
+    pub event_id: String,
+    /// Trigger kind (`event`, `manual`, …).
+    pub trigger_kind: String,
+    /// Trigger data as JSON text (`{{trigger.…}}`).
+    pub trigger_json: String,
+    /// Input as JSON text (`{{input.…}}`).
+    pub input_json: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+    /// First step start, Unix ms.
+    pub started_at_ms: Option<u64>,
+    /// Terminal time, Unix ms.
+    pub finished_at_ms: Option<u64>,
+    /// Error summary when failed, as JSON text in the reference's error shape.
+    pub error_json: Option<String>,
+}
+
+/// Status of one step in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepStatus {
+    /// Succeeded; its output is final and it is never run again.
+    Completed,
+    /// Failed after its attempts.
+    Failed,
+    /// Not run because a branch was not taken or an earlier step halted.
+    Skipped,
+}
+
+impl StepStatus {
+    /// The API spelling: `completed`, `failed`, `skipped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// One attempt at a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Start, Unix ms.
+    pub started_at_ms: u64,
+    /// End, Unix ms.
+    pub finished_at_ms: u64,
+    /// Error of this attempt as JSON text, if it failed.
+    pub error_json: Option<String>,
+}
+
+/// A step's journal record, written before the next step starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Position of the step in the flow, from 0.
+    pub index: u32,
+    /// Step name.
+    pub name: String,
+    /// Final status.
+    pub status: StepStatus,
+    /// Rendered input as JSON text.
+    pub input_json: String,
+    /// Output as JSON text (`null` when none).
+    pub output_json: String,
+    /// Final error as JSON text in the reference's error shape.
+    pub error_json: Option<String>,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// First attempt start, Unix ms.
+    pub started_at_ms: u64,
+    /// Last attempt end, Unix ms.
+    pub finished_at_ms: u64,
+}
+
+impl Record for SpaceRecord {
+    const KIND: &'static str = "space";
+}
+impl Record for TenantRecord {
+    const KIND: &'static str = "tenant";
+}
+impl Record for ApiKeyRecord {
+    const KIND: &'static str = "api key";
+}
+impl Record for WebhookRecord {
+    const KIND: &'static str = "webhook";
+}
+impl Record for FlowRecord {
+    const KIND: &'static str = "flow";
+}
+impl Record for OutboxEntry {
+    const KIND: &'static str = "outbox entry";
+}
+impl Record for DedupRecord {
+    const KIND: &'static str = "dedup";
+}
+impl Record for EventRecord {
+    const KIND: &'static str = "event";
+}
+impl Record for ExecutionRecord {
+    const KIND: &'static str = "execution";
+}
+impl Record for StepRecord {
+    const KIND: &'static str = "step";
+}

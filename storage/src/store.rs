@@ -1,0 +1,429 @@
+//! The [`Store`]: one fjall `Database` in the data directory, one keyspace per kind of record,
+//! typed reads, and writes through the group [`committer`](crate::committer).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use tokio::sync::{oneshot, watch};
+
+use crate::codec::{Record, decode};
+use crate::committer::{self, Durability, IngestOutcome, Request};
+use crate::error::{Result, StorageError};
+use crate::keys;
+use crate::records::{
+    ApiKeyRecord, ExecutionRecord, FlowRecord, OutboxEntry, SpaceRecord, StepRecord,
+    TenantRecord, WebhookRecord,
+};
+use crate::write_set::WriteSet;
+
+/// The keyspaces, one per kind of record (DESIGN.md, Storage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ks {
+    /// [`SpaceRecord`] by space id.
+    Spaces,
+    /// [`TenantRecord`] by (space, tenant).
+    Tenants,
+    /// [`ApiKeyRecord`] by SHA-256 of the key.
+    ApiKeys,
+    /// [`WebhookRecord`] by webhook id.
+    Webhooks,
+    /// [`FlowRecord`] by (space, tenant, flow id).
+    Flows,
+    /// [`OutboxEntry`] by sequence.
+    Outbox,
+    /// [`crate::DedupRecord`] by (space, tenant, idempotency key).
+    Dedup,
+    /// [`crate::EventRecord`] by (space, tenant, seq).
+    Events,
+    /// [`ExecutionRecord`] by (space, tenant, execution id).
+    Executions,
+    /// Empty values keyed (space, tenant, created ms, execution id): the newest-first index.
+    ExecutionsByTime,
+    /// [`StepRecord`] by (space, tenant, execution id, step index).
+    Journal,
+    /// Store-internal counters ([`keys::META_OUTBOX_SEQ`]).
+    Meta,
+}
+
+impl Ks {
+    /// Every keyspace, in a fixed order (the index into the handle table).
+    pub const ALL: [Ks; 12] = [
+        Ks::Spaces,
+        Ks::Tenants,
+        Ks::ApiKeys,
+        Ks::Webhooks,
+        Ks::Flows,
+        Ks::Outbox,
+        Ks::Dedup,
+        Ks::Events,
+        Ks::Executions,
+        Ks::ExecutionsByTime,
+        Ks::Journal,
+        Ks::Meta,
+    ];
+
+    /// The keyspace's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ks::Spaces => "spaces",
+            Ks::Tenants => "tenants",
+            Ks::ApiKeys => "api_keys",
+            Ks::Webhooks => "webhooks",
+            Ks::Flows => "flows",
+            Ks::Outbox => "outbox",
+            Ks::Dedup => "dedup",
+            Ks::Events => "events",
+            Ks::Executions => "executions",
+            Ks::ExecutionsByTime => "executions_by_time",
+            Ks::Journal => "journal",
+            Ks::Meta => "meta",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Open keyspace handles, indexed by [`Ks`].
+#[derive(Clone)]
+pub(crate) struct Handles(Arc<Vec<Keyspace>>);
+
+impl Handles {
+    pub(crate) fn get(&self, ks: Ks) -> &Keyspace {
+        // `Ks::ALL` and the vector are built together in `Store::open`, so every index exists.
+        &self.0[ks.index()]
+    }
+}
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// fsync before acknowledging (the default) or leave writes in OS buffers (benchmarks only).
+    pub durability: Durability,
+    /// Most requests folded into one group commit.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Fsync,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Handle to the data directory. Cheap to clone; all clones share one committer thread.
+///
+/// Reads go straight to fjall (point reads and short scans, safe to call from async code for
+/// the small records stored here). Every write goes through the committer, which applies
+/// concurrent writers' batches together and persists once per group.
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+    handles: Handles,
+    tx: crossbeam_channel::Sender<Request>,
+    outbox_head: watch::Receiver<u64>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir` and starts the committer thread.
+    ///
+    /// # Errors
+    /// [`StorageError::Engine`] when the directory cannot be opened or recovered.
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        let db = Database::builder(dir.as_ref()).open()?;
+        let mut handles = Vec::with_capacity(Ks::ALL.len());
+        for ks in Ks::ALL {
+            handles.push(db.keyspace(ks.name(), KeyspaceCreateOptions::default)?);
+        }
+        let handles = Handles(Arc::new(handles));
+        let last_seq = last_outbox_seq(&handles)?;
+        let (head_tx, outbox_head) = watch::channel(last_seq);
+        let tx = committer::start(db.clone(), handles.clone(), options, last_seq, head_tx)?;
+        Ok(Self {
+            db,
+            handles,
+            tx,
+            outbox_head,
+        })
+    }
+
+    /// Applies `writes` atomically and durably; returns once they are on disk.
+    ///
+    /// # Errors
+    /// Engine errors from the commit or the fsync; [`StorageError::CommitterGone`] after
+    /// shutdown.
+    pub async fn commit(&self, writes: WriteSet) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Apply { writes, reply })?;
+        rx.await.map_err(|_| StorageError::CommitterGone)?
+    }
+
+    /// Blocking form of [`Store::commit`] for code outside an async runtime (start-up, tools).
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub fn commit_blocking(&self, writes: WriteSet) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Apply { writes, reply })?;
+        rx.blocking_recv().map_err(|_| StorageError::CommitterGone)?
+    }
+
+    /// Writes an outbox entry and its dedup record in one durable batch, unless the dedup key
+    /// was seen before. The committer assigns `entry.seq`; the check and the write happen in
+    /// one critical section, so two racing identical deliveries produce one entry.
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub async fn ingest(&self, dedup_key: [u8; 32], entry: OutboxEntry) -> Result<IngestOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Ingest {
+            dedup_key,
+            entry: Box::new(entry),
+            reply,
+        })?;
+        rx.await.map_err(|_| StorageError::CommitterGone)?
+    }
+
+    fn send(&self, request: Request) -> Result<()> {
+        self.tx
+            .send(request)
+            .map_err(|_| StorageError::CommitterGone)
+    }
+
+    /// A receiver of the highest committed outbox sequence; it changes after every group
+    /// commit that added outbox entries (the relay's wake-up).
+    pub fn outbox_head(&self) -> watch::Receiver<u64> {
+        self.outbox_head.clone()
+    }
+
+    /// Reads and decodes one record.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn get<R: Record>(&self, ks: Ks, key: &[u8]) -> Result<Option<R>> {
+        match self.handles.get(ks).get(key)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// True when `key` exists in `ks`.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn contains(&self, ks: Ks, key: &[u8]) -> Result<bool> {
+        Ok(self.handles.get(ks).contains_key(key)?)
+    }
+
+    /// Decodes every record under `prefix`, in key order.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn scan_prefix<R: Record>(&self, ks: Ks, prefix: &[u8]) -> Result<Vec<R>> {
+        let mut out = Vec::new();
+        for guard in self.handles.get(ks).prefix(prefix) {
+            let (_, value) = guard.into_inner()?;
+            out.push(decode(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// The space record, if it exists.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn space(&self, space: &str) -> Result<Option<SpaceRecord>> {
+        self.get(Ks::Spaces, &keys::space(space))
+    }
+
+    /// Every space (there is one per data directory today).
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn spaces(&self) -> Result<Vec<SpaceRecord>> {
+        self.scan_prefix(Ks::Spaces, &[])
+    }
+
+    /// The tenant record, if it exists.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn tenant(&self, space: &str, tenant: &str) -> Result<Option<TenantRecord>> {
+        self.get(Ks::Tenants, &keys::tenant(space, tenant))
+    }
+
+    /// Every tenant of a space, by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn tenants(&self, space: &str) -> Result<Vec<TenantRecord>> {
+        self.scan_prefix(Ks::Tenants, &keys::KeyBuilder::new().id(space).build())
+    }
+
+    /// API key metadata by the SHA-256 of the presented key.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn api_key(&self, sha256: &[u8; 32]) -> Result<Option<ApiKeyRecord>> {
+        self.get(Ks::ApiKeys, &keys::api_key(sha256))
+    }
+
+    /// A webhook registration by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>> {
+        self.get(Ks::Webhooks, &keys::webhook(id))
+    }
+
+    /// A tenant's webhook registrations. Webhooks are keyed by id alone (the receipt URL has
+    /// no tenant), so this filters a full scan; tenants have few webhooks.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn webhooks(&self, space: &str, tenant: &str) -> Result<Vec<WebhookRecord>> {
+        let all: Vec<WebhookRecord> = self.scan_prefix(Ks::Webhooks, &[])?;
+        Ok(all
+            .into_iter()
+            .filter(|w| w.space_id == space && w.tenant_id == tenant)
+            .collect())
+    }
+
+    /// A flow by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn flow(&self, space: &str, tenant: &str, flow_id: &str) -> Result<Option<FlowRecord>> {
+        self.get(Ks::Flows, &keys::flow(space, tenant, flow_id))
+    }
+
+    /// Every flow of a tenant, by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn flows(&self, space: &str, tenant: &str) -> Result<Vec<FlowRecord>> {
+        self.scan_prefix(Ks::Flows, &keys::tenant_prefix(space, tenant).build())
+    }
+
+    /// Up to `limit` outbox entries with sequence `>= from`, in sequence order.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn outbox_from(&self, from: u64, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let mut out = Vec::new();
+        for guard in self.handles.get(Ks::Outbox).range(keys::outbox(from)..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = guard.into_inner()?;
+            out.push(decode(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of entries still in the outbox (approximate: counts tombstoned tables lazily).
+    pub fn outbox_len(&self) -> usize {
+        self.handles.get(Ks::Outbox).approximate_len()
+    }
+
+    /// An execution by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn execution(&self, space: &str, tenant: &str, id: &str) -> Result<Option<ExecutionRecord>> {
+        self.get(Ks::Executions, &keys::execution(space, tenant, id))
+    }
+
+    /// A page of a tenant's executions, newest first. `before` is the time-index key suffix
+    /// returned as the previous page's cursor (exclusive); the returned cursor is `None` on the
+    /// last page.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn executions_page(
+        &self,
+        space: &str,
+        tenant: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<ExecutionRecord>, Option<Vec<u8>>)> {
+        let prefix = keys::tenant_prefix(space, tenant).build();
+        let index = self.handles.get(Ks::ExecutionsByTime);
+        let iter = match before {
+            Some(suffix) => {
+                let mut upper = prefix.clone();
+                upper.extend_from_slice(suffix);
+                index.range(prefix.clone()..upper)
+            }
+            None => index.prefix(&prefix),
+        };
+        let mut out = Vec::new();
+        let mut last_suffix = None;
+        let mut more = false;
+        for guard in iter.rev() {
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            let key = guard.key()?;
+            // suffix = created-ms (8 bytes) + execution id + NUL
+            let Some(suffix) = key.get(prefix.len()..) else {
+                continue;
+            };
+            let id = suffix
+                .get(8..suffix.len().saturating_sub(1))
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            if let Some(record) = self.execution(space, tenant, &id)? {
+                out.push(record);
+            }
+            last_suffix = Some(suffix.to_vec());
+        }
+        Ok((out, if more { last_suffix } else { None }))
+    }
+
+    /// Every execution of every tenant that is not terminal (`pending` or `running`): the work
+    /// to resume after a restart.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn unfinished_executions(&self) -> Result<Vec<ExecutionRecord>> {
+        let all: Vec<ExecutionRecord> = self.scan_prefix(Ks::Executions, &[])?;
+        Ok(all.into_iter().filter(|e| !e.status.is_terminal()).collect())
+    }
+
+    /// The journal of one execution, in step order.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn journal(&self, space: &str, tenant: &str, execution_id: &str) -> Result<Vec<StepRecord>> {
+        self.scan_prefix(
+            Ks::Journal,
+            &keys::journal_prefix(space, tenant, execution_id),
+        )
+    }
+
+    /// The database handle's disk usage in bytes (journals and tables).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn disk_space(&self) -> Result<u64> {
+        Ok(self.db.disk_space()?)
+    }
+}
+
+fn last_outbox_seq(handles: &Handles) -> Result<u64> {
+    let from_meta = match handles.get(Ks::Meta).get(keys::META_OUTBOX_SEQ)? {
+        Some(bytes) => keys::trailing_u64(&bytes).unwrap_or(0),
+        None => 0,
+    };
+    let from_outbox = match handles.get(Ks::Outbox).last_key_value() {
+        Some(guard) => keys::trailing_u64(&guard.key()?).unwrap_or(0),
+        None => 0,
+    };
+    Ok(from_meta.max(from_outbox))
+}

@@ -1,0 +1,146 @@
+//! [`WriteSet`]: the puts and deletes of one atomic batch, with typed helpers that know each
+//! record's key layout so callers never build keys by hand.
+
+use crate::codec::{Record, encode};
+use crate::error::Result;
+use crate::keys;
+use crate::records::{
+    ApiKeyRecord, EventRecord, ExecutionRecord, FlowRecord, SpaceRecord, StepRecord,
+    TenantRecord, WebhookRecord,
+};
+use crate::store::Ks;
+
+/// One write inside a batch.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Put(Ks, Vec<u8>, Vec<u8>),
+    Delete(Ks, Vec<u8>),
+}
+
+/// The writes of one atomic batch. Build it, then hand it to
+/// [`Store::commit`](crate::Store::commit): either every write lands or none does.
+#[derive(Debug, Default, Clone)]
+pub struct WriteSet {
+    pub(crate) ops: Vec<Op>,
+}
+
+impl WriteSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Encodes `record` and puts it at `key` in `ks`.
+    ///
+    /// # Errors
+    /// [`crate::StorageError::Encode`].
+    pub fn put<R: Record>(&mut self, ks: Ks, key: Vec<u8>, record: &R) -> Result<&mut Self> {
+        self.ops.push(Op::Put(ks, key, encode(record)?));
+        Ok(self)
+    }
+
+    /// Deletes `key` from `ks`.
+    pub fn delete(&mut self, ks: Ks, key: Vec<u8>) -> &mut Self {
+        self.ops.push(Op::Delete(ks, key));
+        self
+    }
+
+    /// Puts a space.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_space(&mut self, r: &SpaceRecord) -> Result<&mut Self> {
+        self.put(Ks::Spaces, keys::space(&r.id), r)
+    }
+
+    /// Puts a tenant.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_tenant(&mut self, r: &TenantRecord) -> Result<&mut Self> {
+        self.put(Ks::Tenants, keys::tenant(&r.space_id, &r.id), r)
+    }
+
+    /// Puts API key metadata under the SHA-256 of the key.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_api_key(&mut self, sha256: &[u8; 32], r: &ApiKeyRecord) -> Result<&mut Self> {
+        self.put(Ks::ApiKeys, keys::api_key(sha256), r)
+    }
+
+    /// Puts a webhook registration.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_webhook(&mut self, r: &WebhookRecord) -> Result<&mut Self> {
+        self.put(Ks::Webhooks, keys::webhook(&r.id), r)
+    }
+
+    /// Puts a flow.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_flow(&mut self, space: &str, r: &FlowRecord) -> Result<&mut Self> {
+        self.put(Ks::Flows, keys::flow(space, &r.tenant_id, &r.id), r)
+    }
+
+    /// Puts an execution and its newest-first index entry (the index key depends only on the
+    /// creation time and id, so updates rewrite the same index key).
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_execution(&mut self, r: &ExecutionRecord) -> Result<&mut Self> {
+        self.ops.push(Op::Put(
+            Ks::ExecutionsByTime,
+            keys::execution_by_time(&r.space_id, &r.tenant_id, r.created_at_ms, &r.id),
+            Vec::new(),
+        ));
+        self.put(
+            Ks::Executions,
+            keys::execution(&r.space_id, &r.tenant_id, &r.id),
+            r,
+        )
+    }
+
+    /// Puts a step's journal record.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_step(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        r: &StepRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::Journal,
+            keys::journal(space, tenant, execution_id, r.index),
+            r,
+        )
+    }
+
+    /// Records what became of an event once routed.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_event(&mut self, space: &str, tenant: &str, r: &EventRecord) -> Result<&mut Self> {
+        self.put(Ks::Events, keys::event(space, tenant, r.seq), r)
+    }
+
+    /// Removes an outbox entry once the work it caused is recorded (the "done" mark).
+    pub fn delete_outbox(&mut self, seq: u64) -> &mut Self {
+        self.delete(Ks::Outbox, keys::outbox(seq))
+    }
+}

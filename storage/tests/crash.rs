@@ -1,0 +1,134 @@
+//! Acknowledged means on disk: a writer process is killed with SIGKILL in the middle of a
+//! stream of group commits, and every write it had been told was durable is there after the
+//! database is reopened.
+//!
+//! The test re-runs its own test binary as the writer (selected by an environment variable),
+//! so no extra binary is needed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_storage::{IngestOutcome, OutboxEntry, Store, StoreOptions, WriteSet};
+
+const CHILD_ENV: &str = "SLUICE_STORAGE_CRASH_WRITER_DIR";
+
+fn entry(n: u64) -> OutboxEntry {
+    OutboxEntry {
+        seq: 0,
+        event_id: format!("evt-{n}"),
+        space_id: "sp".into(),
+        tenant_id: format!("t{}", n % 7),
+        webhook_id: "wh".into(),
+        connector: "shopify".into(),
+        headers: Vec::new(),
+        body: vec![b'x'; 512 + (n as usize % 2048)],
+        received_at_ms: n,
+        priority: 2,
+        idempotency_key: String::new(),
+    }
+}
+
+fn dedup_key(n: u64) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The writer: 16 concurrent producers, each printing `ACK <seq> <n>` once its ingest returned.
+fn run_writer(dir: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = Store::open(dir, StoreOptions::default()).expect("open");
+        let mut tasks = Vec::new();
+        for producer in 0..16u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let n = i * 16 + producer;
+                    let outcome = store.ingest(dedup_key(n), entry(n)).await.expect("ingest");
+                    if let IngestOutcome::Accepted { seq, .. } = outcome {
+                        println!("ACK {seq} {n}");
+                    }
+                    // Interleave plain batches (the journaling path) with ingests.
+                    let mut w = WriteSet::new();
+                    w.put_tenant(&sluice_storage::TenantRecord {
+                        space_id: "sp".into(),
+                        id: format!("tenant-{n}"),
+                        created_at_ms: n,
+                    })
+                    .expect("encode");
+                    store.commit(w).await.expect("commit");
+                    println!("TENANT {n}");
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        run_writer(&dir);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..3 {
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", "acknowledged_writes_survive_sigkill", "--nocapture"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn writer");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut acked = Vec::new();
+        let mut tenants = Vec::new();
+        let started = Instant::now();
+        let target = 400 + round * 150;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            match parts.as_slice() {
+                ["ACK", seq, n] => acked.push((
+                    seq.parse::<u64>().expect("seq"),
+                    n.parse::<u64>().expect("n"),
+                )),
+                ["TENANT", n] => tenants.push(n.parse::<u64>().expect("n")),
+                _ => continue,
+            }
+            if acked.len() >= target || started.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+        }
+        child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
+        let _ = child.wait();
+        assert!(acked.len() >= 50, "writer acknowledged too little: {}", acked.len());
+
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+        for (seq, n) in &acked {
+            let found = store.outbox_from(*seq, 1).expect("scan");
+            let entry = found.first().expect("acknowledged entry present");
+            assert_eq!(entry.seq, *seq);
+            assert_eq!(entry.event_id, format!("evt-{n}"));
+        }
+        for n in &tenants {
+            assert!(
+                store.tenant("sp", &format!("tenant-{n}")).expect("get").is_some(),
+                "acknowledged tenant-{n} missing after SIGKILL"
+            );
+        }
+        eprintln!(
+            "round {round}: {} ingests and {} batches acknowledged, all present after SIGKILL",
+            acked.len(),
+            tenants.len()
+        );
+    }
+}
