@@ -1,1 +1,18 @@
-//! placeholder
+//! `sluice-actors`: the runtime and the domain it runs.
+//!
+//! - [`pipeline`]: signature verification, idempotency keys, normalization, routing (pure);
+//! - [`flow`]: the flow document and its save-time validation (pure);
+//! - [`mapping`]: templates and field mappings (pure);
+//! - [`engine`]: runs one execution, journaling each step through `sluice-storage`;
+//! - [`runtime`]: the actors — root supervisor, tenant supervisors, outbox relay;
+//! - [`connector`]: the trait through which the engine reaches the outside world.
+//!
+//! This crate knows nothing of HTTP servers; the binary wires it to one.
+
+pub mod connector;
+pub mod engine;
+pub mod flow;
+pub mod ids;
+pub mod mapping;
+pub mod pipeline;
+pub mod runtime;

@@ -161,6 +161,32 @@ pub struct EventRecord {
     pub error: Option<String>,
 }
 
+/// A dead-lettered item: an event that could not be normalized, kept whole so it can be
+/// inspected and replayed once the cause is fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqRecord {
+    /// Sequence within the tenant's DLQ (the outbox sequence of the event).
+    pub seq: u64,
+    /// What failed: `event` (normalization) or `execution`.
+    pub kind: String,
+    /// Event id.
+    pub event_id: String,
+    /// Execution id, for a failed execution.
+    pub execution_id: Option<String>,
+    /// Source connector.
+    pub source: String,
+    /// Retained headers of the delivery.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// Why it failed.
+    pub error: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was dead-lettered, Unix ms.
+    pub failed_at_ms: u64,
+}
+
 /// Execution lifecycle (the reference's statuses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecutionStatus {
@@ -311,6 +337,9 @@ impl Record for DedupRecord {
 }
 impl Record for EventRecord {
     const KIND: &'static str = "event";
+}
+impl Record for DlqRecord {
+    const KIND: &'static str = "dlq";
 }
 impl Record for ExecutionRecord {
     const KIND: &'static str = "execution";

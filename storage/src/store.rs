@@ -42,13 +42,15 @@ pub enum Ks {
     ExecutionsByTime,
     /// [`StepRecord`] by (space, tenant, execution id, step index).
     Journal,
+    /// [`crate::DlqRecord`] by (space, tenant, seq).
+    Dlq,
     /// Store-internal counters ([`keys::META_OUTBOX_SEQ`]).
     Meta,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 12] = [
+    pub const ALL: [Ks; 13] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -60,6 +62,7 @@ impl Ks {
         Ks::Executions,
         Ks::ExecutionsByTime,
         Ks::Journal,
+        Ks::Dlq,
         Ks::Meta,
     ];
 
@@ -77,6 +80,7 @@ impl Ks {
             Ks::Executions => "executions",
             Ks::ExecutionsByTime => "executions_by_time",
             Ks::Journal => "journal",
+            Ks::Dlq => "dlq",
             Ks::Meta => "meta",
         }
     }
@@ -405,6 +409,28 @@ impl Store {
             Ks::Journal,
             &keys::journal_prefix(space, tenant, execution_id),
         )
+    }
+
+    /// A tenant's dead letter queue, oldest first.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn dlq(&self, space: &str, tenant: &str) -> Result<Vec<crate::DlqRecord>> {
+        self.scan_prefix(Ks::Dlq, &keys::tenant_prefix(space, tenant).build())
+    }
+
+    /// A tenant's routed events, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn events(&self, space: &str, tenant: &str, limit: usize) -> Result<Vec<crate::EventRecord>> {
+        let mut out = Vec::new();
+        let prefix = keys::tenant_prefix(space, tenant).build();
+        for guard in self.handles.get(Ks::Events).prefix(&prefix).rev().take(limit) {
+            let (_, value) = guard.into_inner()?;
+            out.push(decode(&value)?);
+        }
+        Ok(out)
     }
 
     /// The database handle's disk usage in bytes (journals and tables).

@@ -139,6 +139,14 @@ impl WriteSet {
         self.put(Ks::Events, keys::event(space, tenant, r.seq), r)
     }
 
+    /// Puts a dead-lettered item.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_dlq(&mut self, space: &str, tenant: &str, r: &crate::DlqRecord) -> Result<&mut Self> {
+        self.put(Ks::Dlq, keys::event(space, tenant, r.seq), r)
+    }
+
     /// Removes an outbox entry once the work it caused is recorded (the "done" mark).
     pub fn delete_outbox(&mut self, seq: u64) -> &mut Self {
         self.delete(Ks::Outbox, keys::outbox(seq))

@@ -1,0 +1,369 @@
+//! Checks a flow when it is saved, so that what runs later cannot fail for reasons visible
+//! now: names, dependencies (unknown, cycles), templates (syntax, functions, references to
+//! steps that cannot have run yet) and what the engine supports today. Errors name the step.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::spec::{FlowSpec, StepSpec, Trigger};
+use crate::mapping::template::referenced_steps;
+
+/// Why a flow was refused. `Display` names the step and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FlowError {
+    /// The offending step, if the problem is in one.
+    pub step: Option<String>,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+fn err(step: Option<&str>, message: String) -> FlowError {
+    FlowError {
+        step: step.map(str::to_owned),
+        message,
+    }
+}
+
+/// Connector actions the engine can run today: `(connector, action)`.
+pub const SUPPORTED_ACTIONS: &[(&str, &str)] = &[("http", "request")];
+
+/// A validated flow: the spec plus each step's dependencies and a topological order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The flow.
+    pub spec: FlowSpec,
+    /// Indices of each step's dependencies.
+    pub deps: Vec<Vec<usize>>,
+    /// Step indices in an order where every step comes after its dependencies (ties keep
+    /// document order).
+    pub order: Vec<usize>,
+}
+
+/// Validates `spec` and computes its [`Plan`].
+///
+/// # Errors
+/// A [`FlowError`] naming the first problem found.
+pub fn plan(spec: FlowSpec) -> Result<Plan, FlowError> {
+    if !is_flow_name(&spec.name) {
+        return Err(err(
+            None,
+            format!(
+                "flow name {:?} must be 1-64 letters, digits or underscores",
+                spec.name
+            ),
+        ));
+    }
+    check_trigger(&spec.trigger)?;
+    if spec.steps.is_empty() {
+        return Err(err(None, "a flow needs at least one step".into()));
+    }
+    let mut index = HashMap::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        if !is_step_name(&step.name) {
+            return Err(err(
+                Some(&step.name),
+                format!(
+                    "step name {:?} must be 1-64 letters, digits, '_' or '-'",
+                    step.name
+                ),
+            ));
+        }
+        if index.insert(step.name.as_str(), i).is_some() {
+            return Err(err(
+                Some(&step.name),
+                format!("duplicate step name {:?}", step.name),
+            ));
+        }
+    }
+    let mut deps = Vec::with_capacity(spec.steps.len());
+    for (i, step) in spec.steps.iter().enumerate() {
+        let d = match &step.depends_on {
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    index.get(n.as_str()).copied().ok_or_else(|| {
+                        err(
+                            Some(&step.name),
+                            format!("step {:?} depends on unknown step {n:?}", step.name),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None if i == 0 => Vec::new(),
+            None => vec![i - 1],
+        };
+        deps.push(d);
+    }
+    let order = topological_order(&spec.steps, &deps)?;
+    let ancestors = ancestors(&deps, &order);
+    for (i, step) in spec.steps.iter().enumerate() {
+        check_step(step)?;
+        for referenced in step_references(step)? {
+            let Some(&j) = index.get(referenced.as_str()) else {
+                return Err(err(
+                    Some(&step.name),
+                    format!(
+                        "step {:?} references unknown step {referenced:?}",
+                        step.name
+                    ),
+                ));
+            };
+            if !ancestors[i].contains(&j) {
+                return Err(err(
+                    Some(&step.name),
+                    format!(
+                        "step {:?} references step {referenced:?}, which cannot have run before it (add it to dependsOn)",
+                        step.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Plan { spec, deps, order })
+}
+
+fn check_trigger(trigger: &Trigger) -> Result<(), FlowError> {
+    match trigger {
+        Trigger::Event {
+            source,
+            event,
+            condition,
+        } => {
+            if source.is_empty() || event.is_empty() {
+                return Err(err(None, "event trigger needs a source and an event".into()));
+            }
+            if condition.is_some() {
+                return Err(err(
+                    None,
+                    "trigger conditions are not supported yet; remove \"condition\"".into(),
+                ));
+            }
+            Ok(())
+        }
+        Trigger::Webhook { webhook_id } if webhook_id.is_empty() => {
+            Err(err(None, "webhook trigger needs a webhookId".into()))
+        }
+        Trigger::Webhook { .. } => Ok(()),
+        other => Err(err(
+            None,
+            format!(
+                "trigger type {:?} is not supported yet (supported: event, webhook)",
+                other.kind()
+            ),
+        )),
+    }
+}
+
+fn check_step(step: &StepSpec) -> Result<(), FlowError> {
+    if step.kind != "action" {
+        return Err(err(
+            Some(&step.name),
+            format!(
+                "step {:?} has type {:?}, which is not supported yet (supported: action)",
+                step.name, step.kind
+            ),
+        ));
+    }
+    match (&step.connector, &step.action) {
+        (None, None) => {
+            if step.mapping.is_none() {
+                return Err(err(
+                    Some(&step.name),
+                    format!(
+                        "step {:?} needs a connector and action, or a mapping",
+                        step.name
+                    ),
+                ));
+            }
+        }
+        (Some(c), Some(a)) => {
+            if !SUPPORTED_ACTIONS.contains(&(c.as_str(), a.as_str())) {
+                return Err(err(
+                    Some(&step.name),
+                    format!(
+                        "step {:?}: connector action {c}.{a} is not available (available: http.request)",
+                        step.name
+                    ),
+                ));
+            }
+        }
+        _ => {
+            return Err(err(
+                Some(&step.name),
+                format!(
+                    "step {:?} needs both connector and action",
+                    step.name
+                ),
+            ));
+        }
+    }
+    if let Some(r) = &step.retry
+        && r.max_attempts == 0
+    {
+        return Err(err(
+            Some(&step.name),
+            format!("step {:?}: retry.maxAttempts must be at least 1", step.name),
+        ));
+    }
+    Ok(())
+}
+
+fn step_references(step: &StepSpec) -> Result<Vec<String>, FlowError> {
+    let mut all = Vec::new();
+    let docs = [
+        step.input.clone(),
+        step.mapping.clone().map(Value::Object),
+    ];
+    for doc in docs.into_iter().flatten() {
+        let names = referenced_steps(&doc).map_err(|e| {
+            err(
+                Some(&step.name),
+                format!("step {:?}: {e}", step.name),
+            )
+        })?;
+        all.extend(names);
+    }
+    Ok(all)
+}
+
+/// Kahn's algorithm, picking the lowest ready index each time so ties keep document order.
+fn topological_order(steps: &[StepSpec], deps: &[Vec<usize>]) -> Result<Vec<usize>, FlowError> {
+    let n = steps.len();
+    let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, d) in deps.iter().enumerate() {
+        for &j in d {
+            dependents[j].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &k in &dependents[i] {
+            indegree[k] -= 1;
+            if indegree[k] == 0 {
+                ready.insert(k);
+            }
+        }
+    }
+    if order.len() < n {
+        let stuck: Vec<&str> = (0..n)
+            .filter(|i| !order.contains(i))
+            .map(|i| steps[i].name.as_str())
+            .collect();
+        return Err(err(
+            stuck.first().copied(),
+            format!(
+                "dependsOn forms a cycle through steps {}",
+                stuck.join(", ")
+            ),
+        ));
+    }
+    Ok(order)
+}
+
+fn ancestors(deps: &[Vec<usize>], order: &[usize]) -> Vec<HashSet<usize>> {
+    let mut out = vec![HashSet::new(); deps.len()];
+    for &i in order {
+        let mut set = HashSet::new();
+        for &d in &deps[i] {
+            set.insert(d);
+            set.extend(out[d].iter().copied());
+        }
+        out[i] = set;
+    }
+    out
+}
+
+fn is_flow_name(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_step_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn flow(steps: Value) -> FlowSpec {
+        serde_json::from_value(json!({
+            "name": "f",
+            "trigger": {"type": "event", "source": "shopify", "event": "order.created"},
+            "steps": steps
+        }))
+        .expect("spec")
+    }
+
+    fn http_step(name: &str, extra: Value) -> Value {
+        let mut s = json!({"name": name, "type": "action", "connector": "http", "action": "request",
+                           "input": {"method": "GET", "url": "http://x"}});
+        if let (Some(o), Some(e)) = (s.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        s
+    }
+
+    #[test]
+    fn default_dependencies_chain_and_order_respects_depends_on() {
+        let p = plan(flow(json!([
+            http_step("a", json!({})),
+            http_step("b", json!({"dependsOn": ["c"]})),
+            http_step("c", json!({"dependsOn": ["a"]})),
+        ])))
+        .expect("plan");
+        assert_eq!(p.deps, vec![vec![], vec![2], vec![0]]);
+        assert_eq!(p.order, vec![0, 2, 1]);
+    }
+
+    #[test]
+    fn cycles_unknown_and_duplicate_names_name_the_step() {
+        let e = plan(flow(json!([
+            http_step("a", json!({"dependsOn": ["b"]})),
+            http_step("b", json!({"dependsOn": ["a"]})),
+        ])))
+        .expect_err("cycle");
+        assert!(e.message.contains("cycle"), "{e}");
+        assert_eq!(e.step.as_deref(), Some("a"));
+        let e = plan(flow(json!([http_step("a", json!({"dependsOn": ["zz"]}))]))).expect_err("unknown");
+        assert!(e.message.contains("\"zz\""), "{e}");
+        let e = plan(flow(json!([http_step("a", json!({})), http_step("a", json!({}))]))).expect_err("dup");
+        assert!(e.message.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn templates_may_only_read_steps_that_ran_before() {
+        let e = plan(flow(json!([
+            http_step("a", json!({"input": {"method": "GET", "url": "{{steps.b.output.url}}"}})),
+            http_step("b", json!({"dependsOn": []})),
+        ])))
+        .expect_err("forward reference");
+        assert_eq!(e.step.as_deref(), Some("a"));
+        assert!(e.message.contains("cannot have run"), "{e}");
+        plan(flow(json!([
+            http_step("a", json!({})),
+            http_step("b", json!({"input": {"method": "GET", "url": "{{steps.a.output.body.next}}"}})),
+        ])))
+        .expect("backward reference is fine");
+    }
+
+    #[test]
+    fn unsupported_features_are_refused_not_ignored() {
+        let e = plan(flow(json!([{"name": "w", "type": "wait"}]))).expect_err("wait");
+        assert!(e.message.contains("not supported yet"), "{e}");
+        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice"}])))
+            .expect_err("xero");
+        assert!(e.message.contains("xero.createInvoice"), "{e}");
+        let bad_template = plan(flow(json!([http_step("a", json!({"input": {"url": "{{NOPE(trigger.x)}}"}}))])));
+        assert!(bad_template.is_err());
+    }
+}

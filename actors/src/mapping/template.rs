@@ -1,0 +1,898 @@
+//! The flow template language: `{{ input.x }}`, `{{ trigger.x }}`,
+//! `{{ steps.NAME.output.items[0].sku }}`, literals and the transform functions.
+//!
+//! A template string is literal text with `{{ expr }}` parts. A string that is exactly one
+//! `{{ expr }}` keeps the JSON type of the value it evaluates to; anything else renders as
+//! text. A missing path evaluates to `null`, never to an error. Unknown functions and wrong
+//! argument counts are rejected by [`Template::parse`], so flows can be refused when saved.
+//!
+//! Grammar inside `{{ }}` (whitespace allowed between tokens; literal text outside may
+//! contain single `{` and `}`):
+//!
+//! ```text
+//! expr    := NAME "(" [ expr { "," expr } ] ")"       NAME directly followed by "("
+//!          | number | string | "true" | "false" | "null" | path
+//! number  := ["-"] digits [ "." digits ]
+//! string  := '…' | "…"                                escapes: \\ \' \" \n \t
+//! path    := (ident | bracket) { "." ident | bracket }
+//! bracket := "[" digits "]" | "[" string "]"
+//! ident   := [A-Za-z_][A-Za-z0-9_-]*
+//! ```
+//!
+//! Functions (case-sensitive): `UPPER(x)`, `LOWER(x)`, `TRIM(x)`, `ROUND(x[, places])`,
+//! `MULTIPLY(a, b)`, `ADD(a, b)`, `CONCAT(a, …)`, `COALESCE(a, …)`; see [`Template::render`].
+
+use std::str::FromStr;
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{Number, Value};
+
+/// Errors from parsing or rendering a template. Every variant names the template source and
+/// the byte position in it of the offending token or function name.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum TemplateError {
+    /// Malformed template: unterminated `{{`, empty `{{ }}`, trailing garbage, bad token.
+    #[error("template {template:?}: parse error at byte {position}: {reason}")]
+    Parse {
+        /// The template source.
+        template: String,
+        /// Byte offset of the error.
+        position: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A call names a function that does not exist (names are case-sensitive).
+    #[error("template {template:?}: unknown function `{function}` at byte {position}")]
+    UnknownFunction {
+        /// The template source.
+        template: String,
+        /// Byte offset of the function name.
+        position: usize,
+        /// The unknown name.
+        function: String,
+    },
+    /// A call has the wrong number of arguments (checked at parse time).
+    #[error(
+        "template {template:?}: `{function}` at byte {position} takes {expected} argument(s), found {found}"
+    )]
+    Arity {
+        /// The template source.
+        template: String,
+        /// Byte offset of the function name.
+        position: usize,
+        /// The function name.
+        function: String,
+        /// Accepted count: `"exactly 2"`, `"1 to 2"`, `"at least 1"`.
+        expected: String,
+        /// Number of arguments given.
+        found: usize,
+    },
+    /// At render time a function got a value it cannot use, e.g. `ADD(1, "abc")`.
+    #[error(
+        "template {template:?}: argument {argument} of `{function}` at byte {position} must be {expected}, found {found}"
+    )]
+    ArgumentType {
+        /// The template source.
+        template: String,
+        /// Byte offset of the function name.
+        position: usize,
+        /// The function name.
+        function: String,
+        /// 1-based index of the argument.
+        argument: usize,
+        /// What the function accepts.
+        expected: String,
+        /// What it got (scalars as JSON text, otherwise `an array` / `an object`).
+        found: String,
+    },
+    /// `ADD` / `MULTIPLY` overflowed the decimal range (about ±7.9e28).
+    #[error("template {template:?}: `{function}` at byte {position} overflowed")]
+    Overflow {
+        /// The template source.
+        template: String,
+        /// Byte offset of the function name.
+        position: usize,
+        /// The function name.
+        function: String,
+    },
+}
+
+/// One step of a [`Path`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    /// An object key: `name` or `["some key"]`.
+    Key(String),
+    /// An array index: `[0]`.
+    Index(usize),
+}
+
+/// A reference such as `steps.fetch.output.items[0].sku`: `[Key("steps"), Key("fetch"),
+/// Key("output"), Key("items"), Index(0), Key("sku")]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    /// The segments, root first.
+    pub segments: Vec<Segment>,
+}
+
+impl Path {
+    /// The first segment when it is a key (`input`, `trigger`, `steps`…), else `None`.
+    pub fn root(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Key(k)) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Walks `ctx` along the segments. `None` when a key is absent, an index is out of
+    /// bounds, or a key meets a non-object / an index meets a non-array.
+    pub fn resolve<'a>(&self, ctx: &'a Value) -> Option<&'a Value> {
+        self.segments
+            .iter()
+            .try_fold(ctx, |value, segment| match (segment, value) {
+                (Segment::Key(k), Value::Object(map)) => map.get(k),
+                (Segment::Index(i), Value::Array(items)) => items.get(*i),
+                _ => None,
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Func {
+    Upper,
+    Lower,
+    Trim,
+    Round,
+    Multiply,
+    Add,
+    Concat,
+    Coalesce,
+}
+
+/// Name, function, minimum and maximum (`None`: unbounded) argument count.
+const FUNCTIONS: [(&str, Func, usize, Option<usize>); 8] = [
+    ("UPPER", Func::Upper, 1, Some(1)),
+    ("LOWER", Func::Lower, 1, Some(1)),
+    ("TRIM", Func::Trim, 1, Some(1)),
+    ("ROUND", Func::Round, 1, Some(2)),
+    ("MULTIPLY", Func::Multiply, 2, Some(2)),
+    ("ADD", Func::Add, 2, Some(2)),
+    ("CONCAT", Func::Concat, 1, None),
+    ("COALESCE", Func::Coalesce, 1, None),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Literal(Value),
+    Path(Path),
+    Call {
+        func: Func,
+        name: &'static str,
+        position: usize,
+        args: Vec<Expr>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Expr(Expr),
+}
+
+/// A parsed template string: literal text and `{{ expr }}` parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses `src`. Every `{{` opens an expression that must be closed by `}}`.
+    ///
+    /// # Errors
+    /// [`TemplateError::Parse`] for an unterminated `{{` (positioned at that `{{`), an empty
+    /// `{{ }}`, trailing garbage or a malformed literal or path;
+    /// [`TemplateError::UnknownFunction`] and [`TemplateError::Arity`] for bad calls.
+    pub fn parse(src: &str) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut p = Parser {
+            src,
+            pos: 0,
+            open: 0,
+        };
+        while let Some(offset) = src[p.pos..].find("{{") {
+            p.open = p.pos + offset;
+            if offset > 0 {
+                parts.push(Part::Text(src[p.pos..p.open].to_owned()));
+            }
+            p.pos = p.open + 2;
+            p.skip_ws();
+            if src[p.pos..].starts_with("}}") {
+                return Err(p.error(p.open, "empty expression"));
+            }
+            parts.push(Part::Expr(p.expr()?));
+            p.skip_ws();
+            if !p.eat("}}") {
+                return Err(p.error(p.pos, "expected `}}`"));
+            }
+        }
+        if p.pos < src.len() {
+            parts.push(Part::Text(src[p.pos..].to_owned()));
+        }
+        Ok(Template {
+            source: src.to_owned(),
+            parts,
+        })
+    }
+
+    /// Renders against `ctx`, a JSON object whose top-level keys are the path roots, e.g.
+    /// `{"input": …, "trigger": …, "steps": {"NAME": {"output": …}}}`.
+    ///
+    /// If the source is exactly one `{{ expr }}` (nothing outside the braces) the result is
+    /// the value itself, with its JSON type. Otherwise the parts are rendered as text and
+    /// concatenated into a JSON string: strings unquoted, `null` empty, numbers and booleans
+    /// as JSON text, arrays and objects as compact JSON.
+    ///
+    /// Functions:
+    /// - `UPPER`, `LOWER`, `TRIM`: string out; numbers and booleans are converted to text
+    ///   first; `null` gives `null`.
+    /// - `ADD(a, b)`, `MULTIPLY(a, b)`: exact decimal arithmetic (never `f64`) on JSON numbers
+    ///   or numeric strings. The result takes the type of `a`: a string gives the decimal's
+    ///   text with the scale the arithmetic yields (`MULTIPLY("19.99", 3)` = `"59.97"`,
+    ///   `MULTIPLY("404.95", 2)` = `"809.90"`); a number gives a JSON integer when there is
+    ///   no fractional part, else the `f64` parsed from the decimal's text
+    ///   (`ADD(0.1, 0.2)` = `0.3`). Any `null` argument gives `null`.
+    /// - `ROUND(x, places = 0)`: rounds half-up *away from zero* (`2.345` → `2.35`,
+    ///   `-2.345` → `-2.35`, `2.5` → `3`). `places` is an integer 0..=28. Result type
+    ///   follows `x` as above; a string result is padded to `places` (`"19.9"` → `"19.90"`).
+    /// - `CONCAT(a, …)`: the text renderings joined (`null` as empty).
+    /// - `COALESCE(a, …)`: the first non-null argument, else `null`.
+    ///
+    /// # Errors
+    /// [`TemplateError::ArgumentType`] when a function gets an unusable value (a
+    /// non-numeric string for `ADD`, an array for `UPPER`, a bad `places`…),
+    /// [`TemplateError::Overflow`] when decimal arithmetic overflows.
+    pub fn render(&self, ctx: &Value) -> Result<Value, TemplateError> {
+        if let [Part::Expr(expr)] = self.parts.as_slice() {
+            return self.eval(expr, ctx);
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Expr(expr) => out.push_str(&to_text(&self.eval(expr, ctx)?)),
+            }
+        }
+        Ok(Value::String(out))
+    }
+
+    /// Every path the template references, including inside function arguments, in source
+    /// order (for static checks such as which steps a template reads).
+    pub fn paths(&self) -> Vec<&Path> {
+        fn collect<'a>(expr: &'a Expr, out: &mut Vec<&'a Path>) {
+            match expr {
+                Expr::Literal(_) => {}
+                Expr::Path(p) => out.push(p),
+                Expr::Call { args, .. } => args.iter().for_each(|a| collect(a, out)),
+            }
+        }
+        let mut out = Vec::new();
+        for part in &self.parts {
+            if let Part::Expr(expr) = part {
+                collect(expr, &mut out);
+            }
+        }
+        out
+    }
+
+    /// True when the string has no `{{` at all (pure literal text).
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Text(_)))
+    }
+
+    fn eval(&self, expr: &Expr, ctx: &Value) -> Result<Value, TemplateError> {
+        match expr {
+            Expr::Literal(v) => Ok(v.clone()),
+            Expr::Path(p) => Ok(p.resolve(ctx).cloned().unwrap_or(Value::Null)),
+            Expr::Call {
+                func,
+                name,
+                position,
+                args,
+            } => {
+                let args = args
+                    .iter()
+                    .map(|a| self.eval(a, ctx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.apply(*func, name, *position, &args)
+            }
+        }
+    }
+
+    /// Applies a function to evaluated arguments; the arity was checked by `parse`.
+    fn apply(
+        &self,
+        func: Func,
+        name: &str,
+        position: usize,
+        args: &[Value],
+    ) -> Result<Value, TemplateError> {
+        let type_error = |argument: usize, expected: &str| TemplateError::ArgumentType {
+            template: self.source.clone(),
+            position,
+            function: name.to_owned(),
+            argument,
+            expected: expected.to_owned(),
+            found: match &args[argument - 1] {
+                Value::Array(_) => "an array".to_owned(),
+                Value::Object(_) => "an object".to_owned(),
+                scalar => scalar.to_string(),
+            },
+        };
+        let decimal = |i: usize| {
+            to_decimal(&args[i]).ok_or_else(|| type_error(i + 1, "a number or numeric string"))
+        };
+        Ok(match func {
+            Func::Upper | Func::Lower | Func::Trim => {
+                let text = match &args[0] {
+                    Value::Null => return Ok(Value::Null),
+                    Value::Array(_) | Value::Object(_) => {
+                        return Err(type_error(1, "a string, number or boolean"));
+                    }
+                    scalar => to_text(scalar),
+                };
+                Value::String(match func {
+                    Func::Upper => text.to_uppercase(),
+                    Func::Lower => text.to_lowercase(),
+                    _ => text.trim().to_owned(),
+                })
+            }
+            Func::Add | Func::Multiply if args.iter().any(Value::is_null) => Value::Null,
+            Func::Add | Func::Multiply => {
+                let (a, b) = (decimal(0)?, decimal(1)?);
+                let result = if func == Func::Add {
+                    a.checked_add(b)
+                } else {
+                    a.checked_mul(b)
+                };
+                let result = result.ok_or_else(|| TemplateError::Overflow {
+                    template: self.source.clone(),
+                    position,
+                    function: name.to_owned(),
+                })?;
+                number_like(&args[0], result)
+            }
+            Func::Round if args[0].is_null() => Value::Null,
+            Func::Round => {
+                let places = match args.get(1) {
+                    None => 0,
+                    Some(v) => v
+                        .as_u64()
+                        .and_then(|p| u32::try_from(p).ok())
+                        .filter(|p| *p <= 28)
+                        .ok_or_else(|| type_error(2, "an integer from 0 to 28"))?,
+                };
+                let mut rounded = decimal(0)?
+                    .round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero);
+                if args[0].is_string() {
+                    rounded.rescale(places);
+                }
+                number_like(&args[0], rounded)
+            }
+            Func::Concat => Value::String(args.iter().map(to_text).collect()),
+            Func::Coalesce => args
+                .iter()
+                .find(|v| !v.is_null())
+                .cloned()
+                .unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// Text rendering of a value: strings unquoted, `null` empty, everything else compact JSON.
+fn to_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON number (through its text, so `0.1` is exactly one tenth) or a numeric string
+/// (surrounding whitespace ignored) as a decimal.
+fn to_decimal(value: &Value) -> Option<Decimal> {
+    match value {
+        Value::Number(n) => {
+            let text = n.to_string();
+            Decimal::from_str(&text)
+                .or_else(|_| Decimal::from_scientific(&text))
+                .ok()
+        }
+        Value::String(s) => Decimal::from_str(s.trim()).ok(),
+        _ => None,
+    }
+}
+
+/// Shapes `d` like `model`: a string model gives the decimal's text, a number model a JSON
+/// integer when `d` has no fractional part, else the `f64` parsed from the decimal's text.
+fn number_like(model: &Value, d: Decimal) -> Value {
+    if model.is_string() {
+        return Value::String(d.to_string());
+    }
+    if d.fract().is_zero()
+        && let Some(i) = d.to_i64()
+    {
+        return Value::from(i);
+    }
+    d.normalize()
+        .to_string()
+        .parse()
+        .ok()
+        .and_then(Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+fn is_ident_continue(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// Recursive-descent parser over the template source; positions are byte offsets.
+struct Parser<'a> {
+    src: &'a str,
+    pos: usize,
+    /// Position of the `{{` that opened the current expression.
+    open: usize,
+}
+
+impl<'a> Parser<'a> {
+    /// A parse error at `position`; once the input is exhausted it is reported as an
+    /// unterminated `{{` at the opening braces instead.
+    fn error(&self, position: usize, reason: &str) -> TemplateError {
+        let (position, reason) = if self.pos >= self.src.len() {
+            (self.open, "unterminated `{{`, no closing `}}`")
+        } else {
+            (position, reason)
+        };
+        TemplateError::Parse {
+            template: self.src.to_owned(),
+            position,
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.as_bytes().get(self.pos).copied()
+    }
+
+    fn eat(&mut self, s: &str) -> bool {
+        let hit = self.src[self.pos..].starts_with(s);
+        if hit {
+            self.pos += s.len();
+        }
+        hit
+    }
+
+    /// Consumes bytes while `keep` holds and returns them.
+    fn scan(&mut self, keep: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.pos;
+        while self.peek().is_some_and(&keep) {
+            self.pos += 1;
+        }
+        &self.src[start..self.pos]
+    }
+
+    fn skip_ws(&mut self) {
+        self.scan(|b| b.is_ascii_whitespace());
+    }
+
+    fn expr(&mut self) -> Result<Expr, TemplateError> {
+        self.skip_ws();
+        let start = self.pos;
+        let first = match self.peek() {
+            Some(b'\'' | b'"') => return Ok(Expr::Literal(Value::String(self.string()?))),
+            Some(b'-' | b'0'..=b'9') => return self.number(),
+            Some(b'[') => self.bracket()?,
+            Some(b) if is_ident_start(b) => match self.scan(is_ident_continue) {
+                name if self.peek() == Some(b'(') => return self.call(name, start),
+                "true" => return Ok(Expr::Literal(Value::Bool(true))),
+                "false" => return Ok(Expr::Literal(Value::Bool(false))),
+                "null" => return Ok(Expr::Literal(Value::Null)),
+                name => Segment::Key(name.to_owned()),
+            },
+            _ => return Err(self.error(start, "expected a path, literal or function call")),
+        };
+        let mut segments = vec![first];
+        loop {
+            if self.eat(".") {
+                if !self.peek().is_some_and(is_ident_start) {
+                    return Err(self.error(self.pos, "expected a key after `.`"));
+                }
+                segments.push(Segment::Key(self.scan(is_ident_continue).to_owned()));
+            } else if self.peek() == Some(b'[') {
+                segments.push(self.bracket()?);
+            } else {
+                return Ok(Expr::Path(Path { segments }));
+            }
+        }
+    }
+
+    /// The arguments of a call whose name starts at `start`; the parser is at the `(`.
+    fn call(&mut self, name: &str, start: usize) -> Result<Expr, TemplateError> {
+        let Some(&(name, func, min, max)) = FUNCTIONS.iter().find(|f| f.0 == name) else {
+            return Err(TemplateError::UnknownFunction {
+                template: self.src.to_owned(),
+                position: start,
+                function: name.to_owned(),
+            });
+        };
+        self.pos += 1;
+        self.skip_ws();
+        let mut args = Vec::new();
+        while !self.eat(")") {
+            if !args.is_empty() && !self.eat(",") {
+                return Err(self.error(self.pos, "expected `,` or `)`"));
+            }
+            args.push(self.expr()?);
+            self.skip_ws();
+        }
+        if args.len() < min || max.is_some_and(|m| args.len() > m) {
+            let expected = match max {
+                Some(m) if m == min => format!("exactly {min}"),
+                Some(m) => format!("{min} to {m}"),
+                None => format!("at least {min}"),
+            };
+            let found = args.len();
+            return Err(TemplateError::Arity {
+                template: self.src.to_owned(),
+                position: start,
+                function: name.to_owned(),
+                expected,
+                found,
+            });
+        }
+        Ok(Expr::Call {
+            func,
+            name,
+            position: start,
+            args,
+        })
+    }
+
+    /// `[N]` or `["key"]`; the parser is at the `[`.
+    fn bracket(&mut self) -> Result<Segment, TemplateError> {
+        self.pos += 1;
+        self.skip_ws();
+        let start = self.pos;
+        let segment = if matches!(self.peek(), Some(b'\'' | b'"')) {
+            Segment::Key(self.string()?)
+        } else {
+            let digits = self.scan(|b| b.is_ascii_digit());
+            Segment::Index(
+                digits
+                    .parse()
+                    .map_err(|_| self.error(start, "expected an array index or a quoted key"))?,
+            )
+        };
+        self.skip_ws();
+        if !self.eat("]") {
+            return Err(self.error(self.pos, "expected `]`"));
+        }
+        Ok(segment)
+    }
+
+    /// `-?digits(.digits)?` as a JSON number literal.
+    fn number(&mut self) -> Result<Expr, TemplateError> {
+        let start = self.pos;
+        let text = self.scan(|b| b == b'-' || b == b'.' || b.is_ascii_digit());
+        serde_json::from_str(text)
+            .map(Expr::Literal)
+            .map_err(|_| self.error(start, "malformed number"))
+    }
+
+    /// A quoted string; the parser is at the opening quote.
+    fn string(&mut self) -> Result<String, TemplateError> {
+        let start = self.pos;
+        let quote = char::from(self.src.as_bytes()[start]);
+        let mut out = String::new();
+        let mut chars = self.src[start + 1..].char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => out.push('\n'),
+                    Some((_, 't')) => out.push('\t'),
+                    Some((_, e @ ('\\' | '\'' | '"'))) => out.push(e),
+                    Some((j, _)) => return Err(self.error(start + 1 + j, "unknown escape")),
+                    None => break,
+                },
+                c if c == quote => {
+                    self.pos = start + 1 + i + 1;
+                    return Ok(out);
+                }
+                c => out.push(c),
+            }
+        }
+        Err(self.error(start, "unterminated string"))
+    }
+}
+
+/// Renders every string inside `value` as a template, recursing through arrays and object
+/// values (object keys are not templated); non-strings are returned unchanged.
+///
+/// # Errors
+/// The first parse or render error of any string.
+pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, TemplateError> {
+    Ok(match value {
+        Value::String(s) => Template::parse(s)?.render(ctx)?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_value(v, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_value(v, ctx)?)))
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Parses every string inside `value` (recursively; object keys excluded) and returns the
+/// names `NAME` of all `steps.NAME…` references, deduplicated, in first-seen order (object
+/// values in the map's iteration order).
+///
+/// # Errors
+/// The first parse error of any string.
+pub fn referenced_steps(value: &Value) -> Result<Vec<String>, TemplateError> {
+    fn walk(value: &Value, out: &mut Vec<String>) -> Result<(), TemplateError> {
+        match value {
+            Value::String(s) => {
+                for path in Template::parse(s)?.paths() {
+                    if let [Segment::Key(root), Segment::Key(name), ..] = path.segments.as_slice()
+                        && root == "steps"
+                        && !out.contains(name)
+                    {
+                        out.push(name.clone());
+                    }
+                }
+                Ok(())
+            }
+            Value::Array(items) => items.iter().try_for_each(|v| walk(v, out)),
+            Value::Object(map) => map.values().try_for_each(|v| walk(v, out)),
+            _ => Ok(()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Value {
+        json!({
+            "input": {"name": "Ada", "qty": 3, "price": "19.99", "ok": true, "none": null,
+                      "tags": ["a", "b"], "obj": {"k": 1}, "pad": "  hi  ", "x": 2.345,
+                      "a": [[0], [1, 2]], "sp ace": {"d.ot": 7}},
+            "trigger": {"id": 42},
+            "steps": {"fetch": {"output": {"items": [{"sku": "S1"}, {"sku": "S2"}], "total": "404.95"}}}
+        })
+    }
+
+    fn render(src: &str) -> Result<Value, TemplateError> {
+        Template::parse(src)?.render(&ctx())
+    }
+
+    fn check(cases: &[(&str, Value)]) {
+        for (src, want) in cases {
+            assert_eq!(render(src).as_ref(), Ok(want), "{src}");
+        }
+    }
+
+    #[test]
+    fn whole_values_text_and_paths() {
+        check(&[
+            // A lone template keeps the JSON type.
+            ("{{input.tags}}", json!(["a", "b"])),
+            ("{{ input.obj }}", json!({"k": 1})),
+            ("{{input.qty}}", json!(3)),
+            ("{{input.ok}}", json!(true)),
+            ("{{input.none}}", Value::Null),
+            (
+                "{{steps.fetch.output}}",
+                ctx()["steps"]["fetch"]["output"].clone(),
+            ),
+            ("{{ -1.5 }}", json!(-1.5)),
+            ("{{ false }}", json!(false)),
+            ("{{ 'a\\nb' }}", json!("a\nb")),
+            // Anything else renders as text.
+            ("Hi {{input.name}}!", json!("Hi Ada!")),
+            (
+                "{{input.qty}} {{input.ok}} [{{input.none}}]",
+                json!("3 true []"),
+            ),
+            ("{{input.tags}}{{input.obj}}", json!(r#"["a","b"]{"k":1}"#)),
+            (" {{input.qty}}", json!(" 3")),
+            ("{a} } { {{trigger.id}}", json!("{a} } { 42")),
+            ("", json!("")),
+            // Indices, bracket keys, missing paths.
+            ("{{steps.fetch.output.items[0].sku}}", json!("S1")),
+            ("{{ steps.fetch.output.items[1].sku }}", json!("S2")),
+            ("{{input.a[1][0]}}", json!(1)),
+            (r#"{{input["sp ace"]['d.ot']}}"#, json!(7)),
+            ("{{input.nope.deeper}}", Value::Null),
+            ("{{steps.fetch.output.items[9].sku}}", Value::Null),
+            ("{{input.name[0]}}", Value::Null),
+            ("{{input.tags.first}}", Value::Null),
+            ("x{{nothing}}y", json!("xy")),
+        ]);
+    }
+
+    #[test]
+    fn functions() {
+        check(&[
+            ("{{UPPER(input.name)}}", json!("ADA")),
+            ("{{LOWER('ÀB')}}", json!("àb")),
+            ("{{TRIM(input.pad)}}", json!("hi")),
+            ("{{UPPER(input.none)}}", Value::Null),
+            ("{{UPPER(input.ok)}}", json!("TRUE")),
+            ("{{LOWER(1.5)}}", json!("1.5")),
+            (
+                r#"{{CONCAT("a\"\\", 'it\'s', input.none, 1)}}"#,
+                json!("a\"\\it's1"),
+            ),
+            (
+                "{{UPPER(CONCAT(input.name, '-', trigger.id))}}",
+                json!("ADA-42"),
+            ),
+            ("é {{ CONCAT('}}', input.name) }}", json!("é }}Ada")),
+            (
+                "{{COALESCE(input.missing, input.none, trigger.id, 1)}}",
+                json!(42),
+            ),
+            ("{{COALESCE(nothing, 'fallback')}}", json!("fallback")),
+            ("{{COALESCE(nothing, null)}}", Value::Null),
+            ("{{ROUND(2.345, 2)}}", json!(2.35)),
+            ("{{ROUND(-2.345, 2)}}", json!(-2.35)),
+            ("{{ROUND(input.x, 2)}}", json!(2.35)),
+            ("{{ROUND(2.5)}}", json!(3)),
+            ("{{ROUND(-2.5)}}", json!(-3)),
+            ("{{ROUND('2.345', 2)}}", json!("2.35")),
+            ("{{ROUND('19.9', 2)}}", json!("19.90")),
+            ("{{ROUND(input.none, 2)}}", Value::Null),
+            ("{{MULTIPLY(\"19.99\", 3)}}", json!("59.97")),
+            ("{{MULTIPLY(steps.fetch.output.total, 2)}}", json!("809.90")),
+            ("{{MULTIPLY(input.price, input.qty)}}", json!("59.97")),
+            ("{{ADD(0.1, 0.2)}}", json!(0.3)),
+            ("{{ADD(input.qty, '2')}}", json!(5)),
+            ("{{MULTIPLY(1.5, 2)}}", json!(3)),
+            ("{{ADD(-1.5, 0.25)}}", json!(-1.25)),
+            ("{{ADD(input.none, 1)}}", Value::Null),
+            ("{{MULTIPLY(2, nothing)}}", Value::Null),
+            ("total: {{ADD(input.price, 0.01)}}", json!("total: 20.00")),
+        ]);
+    }
+
+    #[test]
+    fn render_errors() {
+        let e = render("{{ADD(1, input.name)}}").expect_err("non-numeric");
+        let want = TemplateError::ArgumentType {
+            template: "{{ADD(1, input.name)}}".into(),
+            position: 2,
+            function: "ADD".into(),
+            argument: 2,
+            expected: "a number or numeric string".into(),
+            found: "\"Ada\"".into(),
+        };
+        assert_eq!(e, want);
+        assert!(
+            e.to_string().contains("argument 2 of `ADD` at byte 2"),
+            "{e}"
+        );
+        for (src, arg) in [("{{UPPER(input.tags)}}", 1), ("{{ROUND(1, -1)}}", 2)] {
+            let e = render(src).expect_err(src);
+            assert!(matches!(e, TemplateError::ArgumentType { argument, .. } if argument == arg));
+        }
+        let e = render("{{MULTIPLY('79228162514264337593543950335', 10)}}");
+        assert!(matches!(e, Err(TemplateError::Overflow { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn parse_errors_carry_positions() {
+        let cases = [
+            ("ab {{ input.x", 3, "unterminated `{{`"),
+            ("ab {{ UPPER(input.x", 3, "unterminated `{{`"),
+            ("{{ }}", 0, "empty expression"),
+            ("x {{ input.x y }}", 13, "expected `}}`"),
+            ("{{ input. }}", 9, "key after `.`"),
+            ("{{ input[x] }}", 9, "array index or a quoted key"),
+            ("{{ 'abc }}", 3, "unterminated string"),
+            ("{{ 1. }}", 3, "malformed number"),
+            ("{{ CONCAT(a b) }}", 12, "expected `,` or `)`"),
+        ];
+        for (src, at, reason) in cases {
+            let e = Template::parse(src).expect_err(src);
+            let ok = matches!(&e, TemplateError::Parse { template, position, reason: r }
+                if template == src && *position == at && r.contains(reason));
+            assert!(ok, "{src}: {e:?}");
+        }
+        let e = Template::parse("ab {{ input.x").expect_err("unterminated");
+        assert!(
+            e.to_string()
+                .starts_with("template \"ab {{ input.x\": parse error at byte 3")
+        );
+
+        let src = "x {{ upper(input.name) }}";
+        let want = TemplateError::UnknownFunction {
+            template: src.into(),
+            position: 5,
+            function: "upper".into(),
+        };
+        assert_eq!(Template::parse(src), Err(want));
+        let e = Template::parse("{{ CONCAT(a, ADD(1)) }}").expect_err("arity");
+        let ok = matches!(&e, TemplateError::Arity { function, found: 1, position: 13, .. } if function == "ADD");
+        assert!(
+            ok && e
+                .to_string()
+                .contains("takes exactly 2 argument(s), found 1"),
+            "{e}"
+        );
+        for src in ["{{ROUND(1,2,3)}}", "{{COALESCE()}}"] {
+            assert!(
+                matches!(Template::parse(src), Err(TemplateError::Arity { .. })),
+                "{src}"
+            );
+        }
+    }
+
+    #[test]
+    fn static_inspection() {
+        assert!(
+            Template::parse("plain { text }")
+                .expect("parses")
+                .is_literal()
+        );
+        assert!(!Template::parse("{{ 1 }}").expect("parses").is_literal());
+        let t = Template::parse("{{ CONCAT(input.a, steps.s.output) }} {{ trigger.id }}");
+        let t = t.expect("parses");
+        let roots: Vec<_> = t.paths().iter().map(|p| p.root()).collect();
+        assert_eq!(roots, [Some("input"), Some("steps"), Some("trigger")]);
+        assert_eq!(t.paths()[1].segments[1], Segment::Key("s".into()));
+
+        let v = json!([
+            "https://x/{{ steps.fetch.output.id }}",
+            {"body": ["{{ COALESCE(steps.enrich.output, steps.fetch.output) }}", 3]},
+            {"{{steps.keyonly.output}}": "{{ steps[\"my step\"].output }}"},
+            "{{ input.steps.fake }}"
+        ]);
+        let steps = referenced_steps(&v).expect("parses");
+        assert_eq!(steps, ["fetch", "enrich", "my step"]);
+        assert!(referenced_steps(&json!({"a": ["{{ BAD(1) }}"]})).is_err());
+    }
+
+    #[test]
+    fn render_value_recurses() {
+        let v = json!({
+            "sku": "{{ steps.fetch.output.items[0].sku }}",
+            "items": "{{ steps.fetch.output.items }}",
+            "nested": [{"msg": "qty={{input.qty}}"}, 5, true, null],
+            "{{input.name}}": "key untouched"
+        });
+        let want = json!({
+            "sku": "S1",
+            "items": [{"sku": "S1"}, {"sku": "S2"}],
+            "nested": [{"msg": "qty=3"}, 5, true, null],
+            "{{input.name}}": "key untouched"
+        });
+        assert_eq!(render_value(&v, &ctx()).expect("renders"), want);
+        assert!(render_value(&json!(["{{ x"]), &ctx()).is_err());
+    }
+}

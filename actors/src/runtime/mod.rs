@@ -1,0 +1,19 @@
+//! The actors.
+//!
+//! ```text
+//! RootSupervisor ──spawns/links──▶ OutboxRelay        (one per process)
+//!        └────────spawns/links──▶ TenantSupervisor    (one per tenant, on first use)
+//! ```
+//!
+//! Durable state lives in storage; messages are wake-ups. A tenant supervisor that dies is
+//! removed and the relay rewinds, so entries its mailbox held are read again from the outbox
+//! (routing is idempotent: an entry already routed is no longer in the outbox, and execution
+//! ids are derived, so nothing starts twice).
+
+mod relay;
+mod root;
+mod tenant;
+
+pub use relay::{OutboxRelay, RelayMsg, RelayPermit};
+pub use root::{RootArgs, RootMsg, RootSupervisor};
+pub use tenant::{TenantArgs, TenantMsg, TenantSupervisor};
