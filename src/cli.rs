@@ -1,0 +1,43 @@
+//! Command-line interface. Settings resolve as defaults < environment < flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sluice: a single-binary integration and workflow platform.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server on a data directory.
+    Serve(ServeArgs),
+}
+
+/// Options of `sluice serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Data directory (created if missing); the only state Sluice keeps.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest webhook body accepted, in bytes (larger gets 413).
+    #[arg(long, env = "SLUICE_MAX_WEBHOOK_BYTES", default_value_t = 1024 * 1024)]
+    pub max_webhook_bytes: usize,
+    /// Executions one tenant runs at once.
+    #[arg(long, env = "SLUICE_TENANT_CONCURRENCY", default_value_t = 16)]
+    pub tenant_concurrency: usize,
+    /// Acknowledge writes once handed to the OS instead of after fsync. For benchmarks only:
+    /// survives a process kill, not a power loss.
+    #[arg(long, env = "SLUICE_UNSAFE_BUFFERED_WRITES", default_value_t = false)]
+    pub unsafe_buffered_writes: bool,
+}

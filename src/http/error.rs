@@ -1,0 +1,107 @@
+//! API errors in the reference's body shape:
+//! `{"code": "NOT_FOUND", "statusCode": 404, "message": "…", "step"?: "…"}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The message the reference gives for every 404.
+pub const NOT_FOUND_MESSAGE: &str = "The resource does not exist, or you do not have access.";
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    step: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            step: None,
+        }
+    }
+
+    /// 400 `BAD_REQUEST`: malformed body or parameters.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    /// 400 `INVALID_FLOW` naming the offending step.
+    pub fn invalid_flow(message: impl Into<String>, step: Option<String>) -> Self {
+        Self {
+            step,
+            ..Self::new(StatusCode::BAD_REQUEST, "INVALID_FLOW", message)
+        }
+    }
+
+    /// 401 `UNAUTHORIZED`: missing or invalid credentials or signature.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    /// 403 `FORBIDDEN`: authenticated, but not for this space or tenant.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 404 `NOT_FOUND` with the reference's message.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", NOT_FOUND_MESSAGE)
+    }
+
+    /// 409 `CONFLICT`: the resource already exists.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    /// 413 `PAYLOAD_TOO_LARGE`.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 500 `INTERNAL_ERROR`; the cause is logged, not returned.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Unexpected error; see the server log.",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<sluice_storage::StorageError> for ApiError {
+    fn from(e: sluice_storage::StorageError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "code": self.code,
+            "statusCode": self.status.as_u16(),
+            "message": self.message,
+        });
+        if let (Some(step), Some(obj)) = (self.step, body.as_object_mut()) {
+            obj.insert("step".into(), step.into());
+        }
+        (self.status, Json(body)).into_response()
+    }
+}

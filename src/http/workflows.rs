@@ -1,0 +1,160 @@
+//! Flow definitions of a tenant.
+//!
+//! - `POST /api/v1/tenants/{tid}/workflows` with the flow JSON → 201
+//!   `{"id", "name", "version", "status": "draft"}`; an invalid flow is 400 `INVALID_FLOW`
+//!   with the offending `step`; a name already used in the tenant is 409.
+//! - `GET …/workflows`, `GET …/workflows/{wid}` (the full spec).
+//! - `POST …/workflows/{wid}/publish` makes it `live`; `POST …/workflows/{wid}/archive`
+//!   deactivates it. Both tell the tenant's supervisor to reload its routing table.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use sluice_actors::flow::{FlowSpec, plan};
+use sluice_actors::ids::now_ms;
+use sluice_actors::runtime::RootMsg;
+use sluice_storage::{FlowRecord, FlowStatus, WriteSet};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::JsonBody;
+use crate::time::rfc3339;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tenants/{tid}/workflows", post(create).get(list))
+        .route("/api/v1/tenants/{tid}/workflows/{wid}", get(show))
+        .route("/api/v1/tenants/{tid}/workflows/{wid}/publish", post(publish))
+        .route("/api/v1/tenants/{tid}/workflows/{wid}/archive", post(archive))
+}
+
+fn summary(f: &FlowRecord) -> Value {
+    json!({
+        "id": f.id,
+        "name": f.name,
+        "version": f.version,
+        "status": f.status.as_str(),
+        "createdAt": rfc3339(f.created_at_ms),
+        "updatedAt": rfc3339(f.updated_at_ms),
+    })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+    JsonBody(doc): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = caller.tenant(&state, &tid)?;
+    let spec: FlowSpec = serde_json::from_value(doc)
+        .map_err(|e| ApiError::invalid_flow(format!("invalid flow document: {e}"), None))?;
+    let plan = plan(spec).map_err(|e| ApiError::invalid_flow(e.message, e.step))?;
+    let space = caller.space();
+    if state
+        .store
+        .flows(space, &tenant)?
+        .iter()
+        .any(|f| f.name == plan.spec.name)
+    {
+        return Err(ApiError::conflict(format!(
+            "a flow named {:?} already exists in this tenant",
+            plan.spec.name
+        )));
+    }
+    let now = now_ms();
+    let record = FlowRecord {
+        id: format!("flw_{}", uuid::Uuid::now_v7().simple()),
+        tenant_id: tenant,
+        name: plan.spec.name.clone(),
+        version: 1,
+        status: FlowStatus::Draft,
+        spec_json: serde_json::to_string(&plan.spec).map_err(ApiError::internal)?,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let mut w = WriteSet::new();
+    w.put_flow(space, &record)?;
+    state.store.commit(w).await?;
+    Ok((StatusCode::CREATED, Json(summary(&record))))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = caller.tenant(&state, &tid)?;
+    let flows: Vec<Value> = state
+        .store
+        .flows(caller.space(), &tenant)?
+        .iter()
+        .map(summary)
+        .collect();
+    Ok(Json(json!({ "workflows": flows })))
+}
+
+fn load(state: &AppState, caller: &Caller, tid: &str, wid: &str) -> Result<FlowRecord, ApiError> {
+    let tenant = caller.tenant(state, tid)?;
+    state
+        .store
+        .flow(caller.space(), &tenant, wid)?
+        .ok_or_else(ApiError::not_found)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, wid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let flow = load(&state, &caller, &tid, &wid)?;
+    let mut view = summary(&flow);
+    let spec: Value = serde_json::from_str(&flow.spec_json).map_err(ApiError::internal)?;
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert("spec".into(), spec);
+    }
+    Ok(Json(view))
+}
+
+async fn set_status(
+    state: AppState,
+    caller: Caller,
+    tid: String,
+    wid: String,
+    status: FlowStatus,
+) -> Result<Json<Value>, ApiError> {
+    let mut flow = load(&state, &caller, &tid, &wid)?;
+    if flow.status != status {
+        flow.status = status;
+        flow.updated_at_ms = now_ms();
+        let mut w = WriteSet::new();
+        w.put_flow(caller.space(), &flow)?;
+        state.store.commit(w).await?;
+        state
+            .root
+            .cast(RootMsg::FlowsChanged {
+                space: caller.space().to_owned(),
+                tenant: flow.tenant_id.clone(),
+            })
+            .map_err(ApiError::internal)?;
+    }
+    Ok(Json(summary(&flow)))
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, wid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(state, caller, tid, wid, FlowStatus::Live).await
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, wid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    set_status(state, caller, tid, wid, FlowStatus::Archived).await
+}
