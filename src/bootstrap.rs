@@ -12,20 +12,14 @@ use sluice_storage::{ApiKeyRecord, SpaceRecord, Store, TenantRecord, WriteSet, k
 /// The tenant every space starts with; an empty `x-fastn-space-tenantid` means this one.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// The space this data directory serves.
-pub struct Bootstrapped {
-    /// Space id.
-    pub space_id: String,
-}
-
 /// Ensures the data directory has a space, a `default` tenant and an admin key.
 ///
 /// # Errors
 /// Storage errors, or an invalid `SLUICE_SPACE_ID`.
-pub async fn ensure(store: &Store) -> anyhow::Result<Bootstrapped> {
+pub async fn ensure(store: &Store) -> anyhow::Result<()> {
     if let Some(space) = store.spaces()?.into_iter().next() {
         tracing::info!(space = %space.id, "serving existing space");
-        return Ok(Bootstrapped { space_id: space.id });
+        return Ok(());
     }
     let space_id = match std::env::var("SLUICE_SPACE_ID") {
         Ok(s) if !s.is_empty() => s,
@@ -64,7 +58,7 @@ pub async fn ensure(store: &Store) -> anyhow::Result<Bootstrapped> {
     } else {
         println!("Admin API key (shown once, store it now): {admin_key}");
     }
-    Ok(Bootstrapped { space_id })
+    Ok(())
 }
 
 /// SHA-256 of an API key, the form in which keys are stored and looked up.
