@@ -189,6 +189,11 @@ pub struct Sink {
 
 impl Sink {
     pub async fn start() -> Sink {
+        Self::start_with_delay(std::time::Duration::ZERO).await
+    }
+
+    /// A sink that waits `delay` before answering (keeps executions in flight).
+    pub async fn start_with_delay(delay: std::time::Duration) -> Sink {
         use axum::routing::post;
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let r = received.clone();
@@ -197,6 +202,7 @@ impl Sink {
             post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let r = r.clone();
                 async move {
+                    tokio::time::sleep(delay).await;
                     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let key = headers
                         .get("idempotency-key")
