@@ -13,7 +13,11 @@ async fn auth_tenancy_and_malformed_input() {
     let url = |p: &str| format!("{}/api/v1{p}", server.base);
 
     // Health needs no auth.
-    let r = c.get(format!("{}/healthz", server.base)).send().await.expect("healthz");
+    let r = c
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(r.status(), 200);
 
     // No key, wrong key: 401. Wrong space: 403.
@@ -38,7 +42,10 @@ async fn auth_tenancy_and_malformed_input() {
         .await
         .expect("req");
     assert_eq!(r.status(), 403);
-    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["code"], "FORBIDDEN");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["code"],
+        "FORBIDDEN"
+    );
 
     // Tenant header contradicting the path: 403. Unknown tenant: 404.
     let r = server
@@ -61,13 +68,23 @@ async fn auth_tenancy_and_malformed_input() {
     assert_eq!(r.status(), 400);
     let b: serde_json::Value = r.json().await.expect("json");
     assert_eq!(b["code"], "BAD_REQUEST");
-    assert!(b["message"].as_str().unwrap_or("").contains("invalid JSON"), "{b}");
-    let (s, _) = server.post_json("/tenants", &json!({"id": "bad id!"})).await;
+    assert!(
+        b["message"].as_str().unwrap_or("").contains("invalid JSON"),
+        "{b}"
+    );
+    let (s, _) = server
+        .post_json("/tenants", &json!({"id": "bad id!"}))
+        .await;
     assert_eq!(s, 400);
-    let (s, _) = server.post_json("/tenants", &json!({"id": "default"})).await;
+    let (s, _) = server
+        .post_json("/tenants", &json!({"id": "default"}))
+        .await;
     assert_eq!(s, 409);
     let (s, b) = server
-        .post_json("/tenants/default/webhooks", &json!({"connector": "myspace", "secret": "x"}))
+        .post_json(
+            "/tenants/default/webhooks",
+            &json!({"connector": "myspace", "secret": "x"}),
+        )
         .await;
     assert_eq!(s, 400, "{b}");
 
@@ -80,7 +97,9 @@ async fn auth_tenancy_and_malformed_input() {
             {"name": "b", "type": "action", "mapping": {"x": "1"}, "dependsOn": ["a"]}
         ]
     });
-    let (s, b) = server.post_json("/tenants/default/workflows", &cyclic).await;
+    let (s, b) = server
+        .post_json("/tenants/default/workflows", &cyclic)
+        .await;
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["code"], "INVALID_FLOW");
     assert_eq!(b["step"], "a");
@@ -95,36 +114,67 @@ async fn auth_tenancy_and_malformed_input() {
     assert_eq!(s, 400);
     assert!(b["message"].as_str().unwrap_or("").contains("ghost"), "{b}");
     let (_, list) = server.get_json("/tenants/default/workflows").await;
-    assert_eq!(list["workflows"].as_array().map(Vec::len), Some(0), "nothing saved");
+    assert_eq!(
+        list["workflows"].as_array().map(Vec::len),
+        Some(0),
+        "nothing saved"
+    );
 
     // Webhook receipt: unknown endpoint 404, wrong space 404, oversized 413, and none of them
     // leaves an event behind.
     let hook = server.webhook("default", "shopify", "s3cret").await;
     let body = br#"{"id": 1}"#;
     let headers = shopify_headers("s3cret", body, "orders/create", "w-1");
-    let (s, _) = send(c, &format!("{}/api/v1/clients/{SPACE}/webhooks/wh_nope", server.base), &headers, body).await;
+    let (s, _) = send(
+        c,
+        &format!("{}/api/v1/clients/{SPACE}/webhooks/wh_nope", server.base),
+        &headers,
+        body,
+    )
+    .await;
     assert_eq!(s, 404);
     let other_space = hook.replace(SPACE, "sp_other");
     let (s, _) = send(c, &other_space, &headers, body).await;
     assert_eq!(s, 404);
     let huge = vec![b'a'; 1024 * 1024 + 1];
-    let (s, b) = send(c, &hook, &shopify_headers("s3cret", &huge, "orders/create", "w-2"), &huge).await;
+    let (s, b) = send(
+        c,
+        &hook,
+        &shopify_headers("s3cret", &huge, "orders/create", "w-2"),
+        &huge,
+    )
+    .await;
     assert_eq!(s, 413, "{b}");
     assert_eq!(b["code"], "PAYLOAD_TOO_LARGE");
     // A verified body that is not JSON is accepted, then dead-lettered with the reason.
-    let (s, _) = send(c, &hook, &shopify_headers("s3cret", b"<xml/>", "orders/create", "w-3"), b"<xml/>").await;
+    let (s, _) = send(
+        c,
+        &hook,
+        &shopify_headers("s3cret", b"<xml/>", "orders/create", "w-3"),
+        b"<xml/>",
+    )
+    .await;
     assert_eq!(s, 202);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let (_, dlq) = server.get_json("/tenants/default/dlq").await;
         if let Some(item) = dlq["items"].as_array().and_then(|a| a.first()) {
             assert_eq!(item["payload"], "<xml/>");
-            assert!(item["error"].as_str().unwrap_or("").contains("not valid JSON"));
+            assert!(
+                item["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("not valid JSON")
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "never dead-lettered");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let (_, events) = server.get_json("/tenants/default/events").await;
-    assert_eq!(events["events"].as_array().map(Vec::len), Some(1), "{events}");
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
 }

@@ -40,13 +40,17 @@ async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
         let client = server.client.clone();
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            let body = serde_json::to_vec(&json!({"ref": "refs/heads/main", "n": n})).expect("json");
+            let body =
+                serde_json::to_vec(&json!({"ref": "refs/heads/main", "n": n})).expect("json");
             let headers = github_headers(SECRET, &body, "push", &format!("delivery-{n}"));
             let (status, ack) = send(&client, &url, &headers, &body).await;
             (n, status, ack)
         }));
     }
-    let path = url.strip_prefix(&server.base).expect("url on this server").to_owned();
+    let path = url
+        .strip_prefix(&server.base)
+        .expect("url on this server")
+        .to_owned();
     let mut acked: HashMap<String, usize> = HashMap::new();
     for t in tasks {
         let (n, status, ack) = t.await.expect("join");
@@ -55,7 +59,10 @@ async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
     }
     let before_kill = server.executions("default").await;
     server.kill9();
-    let done_before = before_kill.iter().filter(|e| e["status"] == "completed").count();
+    let done_before = before_kill
+        .iter()
+        .filter(|e| e["status"] == "completed")
+        .count();
     eprintln!("{done_before} of {BURST} executions had completed when the server was killed");
 
     let server = Server::start(dir.path());
@@ -64,7 +71,11 @@ async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
             e.len() >= BURST && e.iter().all(|x| x["status"] == "completed")
         })
         .await;
-    assert_eq!(execs.len(), BURST, "exactly one execution per acknowledged event");
+    assert_eq!(
+        execs.len(),
+        BURST,
+        "exactly one execution per acknowledged event"
+    );
     let events: HashSet<&str> = execs.iter().filter_map(|e| e["eventId"].as_str()).collect();
     let acked_ids: HashSet<&str> = acked.keys().map(String::as_str).collect();
     assert_eq!(events, acked_ids);
@@ -79,7 +90,10 @@ async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
             .insert(r.idempotency_key.clone());
     }
     assert_eq!(by_n.len(), BURST, "every event reached the sink");
-    assert!(by_n.values().all(|keys| keys.len() == 1), "a redelivery changed its idempotency key");
+    assert!(
+        by_n.values().all(|keys| keys.len() == 1),
+        "a redelivery changed its idempotency key"
+    );
 
     // Redelivering after the restart is still a duplicate.
     let body = serde_json::to_vec(&json!({"ref": "refs/heads/main", "n": 0})).expect("json");

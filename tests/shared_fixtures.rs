@@ -91,24 +91,34 @@ async fn shared_github_and_shopify_payloads_are_accepted_and_normalized() {
         let headers = github_headers("fixture-secret", &body, &event, &format!("gh-{i}"));
         let (s, ack) = send(&server.client, &gh_url, &headers, &body).await;
         assert_eq!(s, 202, "{}: {ack}", file.display());
-        expected.insert(ack["eventId"].as_str().expect("id").into(), (want, file.display().to_string()));
+        expected.insert(
+            ack["eventId"].as_str().expect("id").into(),
+            (want, file.display().to_string()),
+        );
     }
 
     let names = shopify_names();
     let shop_root = root.join("shopify-webhooks");
     for (i, file) in files(&shop_root.join("metadatas")).iter().enumerate() {
-        let meta: Value = serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(file).expect("read")).expect("json");
         let topic = meta["name"].as_str().expect("topic");
         let response = &meta["response"];
         if response.is_null() || response.as_object().is_some_and(|o| o.is_empty()) {
             continue;
         }
         let body = serde_json::to_vec(response).expect("json");
-        let want = names.get(topic).copied().unwrap_or_else(|| panic!("add {topic} to the table"));
+        let want = names
+            .get(topic)
+            .copied()
+            .unwrap_or_else(|| panic!("add {topic} to the table"));
         let headers = shopify_headers("fixture-secret", &body, topic, &format!("shop-meta-{i}"));
         let (s, ack) = send(&server.client, &shop_url, &headers, &body).await;
         assert_eq!(s, 202, "{}: {ack}", file.display());
-        expected.insert(ack["eventId"].as_str().expect("id").into(), (want.into(), file.display().to_string()));
+        expected.insert(
+            ack["eventId"].as_str().expect("id").into(),
+            (want.into(), file.display().to_string()),
+        );
     }
     // The anonymised real bodies, sent byte for byte as `<resource>/create`.
     for (i, file) in files(&shop_root.join("exemplars")).iter().enumerate() {
@@ -126,9 +136,16 @@ async fn shared_github_and_shopify_payloads_are_accepted_and_normalized() {
         let headers = shopify_headers("fixture-secret", &body, &topic, &format!("shop-ex-{i}"));
         let (s, ack) = send(&server.client, &shop_url, &headers, &body).await;
         assert_eq!(s, 202, "{}: {ack}", file.display());
-        expected.insert(ack["eventId"].as_str().expect("id").into(), (want, file.display().to_string()));
+        expected.insert(
+            ack["eventId"].as_str().expect("id").into(),
+            (want, file.display().to_string()),
+        );
     }
-    assert!(expected.len() >= 20, "too few fixtures found: {}", expected.len());
+    assert!(
+        expected.len() >= 20,
+        "too few fixtures found: {}",
+        expected.len()
+    );
 
     // Wait until every event was normalized, then compare names.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -155,10 +172,16 @@ async fn shared_github_and_shopify_payloads_are_accepted_and_normalized() {
                 assert_eq!(err, &None, "{file} was dead-lettered");
                 assert_eq!(got, want, "{file}");
             }
-            eprintln!("{} shared fixture payloads accepted and normalized", expected.len());
+            eprintln!(
+                "{} shared fixture payloads accepted and normalized",
+                expected.len()
+            );
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "not all fixture events were routed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all fixture events were routed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

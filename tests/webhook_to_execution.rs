@@ -61,14 +61,21 @@ async fn signed_shopify_order_becomes_a_completed_execution() {
     server.live_flow("acme", &flow(&sink.url)).await;
 
     let body = order_body();
-    let headers = shopify_headers(SECRET, &body, "orders/create", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043");
+    let headers = shopify_headers(
+        SECRET,
+        &body,
+        "orders/create",
+        "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+    );
     let (status, ack) = send(&server.client, &url, &headers, &body).await;
     assert_eq!(status, 202, "{ack}");
     assert_eq!(ack["duplicate"], false);
     let event_id = ack["eventId"].as_str().expect("eventId").to_owned();
 
     let execs = server
-        .wait_executions("acme", 30, |e| e.len() == 1 && e[0]["status"] == "completed")
+        .wait_executions("acme", 30, |e| {
+            e.len() == 1 && e[0]["status"] == "completed"
+        })
         .await;
     let eid = execs[0]["id"].as_str().expect("id");
     assert_eq!(execs[0]["eventId"], event_id.as_str());
@@ -80,10 +87,15 @@ async fn signed_shopify_order_becomes_a_completed_execution() {
     assert_eq!(got[0].body["total"], "403.00");
     assert!(got[0].body["lines"].is_array(), "{:?}", got[0].body);
     assert_eq!(got[0].body["lines"][1]["sku"], "IPOD2008RED");
-    assert!(got[0].idempotency_key.is_some(), "outbound calls carry an idempotency key");
+    assert!(
+        got[0].idempotency_key.is_some(),
+        "outbound calls carry an idempotency key"
+    );
 
     // The step trace.
-    let (s, trace) = server.get_json(&format!("/tenants/acme/executions/{eid}")).await;
+    let (s, trace) = server
+        .get_json(&format!("/tenants/acme/executions/{eid}"))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(trace["status"], "completed");
     let steps = trace["steps"].as_array().expect("steps");
@@ -110,17 +122,31 @@ async fn signed_shopify_order_becomes_a_completed_execution() {
     let (status, err) = send(&server.client, &url, &headers, &tampered).await;
     assert_eq!(status, 401, "{err}");
     assert_eq!(err["code"], "UNAUTHORIZED");
-    assert!(err["message"].as_str().unwrap_or("").contains("x-shopify-hmac-sha256"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("x-shopify-hmac-sha256"),
+        "{err}"
+    );
     // No signature at all.
     let (status, err) = send(&server.client, &url, &headers[1..], &body).await;
     assert_eq!(status, 401);
-    assert!(err["message"].as_str().unwrap_or("").contains("missing"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap_or("").contains("missing"),
+        "{err}"
+    );
 
     // Another tenant cannot read this execution.
-    let (s, err) = server.get_json(&format!("/tenants/globex/executions/{eid}")).await;
+    let (s, err) = server
+        .get_json(&format!("/tenants/globex/executions/{eid}"))
+        .await;
     assert_eq!(s, 404);
     assert_eq!(err["code"], "NOT_FOUND");
-    assert_eq!(err["message"], "The resource does not exist, or you do not have access.");
+    assert_eq!(
+        err["message"],
+        "The resource does not exist, or you do not have access."
+    );
 
     // Still exactly one execution and one sink delivery.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -175,7 +201,9 @@ async fn failing_step_is_retried_then_fails_the_execution_with_datasource_debug(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -200,15 +228,22 @@ async fn failing_step_is_retried_then_fails_the_execution_with_datasource_debug(
     let (s, _) = send(&server.client, &url, &headers, body).await;
     assert_eq!(s, 202);
     let execs = server
-        .wait_executions("default", 30, |e| e.len() == 1 && e[0]["status"] == "failed")
+        .wait_executions("default", 30, |e| {
+            e.len() == 1 && e[0]["status"] == "failed"
+        })
         .await;
     let eid = execs[0]["id"].as_str().expect("id");
-    let (_, trace) = server.get_json(&format!("/tenants/default/executions/{eid}")).await;
+    let (_, trace) = server
+        .get_json(&format!("/tenants/default/executions/{eid}"))
+        .await;
     let steps = trace["steps"].as_array().expect("steps");
     assert_eq!(steps[0]["status"], "failed");
     assert_eq!(steps[0]["attempts"].as_array().map(Vec::len), Some(3));
     assert_eq!(steps[0]["error"]["code"], "DATASOURCE_CONNECTION_ERROR");
-    assert_eq!(steps[0]["error"]["datasourceDebug"]["jsonObject"]["error"], "channel_not_found");
+    assert_eq!(
+        steps[0]["error"]["datasourceDebug"]["jsonObject"]["error"],
+        "channel_not_found"
+    );
     assert_eq!(steps[1]["status"], "skipped");
     assert_eq!(trace["error"]["step"], "notify");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);

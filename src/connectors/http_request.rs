@@ -52,7 +52,10 @@ impl ActionInvoker for HttpInvoker {
     async fn invoke(&self, call: ActionCall) -> Result<Value, ActionError> {
         if (call.connector.as_str(), call.action.as_str()) != ("http", "request") {
             return Err(fail(
-                format!("connector action {}.{} is not available", call.connector, call.action),
+                format!(
+                    "connector action {}.{} is not available",
+                    call.connector, call.action
+                ),
                 false,
             ));
         }
@@ -64,7 +67,8 @@ impl ActionInvoker for HttpInvoker {
             .get("url")
             .and_then(Value::as_str)
             .ok_or_else(|| fail("input.url is required".into(), false))?;
-        let url = reqwest::Url::parse(url).map_err(|e| fail(format!("invalid url {url:?}: {e}"), false))?;
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| fail(format!("invalid url {url:?}: {e}"), false))?;
         let mut req = self
             .client
             .request(method, url)

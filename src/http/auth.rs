@@ -48,7 +48,9 @@ impl Caller {
         if let Some(only) = &self.key.tenant_id
             && only != tid
         {
-            return Err(ApiError::forbidden("this API key is not valid for that tenant"));
+            return Err(ApiError::forbidden(
+                "this API key is not valid for that tenant",
+            ));
         }
         match state.store.tenant(self.space(), tid)? {
             Some(_) => Ok(tid.to_owned()),

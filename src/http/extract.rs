@@ -40,7 +40,10 @@ pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError>
     let limited = http_body_util::Limited::new(req.into_body(), limit);
     match http_body_util::BodyExt::collect(limited).await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ApiError::too_large(limit))
         }
         Err(e) => Err(ApiError::bad_request(format!("cannot read body: {e}"))),

@@ -35,7 +35,9 @@ async fn create(
     JsonBody(body): JsonBody<CreateTenant>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if caller.key.tenant_id.is_some() {
-        return Err(ApiError::forbidden("a tenant-scoped key cannot create tenants"));
+        return Err(ApiError::forbidden(
+            "a tenant-scoped key cannot create tenants",
+        ));
     }
     let valid = keys::check_id(&body.id).is_ok()
         && body.id.len() <= 64
@@ -49,7 +51,10 @@ async fn create(
         ));
     }
     if state.store.tenant(caller.space(), &body.id)?.is_some() {
-        return Err(ApiError::conflict(format!("tenant {:?} already exists", body.id)));
+        return Err(ApiError::conflict(format!(
+            "tenant {:?} already exists",
+            body.id
+        )));
     }
     let record = TenantRecord {
         space_id: caller.space().to_owned(),
@@ -67,7 +72,13 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
         .store
         .tenants(caller.space())?
         .iter()
-        .filter(|t| caller.key.tenant_id.as_ref().is_none_or(|only| only == &t.id))
+        .filter(|t| {
+            caller
+                .key
+                .tenant_id
+                .as_ref()
+                .is_none_or(|only| only == &t.id)
+        })
         .map(view)
         .collect();
     Ok(Json(json!({ "tenants": tenants })))

@@ -63,7 +63,10 @@ async fn create(
     if scheme == Scheme::Standard {
         use base64::Engine as _;
         let raw = body.secret.strip_prefix("whsec_").unwrap_or(&body.secret);
-        if base64::engine::general_purpose::STANDARD.decode(raw).is_err() {
+        if base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .is_err()
+        {
             return Err(ApiError::bad_request(
                 "a Standard Webhooks secret is whsec_ followed by base64",
             ));

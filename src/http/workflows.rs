@@ -27,8 +27,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tenants/{tid}/workflows", post(create).get(list))
         .route("/api/v1/tenants/{tid}/workflows/{wid}", get(show))
-        .route("/api/v1/tenants/{tid}/workflows/{wid}/publish", post(publish))
-        .route("/api/v1/tenants/{tid}/workflows/{wid}/archive", post(archive))
+        .route(
+            "/api/v1/tenants/{tid}/workflows/{wid}/publish",
+            post(publish),
+        )
+        .route(
+            "/api/v1/tenants/{tid}/workflows/{wid}/archive",
+            post(archive),
+        )
 }
 
 fn summary(f: &FlowRecord) -> Value {

@@ -102,7 +102,10 @@ mod tests {
         assert!(decode::<Sample>(&trailing).is_err());
         bytes[0] = 9;
         let err = decode::<Sample>(&bytes).expect_err("version 9");
-        assert!(err.to_string().contains("unknown schema version 9"), "{err}");
+        assert!(
+            err.to_string().contains("unknown schema version 9"),
+            "{err}"
+        );
         assert!(decode::<Sample>(&[]).is_err());
     }
 }

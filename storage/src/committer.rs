@@ -180,9 +180,9 @@ impl Committer {
                         Pending::Ingest(r, _) => Reply::Ingest(r),
                         Pending::Failed(r, _) => r,
                     };
-                    reply.fail(StorageError::Engine(fjall::Error::Io(std::io::Error::other(
-                        message.clone(),
-                    ))));
+                    reply.fail(StorageError::Engine(fjall::Error::Io(
+                        std::io::Error::other(message.clone()),
+                    )));
                 }
                 if fatal {
                     // A poisoned database accepts no more writes and cannot vouch for what it

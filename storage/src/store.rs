@@ -12,8 +12,8 @@ use crate::committer::{self, Durability, IngestOutcome, Request};
 use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::records::{
-    ApiKeyRecord, ExecutionRecord, FlowRecord, OutboxEntry, SpaceRecord, StepRecord,
-    TenantRecord, WebhookRecord,
+    ApiKeyRecord, ExecutionRecord, FlowRecord, OutboxEntry, SpaceRecord, StepRecord, TenantRecord,
+    WebhookRecord,
 };
 use crate::write_set::WriteSet;
 
@@ -126,7 +126,6 @@ impl Default for StoreOptions {
 /// concurrent writers' batches together and persists once per group.
 #[derive(Clone)]
 pub struct Store {
-    db: Database,
     handles: Handles,
     tx: crossbeam_channel::Sender<Request>,
     outbox_head: watch::Receiver<u64>,
@@ -146,9 +145,8 @@ impl Store {
         let handles = Handles(Arc::new(handles));
         let last_seq = last_outbox_seq(&handles)?;
         let (head_tx, outbox_head) = watch::channel(last_seq);
-        let tx = committer::start(db.clone(), handles.clone(), options, last_seq, head_tx)?;
+        let tx = committer::start(db, handles.clone(), options, last_seq, head_tx)?;
         Ok(Self {
-            db,
             handles,
             tx,
             outbox_head,
@@ -173,7 +171,8 @@ impl Store {
     pub fn commit_blocking(&self, writes: WriteSet) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Apply { writes, reply })?;
-        rx.blocking_recv().map_err(|_| StorageError::CommitterGone)?
+        rx.blocking_recv()
+            .map_err(|_| StorageError::CommitterGone)?
     }
 
     /// Writes an outbox entry and its dedup record in one durable batch, unless the dedup key
@@ -329,16 +328,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of entries still in the outbox (approximate: counts tombstoned tables lazily).
-    pub fn outbox_len(&self) -> usize {
-        self.handles.get(Ks::Outbox).approximate_len()
-    }
-
     /// An execution by id.
     ///
     /// # Errors
     /// Engine or decode errors.
-    pub fn execution(&self, space: &str, tenant: &str, id: &str) -> Result<Option<ExecutionRecord>> {
+    pub fn execution(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ExecutionRecord>> {
         self.get(Ks::Executions, &keys::execution(space, tenant, id))
     }
 
@@ -397,14 +396,22 @@ impl Store {
     /// Engine or decode errors.
     pub fn unfinished_executions(&self) -> Result<Vec<ExecutionRecord>> {
         let all: Vec<ExecutionRecord> = self.scan_prefix(Ks::Executions, &[])?;
-        Ok(all.into_iter().filter(|e| !e.status.is_terminal()).collect())
+        Ok(all
+            .into_iter()
+            .filter(|e| !e.status.is_terminal())
+            .collect())
     }
 
     /// The journal of one execution, in step order.
     ///
     /// # Errors
     /// Engine or decode errors.
-    pub fn journal(&self, space: &str, tenant: &str, execution_id: &str) -> Result<Vec<StepRecord>> {
+    pub fn journal(
+        &self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+    ) -> Result<Vec<StepRecord>> {
         self.scan_prefix(
             Ks::Journal,
             &keys::journal_prefix(space, tenant, execution_id),
@@ -423,22 +430,25 @@ impl Store {
     ///
     /// # Errors
     /// Engine or decode errors.
-    pub fn events(&self, space: &str, tenant: &str, limit: usize) -> Result<Vec<crate::EventRecord>> {
+    pub fn events(
+        &self,
+        space: &str,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::EventRecord>> {
         let mut out = Vec::new();
         let prefix = keys::tenant_prefix(space, tenant).build();
-        for guard in self.handles.get(Ks::Events).prefix(&prefix).rev().take(limit) {
+        for guard in self
+            .handles
+            .get(Ks::Events)
+            .prefix(&prefix)
+            .rev()
+            .take(limit)
+        {
             let (_, value) = guard.into_inner()?;
             out.push(decode(&value)?);
         }
         Ok(out)
-    }
-
-    /// The database handle's disk usage in bytes (journals and tables).
-    ///
-    /// # Errors
-    /// Engine errors.
-    pub fn disk_space(&self) -> Result<u64> {
-        Ok(self.db.disk_space()?)
     }
 }
 

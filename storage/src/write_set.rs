@@ -5,8 +5,8 @@ use crate::codec::{Record, encode};
 use crate::error::Result;
 use crate::keys;
 use crate::records::{
-    ApiKeyRecord, EventRecord, ExecutionRecord, FlowRecord, SpaceRecord, StepRecord,
-    TenantRecord, WebhookRecord,
+    ApiKeyRecord, EventRecord, ExecutionRecord, FlowRecord, SpaceRecord, StepRecord, TenantRecord,
+    WebhookRecord,
 };
 use crate::store::Ks;
 
@@ -143,7 +143,12 @@ impl WriteSet {
     ///
     /// # Errors
     /// Encoding errors.
-    pub fn put_dlq(&mut self, space: &str, tenant: &str, r: &crate::DlqRecord) -> Result<&mut Self> {
+    pub fn put_dlq(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        r: &crate::DlqRecord,
+    ) -> Result<&mut Self> {
         self.put(Ks::Dlq, keys::event(space, tenant, r.seq), r)
     }
 

@@ -82,7 +82,11 @@ fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
-            .args(["--exact", "acknowledged_writes_survive_sigkill", "--nocapture"])
+            .args([
+                "--exact",
+                "acknowledged_writes_survive_sigkill",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -110,7 +114,11 @@ fn acknowledged_writes_survive_sigkill() {
         }
         child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
         let _ = child.wait();
-        assert!(acked.len() >= 50, "writer acknowledged too little: {}", acked.len());
+        assert!(
+            acked.len() >= 50,
+            "writer acknowledged too little: {}",
+            acked.len()
+        );
 
         let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
         for (seq, n) in &acked {
@@ -121,7 +129,10 @@ fn acknowledged_writes_survive_sigkill() {
         }
         for n in &tenants {
             assert!(
-                store.tenant("sp", &format!("tenant-{n}")).expect("get").is_some(),
+                store
+                    .tenant("sp", &format!("tenant-{n}"))
+                    .expect("get")
+                    .is_some(),
                 "acknowledged tenant-{n} missing after SIGKILL"
             );
         }

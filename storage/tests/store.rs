@@ -74,7 +74,10 @@ async fn racing_duplicates_produce_one_entry() {
     assert_eq!(duplicates.len(), 49);
     assert!(duplicates.iter().all(|d| d == &accepted[0]));
     // The same key in another tenant is a different event.
-    let other = store.ingest(key(7), entry("u", "evt-u")).await.expect("ingest");
+    let other = store
+        .ingest(key(7), entry("u", "evt-u"))
+        .await
+        .expect("ingest");
     assert!(matches!(other, IngestOutcome::Accepted { .. }));
 }
 
@@ -94,7 +97,11 @@ async fn sequence_numbers_are_not_reused_after_the_outbox_drains_and_reopens() {
         assert!(store.outbox_from(0, 10).expect("scan").is_empty());
     }
     let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
-    match store.ingest(key(9), entry("t", "e9")).await.expect("ingest") {
+    match store
+        .ingest(key(9), entry("t", "e9"))
+        .await
+        .expect("ingest")
+    {
         IngestOutcome::Accepted { seq, .. } => assert_eq!(seq, 4),
         other => panic!("unexpected {other:?}"),
     }

@@ -76,7 +76,11 @@ impl Server {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let r = self.api(reqwest::Method::GET, path).send().await.expect("GET");
+        let r = self
+            .api(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -120,7 +124,10 @@ impl Server {
         assert_eq!(b["status"], "draft");
         let id = b["id"].as_str().expect("id").to_owned();
         let (s, b) = self
-            .post_json(&format!("/tenants/{tenant}/workflows/{id}/publish"), &json!({}))
+            .post_json(
+                &format!("/tenants/{tenant}/workflows/{id}/publish"),
+                &json!({}),
+            )
             .await;
         assert_eq!(s, 200, "publish: {b}");
         assert_eq!(b["status"], "live");
@@ -199,22 +206,24 @@ impl Sink {
         let r = received.clone();
         let app = axum::Router::new().route(
             "/in",
-            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let r = r.clone();
-                async move {
-                    tokio::time::sleep(delay).await;
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let key = headers
-                        .get("idempotency-key")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    r.lock().expect("lock").push(Received {
-                        body,
-                        idempotency_key: key,
-                    });
-                    axum::Json(json!({"ok": true, "id": "sink-1"}))
-                }
-            }),
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let r = r.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let key = headers
+                            .get("idempotency-key")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        r.lock().expect("lock").push(Received {
+                            body,
+                            idempotency_key: key,
+                        });
+                        axum::Json(json!({"ok": true, "id": "sink-1"}))
+                    }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -241,7 +250,12 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 /// Shopify: `X-Shopify-Hmac-Sha256` = base64(HMAC-SHA256(secret, body)).
-pub fn shopify_headers(secret: &str, body: &[u8], topic: &str, webhook_id: &str) -> Vec<(String, String)> {
+pub fn shopify_headers(
+    secret: &str,
+    body: &[u8],
+    topic: &str,
+    webhook_id: &str,
+) -> Vec<(String, String)> {
     vec![
         (
             "X-Shopify-Hmac-Sha256".into(),
@@ -249,17 +263,28 @@ pub fn shopify_headers(secret: &str, body: &[u8], topic: &str, webhook_id: &str)
         ),
         ("X-Shopify-Topic".into(), topic.into()),
         ("X-Shopify-Webhook-Id".into(), webhook_id.into()),
-        ("X-Shopify-Shop-Domain".into(), "example.myshopify.com".into()),
+        (
+            "X-Shopify-Shop-Domain".into(),
+            "example.myshopify.com".into(),
+        ),
         ("Content-Type".into(), "application/json".into()),
     ]
 }
 
 /// GitHub: `X-Hub-Signature-256` = "sha256=" + hex(HMAC-SHA256(secret, body)).
-pub fn github_headers(secret: &str, body: &[u8], event: &str, delivery: &str) -> Vec<(String, String)> {
+pub fn github_headers(
+    secret: &str,
+    body: &[u8],
+    event: &str,
+    delivery: &str,
+) -> Vec<(String, String)> {
     vec![
         (
             "X-Hub-Signature-256".into(),
-            format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), body))),
+            format!(
+                "sha256={}",
+                hex::encode(hmac_sha256(secret.as_bytes(), body))
+            ),
         ),
         ("X-GitHub-Event".into(), event.into()),
         ("X-GitHub-Delivery".into(), delivery.into()),

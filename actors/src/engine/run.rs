@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use sluice_storage::{
-    AttemptRecord, ExecutionRecord, ExecutionStatus, StepRecord, StepStatus, Store, StorageError,
+    AttemptRecord, ExecutionRecord, ExecutionStatus, StepRecord, StepStatus, StorageError, Store,
     WriteSet,
 };
 
@@ -99,8 +99,7 @@ impl Engine {
         let mut w = WriteSet::new();
         w.put_execution(&exec)?;
         self.store.commit(w).await?;
-        metrics::counter!("sluice_executions_total", "status" => exec.status.as_str())
-            .increment(1);
+        metrics::counter!("sluice_executions_total", "status" => exec.status.as_str()).increment(1);
         Ok(exec)
     }
 
@@ -209,10 +208,7 @@ impl Engine {
             if !retryable || attempt == max_attempts {
                 break;
             }
-            let backoff = step
-                .retry
-                .as_ref()
-                .map_or(0, |r| r.delay_ms(attempt + 1));
+            let backoff = step.retry.as_ref().map_or(0, |r| r.delay_ms(attempt + 1));
             let wait = Duration::from_millis(backoff).max(retry_after.unwrap_or_default());
             tokio::time::sleep(wait).await;
         }

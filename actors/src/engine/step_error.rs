@@ -33,9 +33,10 @@ impl StepError {
             status_code: if timed_out { 408 } else { 400 },
             step: step.to_owned(),
             message: e.message.clone(),
-            datasource_debug: e.debug.as_ref().map(|d| {
-                json!({"name": action, "statusCode": e.status, "jsonObject": d})
-            }),
+            datasource_debug: e
+                .debug
+                .as_ref()
+                .map(|d| json!({"name": action, "statusCode": e.status, "jsonObject": d})),
         }
     }
 

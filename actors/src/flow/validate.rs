@@ -132,7 +132,10 @@ fn check_trigger(trigger: &Trigger) -> Result<(), FlowError> {
             condition,
         } => {
             if source.is_empty() || event.is_empty() {
-                return Err(err(None, "event trigger needs a source and an event".into()));
+                return Err(err(
+                    None,
+                    "event trigger needs a source and an event".into(),
+                ));
             }
             if condition.is_some() {
                 return Err(err(
@@ -192,10 +195,7 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
         _ => {
             return Err(err(
                 Some(&step.name),
-                format!(
-                    "step {:?} needs both connector and action",
-                    step.name
-                ),
+                format!("step {:?} needs both connector and action", step.name),
             ));
         }
     }
@@ -212,17 +212,10 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
 
 fn step_references(step: &StepSpec) -> Result<Vec<String>, FlowError> {
     let mut all = Vec::new();
-    let docs = [
-        step.input.clone(),
-        step.mapping.clone().map(Value::Object),
-    ];
+    let docs = [step.input.clone(), step.mapping.clone().map(Value::Object)];
     for doc in docs.into_iter().flatten() {
-        let names = referenced_steps(&doc).map_err(|e| {
-            err(
-                Some(&step.name),
-                format!("step {:?}: {e}", step.name),
-            )
-        })?;
+        let names = referenced_steps(&doc)
+            .map_err(|e| err(Some(&step.name), format!("step {:?}: {e}", step.name)))?;
         all.extend(names);
     }
     Ok(all)
@@ -257,10 +250,7 @@ fn topological_order(steps: &[StepSpec], deps: &[Vec<usize>]) -> Result<Vec<usiz
             .collect();
         return Err(err(
             stuck.first().copied(),
-            format!(
-                "dependsOn forms a cycle through steps {}",
-                stuck.join(", ")
-            ),
+            format!("dependsOn forms a cycle through steps {}", stuck.join(", ")),
         ));
     }
     Ok(order)
@@ -285,8 +275,7 @@ fn is_flow_name(s: &str) -> bool {
 
 fn is_step_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -334,16 +323,24 @@ mod tests {
         .expect_err("cycle");
         assert!(e.message.contains("cycle"), "{e}");
         assert_eq!(e.step.as_deref(), Some("a"));
-        let e = plan(flow(json!([http_step("a", json!({"dependsOn": ["zz"]}))]))).expect_err("unknown");
+        let e =
+            plan(flow(json!([http_step("a", json!({"dependsOn": ["zz"]}))]))).expect_err("unknown");
         assert!(e.message.contains("\"zz\""), "{e}");
-        let e = plan(flow(json!([http_step("a", json!({})), http_step("a", json!({}))]))).expect_err("dup");
+        let e = plan(flow(json!([
+            http_step("a", json!({})),
+            http_step("a", json!({}))
+        ])))
+        .expect_err("dup");
         assert!(e.message.contains("duplicate"), "{e}");
     }
 
     #[test]
     fn templates_may_only_read_steps_that_ran_before() {
         let e = plan(flow(json!([
-            http_step("a", json!({"input": {"method": "GET", "url": "{{steps.b.output.url}}"}})),
+            http_step(
+                "a",
+                json!({"input": {"method": "GET", "url": "{{steps.b.output.url}}"}})
+            ),
             http_step("b", json!({"dependsOn": []})),
         ])))
         .expect_err("forward reference");
@@ -351,7 +348,10 @@ mod tests {
         assert!(e.message.contains("cannot have run"), "{e}");
         plan(flow(json!([
             http_step("a", json!({})),
-            http_step("b", json!({"input": {"method": "GET", "url": "{{steps.a.output.body.next}}"}})),
+            http_step(
+                "b",
+                json!({"input": {"method": "GET", "url": "{{steps.a.output.body.next}}"}})
+            ),
         ])))
         .expect("backward reference is fine");
     }
@@ -363,7 +363,10 @@ mod tests {
         let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice"}])))
             .expect_err("xero");
         assert!(e.message.contains("xero.createInvoice"), "{e}");
-        let bad_template = plan(flow(json!([http_step("a", json!({"input": {"url": "{{NOPE(trigger.x)}}"}}))])));
+        let bad_template = plan(flow(json!([http_step(
+            "a",
+            json!({"input": {"url": "{{NOPE(trigger.x)}}"}})
+        )])));
         assert!(bad_template.is_err());
     }
 }

@@ -95,11 +95,19 @@ mod tests {
             DeliveryId::Provider("72d3162e-cc78-11e3-81ab-4c9367dc0958".into())
         );
         assert_eq!(
-            delivery_id("stripe", &Headers::default(), br#"{"id":"evt_1","object":"event"}"#),
+            delivery_id(
+                "stripe",
+                &Headers::default(),
+                br#"{"id":"evt_1","object":"event"}"#
+            ),
             DeliveryId::Provider("evt_1".into())
         );
         assert_eq!(
-            delivery_id("slack", &Headers::default(), br#"{"event_id":"Ev1","type":"event_callback"}"#),
+            delivery_id(
+                "slack",
+                &Headers::default(),
+                br#"{"event_id":"Ev1","type":"event_callback"}"#
+            ),
             DeliveryId::Provider("Ev1".into())
         );
         assert!(matches!(
@@ -115,7 +123,10 @@ mod tests {
         assert_eq!(k, idempotency_key("t1", "github", &id));
         assert_ne!(k, idempotency_key("t2", "github", &id));
         assert_ne!(k, idempotency_key("t1", "shopify", &id));
-        assert_ne!(k, idempotency_key("t1", "github", &DeliveryId::BodyHash("abc".into())));
+        assert_ne!(
+            k,
+            idempotency_key("t1", "github", &DeliveryId::BodyHash("abc".into()))
+        );
         // Length prefixes: ("ab","c") and ("a","bc") differ.
         assert_ne!(
             idempotency_key("ab", "c", &id),

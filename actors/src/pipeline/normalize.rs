@@ -93,7 +93,11 @@ pub fn normalize(entry: &OutboxEntry) -> Result<NormalizedEvent, NormalizeError>
 ///
 /// # Errors
 /// [`NormalizeError::NoEventType`] when a source that needs a type header lacks it.
-pub fn event_type(source: &str, headers: &Headers, payload: &Value) -> Result<String, NormalizeError> {
+pub fn event_type(
+    source: &str,
+    headers: &Headers,
+    payload: &Value,
+) -> Result<String, NormalizeError> {
     let missing = |hint| NormalizeError::NoEventType {
         connector: source.to_owned(),
         hint,
@@ -247,19 +251,31 @@ mod tests {
         .expect("normalize");
         assert_eq!(e.event_type, "issues.opened");
         assert_eq!(e.payload["issue"]["number"], json!(1));
-        let push = normalize(&entry("github", &[("x-github-event", "push")], r#"{"ref":"x"}"#))
-            .expect("normalize");
+        let push = normalize(&entry(
+            "github",
+            &[("x-github-event", "push")],
+            r#"{"ref":"x"}"#,
+        ))
+        .expect("normalize");
         assert_eq!(push.event_type, "push");
     }
 
     #[test]
     fn stripe_slack_and_standard() {
-        let s = normalize(&entry("stripe", &[], r#"{"id":"evt_1","type":"charge.succeeded","created":1700000000}"#))
-            .expect("stripe");
+        let s = normalize(&entry(
+            "stripe",
+            &[],
+            r#"{"id":"evt_1","type":"charge.succeeded","created":1700000000}"#,
+        ))
+        .expect("stripe");
         assert_eq!(s.event_type, "charge.succeeded");
         assert_eq!(s.occurred_at_ms, 1_700_000_000_000);
-        let sl = normalize(&entry("slack", &[], r#"{"type":"event_callback","event":{"type":"reaction_added"}}"#))
-            .expect("slack");
+        let sl = normalize(&entry(
+            "slack",
+            &[],
+            r#"{"type":"event_callback","event":{"type":"reaction_added"}}"#,
+        ))
+        .expect("slack");
         assert_eq!(sl.event_type, "reaction_added");
         let st = normalize(&entry("standard", &[], r#"{"data":{}}"#)).expect("standard");
         assert_eq!(st.event_type, "webhook.received");
@@ -267,8 +283,12 @@ mod tests {
 
     #[test]
     fn failures_name_the_reason() {
-        let err = normalize(&entry("shopify", &[("x-shopify-topic", "orders/create")], "<xml/>"))
-            .expect_err("not json");
+        let err = normalize(&entry(
+            "shopify",
+            &[("x-shopify-topic", "orders/create")],
+            "<xml/>",
+        ))
+        .expect_err("not json");
         assert!(err.to_string().contains("not valid JSON"), "{err}");
         let err = normalize(&entry("shopify", &[], "{}")).expect_err("no topic");
         assert!(err.to_string().contains("X-Shopify-Topic"), "{err}");

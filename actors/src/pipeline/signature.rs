@@ -83,7 +83,9 @@ pub enum SignatureError {
     #[error("signature in {0} does not match the request body")]
     Mismatch(&'static str),
     /// The signed timestamp is too old or too far in the future.
-    #[error("timestamp in {header} is outside the allowed window of 5 minutes ({skew_secs} s away from now)")]
+    #[error(
+        "timestamp in {header} is outside the allowed window of 5 minutes ({skew_secs} s away from now)"
+    )]
     TimestampOutsideWindow {
         /// Header name.
         header: &'static str,
@@ -263,7 +265,13 @@ fn check_window(header: &'static str, ts: i64, now: i64) -> Result<(), Signature
 
 /// Computes the header a sender would put on `body` (for tests, the load generator and the
 /// CLI's `send` helper). For schemes with timestamps, `ts` and `msg_id` are used as given.
-pub fn sign(scheme: Scheme, secret: &str, body: &[u8], ts: i64, msg_id: &str) -> Vec<(String, String)> {
+pub fn sign(
+    scheme: Scheme,
+    secret: &str,
+    body: &[u8],
+    ts: i64,
+    msg_id: &str,
+) -> Vec<(String, String)> {
     let mac = |key: &[u8], parts: &[&[u8]]| {
         let mut m = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
         for p in parts {
@@ -294,7 +302,10 @@ pub fn sign(scheme: Scheme, secret: &str, body: &[u8], ts: i64, msg_id: &str) ->
                 "x-slack-signature".into(),
                 format!(
                     "v0={}",
-                    hex::encode(mac(secret.as_bytes(), &[b"v0:", ts_s.as_bytes(), b":", body]))
+                    hex::encode(mac(
+                        secret.as_bytes(),
+                        &[b"v0:", ts_s.as_bytes(), b":", body]
+                    ))
                 ),
             ),
         ],
@@ -309,7 +320,10 @@ pub fn sign(scheme: Scheme, secret: &str, body: &[u8], ts: i64, msg_id: &str) ->
                     "webhook-signature".into(),
                     format!(
                         "v1,{}",
-                        B64.encode(mac(&key, &[msg_id.as_bytes(), b".", ts_s.as_bytes(), b".", body]))
+                        B64.encode(mac(
+                            &key,
+                            &[msg_id.as_bytes(), b".", ts_s.as_bytes(), b".", body]
+                        ))
                     ),
                 ),
             ]
@@ -333,11 +347,23 @@ mod tests {
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
         )]);
         assert_eq!(
-            verify(Scheme::GitHub, "It's a Secret to Everybody", &headers, b"Hello, World!", 0),
+            verify(
+                Scheme::GitHub,
+                "It's a Secret to Everybody",
+                &headers,
+                b"Hello, World!",
+                0
+            ),
             Ok(())
         );
         assert_eq!(
-            verify(Scheme::GitHub, "It's a Secret to Everybody", &headers, b"Hello, World?", 0),
+            verify(
+                Scheme::GitHub,
+                "It's a Secret to Everybody",
+                &headers,
+                b"Hello, World?",
+                0
+            ),
             Err(SignatureError::Mismatch("x-hub-signature-256"))
         );
     }
@@ -355,15 +381,33 @@ mod tests {
                 "v2,abc v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
             ),
         ]);
-        assert_eq!(verify(Scheme::Standard, secret, &headers, body, 1_614_265_330), Ok(()));
+        assert_eq!(
+            verify(Scheme::Standard, secret, &headers, body, 1_614_265_330),
+            Ok(())
+        );
         let unprefixed = secret.trim_start_matches("whsec_");
-        assert_eq!(verify(Scheme::Standard, unprefixed, &headers, body, 1_614_265_330), Ok(()));
+        assert_eq!(
+            verify(Scheme::Standard, unprefixed, &headers, body, 1_614_265_330),
+            Ok(())
+        );
         assert!(matches!(
-            verify(Scheme::Standard, secret, &headers, body, 1_614_265_330 + 301),
+            verify(
+                Scheme::Standard,
+                secret,
+                &headers,
+                body,
+                1_614_265_330 + 301
+            ),
             Err(SignatureError::TimestampOutsideWindow { .. })
         ));
         assert!(matches!(
-            verify(Scheme::Standard, secret, &headers, body, 1_614_265_330 - 301),
+            verify(
+                Scheme::Standard,
+                secret,
+                &headers,
+                body,
+                1_614_265_330 - 301
+            ),
             Err(SignatureError::TimestampOutsideWindow { .. })
         ));
         let empty = h(&[
@@ -387,9 +431,19 @@ mod tests {
         for (scheme, secret) in secrets {
             let body = b"payload=%7B%22a%22%3A1%7D"; // form-encoded: content type never matters
             let headers = Headers::new(sign(scheme, secret, body, now, "msg_1"));
-            assert_eq!(verify(scheme, secret, &headers, body, now), Ok(()), "{scheme:?}");
-            assert!(verify(scheme, secret, &headers, b"payload=x", now).is_err(), "{scheme:?}");
-            assert!(verify(scheme, "other", &headers, body, now).is_err(), "{scheme:?}");
+            assert_eq!(
+                verify(scheme, secret, &headers, body, now),
+                Ok(()),
+                "{scheme:?}"
+            );
+            assert!(
+                verify(scheme, secret, &headers, b"payload=x", now).is_err(),
+                "{scheme:?}"
+            );
+            assert!(
+                verify(scheme, "other", &headers, body, now).is_err(),
+                "{scheme:?}"
+            );
             assert!(verify(scheme, secret, &Headers::default(), body, now).is_err());
         }
     }
@@ -402,9 +456,15 @@ mod tests {
         let multi = h(&[("stripe-signature", &format!("{value},v1=00ff,v0=zz"))]);
         assert_eq!(verify(Scheme::Stripe, "whsec_x", &multi, body, 100), Ok(()));
         let reordered = h(&[("stripe-signature", &format!("v1=00ff,{value}"))]);
-        assert_eq!(verify(Scheme::Stripe, "whsec_x", &reordered, body, 100), Ok(()));
+        assert_eq!(
+            verify(Scheme::Stripe, "whsec_x", &reordered, body, 100),
+            Ok(())
+        );
         let err = verify(Scheme::Stripe, "whsec_x", &multi, body, 100 + 600).expect_err("late");
-        assert!(err.to_string().contains("outside the allowed window"), "{err}");
+        assert!(
+            err.to_string().contains("outside the allowed window"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -418,8 +478,17 @@ mod tests {
         )
         .expect_err("malformed");
         assert!(err.to_string().contains("x-hub-signature-256"), "{err}");
-        let err = verify(Scheme::Slack, "s", &h(&[("x-slack-signature", "v0=00"), ("x-slack-request-timestamp", "-5")]), b"", 0)
-            .expect_err("bad ts");
+        let err = verify(
+            Scheme::Slack,
+            "s",
+            &h(&[
+                ("x-slack-signature", "v0=00"),
+                ("x-slack-request-timestamp", "-5"),
+            ]),
+            b"",
+            0,
+        )
+        .expect_err("bad ts");
         assert!(err.to_string().contains("timestamp"), "{err}");
     }
 }

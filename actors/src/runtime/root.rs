@@ -126,7 +126,9 @@ impl Actor for RootSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RootMsg::Route(entry, permit) => {
-                let tenant = state.tenant(&myself, &entry.space_id, &entry.tenant_id).await?;
+                let tenant = state
+                    .tenant(&myself, &entry.space_id, &entry.tenant_id)
+                    .await?;
                 tenant.cast(TenantMsg::Route(entry, permit))?;
             }
             RootMsg::FlowsChanged { space, tenant } => {
@@ -135,7 +137,9 @@ impl Actor for RootSupervisor {
                 }
             }
             RootMsg::Resume(exec) => {
-                let tenant = state.tenant(&myself, &exec.space_id, &exec.tenant_id).await?;
+                let tenant = state
+                    .tenant(&myself, &exec.space_id, &exec.tenant_id)
+                    .await?;
                 tenant.cast(TenantMsg::Resume(exec))?;
             }
         }
@@ -150,7 +154,10 @@ impl Actor for RootSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(who, reason) => {
-                let is_relay = state.relay.as_ref().is_some_and(|r| r.get_id() == who.get_id());
+                let is_relay = state
+                    .relay
+                    .as_ref()
+                    .is_some_and(|r| r.get_id() == who.get_id());
                 if is_relay {
                     tracing::error!(%reason, "outbox relay failed; restarting it");
                     state.start_relay(&myself).await?;

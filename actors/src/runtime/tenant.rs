@@ -132,7 +132,10 @@ impl TenantState {
     }
 
     /// Normalizes and routes one entry; returns the executions it created.
-    async fn route(&mut self, entry: &OutboxEntry) -> Result<Vec<ExecutionRecord>, ActorProcessingErr> {
+    async fn route(
+        &mut self,
+        entry: &OutboxEntry,
+    ) -> Result<Vec<ExecutionRecord>, ActorProcessingErr> {
         let store = &self.args.store;
         // Already routed (a rewind re-read it while it was in flight): nothing to do.
         if !store.contains(Ks::Outbox, &keys::outbox(entry.seq))? {
@@ -159,7 +162,8 @@ impl TenantState {
                     if !router::matches(&flow.plan.spec.trigger, &normalized, &entry.webhook_id) {
                         continue;
                     }
-                    let id = execution_id(&entry.idempotency_key, &flow.record.id, flow.record.version);
+                    let id =
+                        execution_id(&entry.idempotency_key, &flow.record.id, flow.record.version);
                     event.execution_ids.push(id.clone());
                     if store.execution(space, tenant, &id)?.is_some() {
                         continue;
