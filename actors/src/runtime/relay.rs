@@ -10,6 +10,7 @@
 //! executions, so after a restart the relay simply starts from the lowest sequence left.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -48,6 +49,9 @@ pub struct RelayState {
     permits: Arc<Semaphore>,
     max_in_flight: usize,
     waker: JoinHandle<()>,
+    /// Set while a `Pump` sits in the mailbox, so wake-ups coalesce into one message however
+    /// many commits happen while the relay waits for permits.
+    pump_queued: Arc<AtomicBool>,
 }
 
 impl Actor for OutboxRelay {
@@ -62,13 +66,15 @@ impl Actor for OutboxRelay {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut head = store.outbox_head();
         let me = myself.clone();
+        let pump_queued = Arc::new(AtomicBool::new(true));
+        let queued = pump_queued.clone();
         let waker = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     changed = head.changed() => if changed.is_err() { break },
                     () = tokio::time::sleep(IDLE_TICK) => {}
                 }
-                if me.cast(RelayMsg::Pump).is_err() {
+                if !queued.swap(true, Ordering::AcqRel) && me.cast(RelayMsg::Pump).is_err() {
                     break;
                 }
             }
@@ -81,6 +87,7 @@ impl Actor for OutboxRelay {
             permits: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             waker,
+            pump_queued,
         })
     }
 
@@ -102,6 +109,7 @@ impl Actor for OutboxRelay {
         match message {
             RelayMsg::Rewind => state.cursor = 0,
             RelayMsg::Pump => loop {
+                state.pump_queued.store(false, Ordering::Release);
                 let entries = state.store.outbox_from(state.cursor, SCAN_PAGE)?;
                 let full = entries.len() == SCAN_PAGE;
                 for entry in entries {
