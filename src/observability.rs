@@ -56,6 +56,20 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "sluice_tenant_supervisors",
         "Tenant supervisors currently running"
     );
+    describe_gauge!(
+        "sluice_queue_depth",
+        "Executions waiting for a slot in tenants' priority lanes, by priority"
+    );
+    describe_histogram!(
+        "sluice_queue_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time an execution waited in its priority lane, by priority"
+    );
+    describe_gauge!("sluice_dlq_depth", "Dead-lettered items not yet resolved");
+    describe_counter!(
+        "sluice_relay_deferrals_total",
+        "Times the relay deferred a tenant that had no credit left"
+    );
     describe_counter!(
         "sluice_actor_restarts_total",
         "Supervised actors replaced after a failure"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ractor::Actor;
 use sluice_actors::engine::Engine;
-use sluice_actors::runtime::{RootArgs, RootMsg, RootSupervisor};
+use sluice_actors::runtime::{RelayLimits, RootArgs, RootMsg, RootSupervisor};
 use sluice_storage::{Durability, Store, StoreOptions};
 
 use crate::cli::ServeArgs;
@@ -15,8 +15,12 @@ use crate::connectors::HttpInvoker;
 use crate::http::{self, AppState};
 use crate::{bootstrap, observability};
 
-/// Outbox entries in flight between the relay and the tenants.
+/// Outbox entries in flight between the relay and all tenants.
 const RELAY_IN_FLIGHT: usize = 1024;
+/// Capacity of each of a tenant's four priority lanes.
+const LANE_CAPACITY: usize = 4096;
+/// How often expired dedup records are pruned.
+const DEDUP_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the server until a shutdown signal.
 ///
@@ -46,7 +50,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             store: store.clone(),
             engine,
             tenant_concurrency: args.tenant_concurrency,
-            relay_in_flight: RELAY_IN_FLIGHT,
+            lane_capacity: LANE_CAPACITY,
+            relay: RelayLimits {
+                global: RELAY_IN_FLIGHT,
+                per_lane: args.tenant_in_flight.max(1),
+            },
         },
     )
     .await
@@ -55,9 +63,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !unfinished.is_empty() {
         tracing::info!(count = unfinished.len(), "resuming unfinished executions");
     }
-    for exec in unfinished {
-        root.cast(RootMsg::Resume(Box::new(exec)))?;
+    for exec in &unfinished {
+        root.cast(RootMsg::run(exec))?;
     }
+    metrics::gauge!("sluice_dlq_depth").set(store.dlq_open_count()? as f64);
+    let pruner = tokio::spawn(prune_dedup(
+        store.clone(),
+        Duration::from_secs(args.dedup_window_hours.saturating_mul(3600)),
+    ));
 
     let state = AppState {
         store,
@@ -76,11 +89,37 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
 
+    pruner.abort();
     tracing::info!("shutting down: stopping actors");
     root.stop(Some("shutdown".into()));
     // Executions still running are journaled step by step and resume at the next start.
     let _ = tokio::time::timeout(Duration::from_secs(10), root_handle).await;
     Ok(())
+}
+
+/// Forgets delivery ids older than the dedup window, in bounded batches, off the ingestion
+/// path (the committer interleaves these small batches with ingestion).
+async fn prune_dedup(store: sluice_storage::Store, window: Duration) {
+    const BATCH: usize = 10_000;
+    loop {
+        let cutoff = sluice_actors::ids::now_ms().saturating_sub(window.as_millis() as u64);
+        loop {
+            match store.prune_dedup(cutoff, BATCH).await {
+                Ok(n) if n == BATCH => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(pruned = n, "expired dedup records removed");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "dedup pruning failed; retrying later");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(DEDUP_PRUNE_EVERY).await;
+    }
 }
 
 async fn shutdown_signal() {

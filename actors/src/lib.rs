@@ -5,11 +5,13 @@
 //! - [`mapping`]: templates and field mappings (pure);
 //! - [`engine`]: runs one execution, journaling each step through `sluice-storage`;
 //! - [`runtime`]: the actors — root supervisor, tenant supervisors, outbox relay;
-//! - [`connector`]: the trait through which the engine reaches the outside world.
+//! - [`connector`]: the trait through which the engine reaches the outside world;
+//! - [`dlq`]: dead letter queue items and replay.
 //!
 //! This crate knows nothing of HTTP servers; the binary wires it to one.
 
 pub mod connector;
+pub mod dlq;
 pub mod engine;
 pub mod flow;
 pub mod ids;

@@ -2,6 +2,7 @@
 //! One file per resource; each exposes its routes.
 
 mod auth;
+mod dlq;
 mod error;
 mod events;
 mod executions;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::routes())
         .merge(executions::routes())
         .merge(events::routes())
+        .merge(dlq::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -34,6 +34,8 @@ pub enum Ks {
     Outbox,
     /// [`crate::DedupRecord`] by (space, tenant, idempotency key).
     Dedup,
+    /// Empty values keyed (first-seen ms, dedup key): the pruning index.
+    DedupByTime,
     /// [`crate::EventRecord`] by (space, tenant, seq).
     Events,
     /// [`ExecutionRecord`] by (space, tenant, execution id).
@@ -50,7 +52,7 @@ pub enum Ks {
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 13] = [
+    pub const ALL: [Ks; 14] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -58,6 +60,7 @@ impl Ks {
         Ks::Flows,
         Ks::Outbox,
         Ks::Dedup,
+        Ks::DedupByTime,
         Ks::Events,
         Ks::Executions,
         Ks::ExecutionsByTime,
@@ -76,6 +79,7 @@ impl Ks {
             Ks::Flows => "flows",
             Ks::Outbox => "outbox",
             Ks::Dedup => "dedup",
+            Ks::DedupByTime => "dedup_by_time",
             Ks::Events => "events",
             Ks::Executions => "executions",
             Ks::ExecutionsByTime => "executions_by_time",
@@ -182,6 +186,23 @@ impl Store {
     /// # Errors
     /// As [`Store::commit`].
     pub async fn ingest(&self, dedup_key: [u8; 32], entry: OutboxEntry) -> Result<IngestOutcome> {
+        self.ingest_inner(Some(dedup_key), entry).await
+    }
+
+    /// Writes an outbox entry without a dedup check (a DLQ replay re-entering the pipeline:
+    /// its key was recorded by the first delivery). Always [`IngestOutcome::Accepted`].
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub async fn enqueue(&self, entry: OutboxEntry) -> Result<IngestOutcome> {
+        self.ingest_inner(None, entry).await
+    }
+
+    async fn ingest_inner(
+        &self,
+        dedup_key: Option<[u8; 32]>,
+        entry: OutboxEntry,
+    ) -> Result<IngestOutcome> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Ingest {
             dedup_key,
@@ -402,6 +423,36 @@ impl Store {
             .collect())
     }
 
+    /// A tenant's executions that are not terminal.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn unfinished_executions_of(
+        &self,
+        space: &str,
+        tenant: &str,
+    ) -> Result<Vec<ExecutionRecord>> {
+        let all: Vec<ExecutionRecord> =
+            self.scan_prefix(Ks::Executions, &keys::tenant_prefix(space, tenant).build())?;
+        Ok(all
+            .into_iter()
+            .filter(|e| !e.status.is_terminal())
+            .collect())
+    }
+
+    /// Number of entries in the outbox, counted by a full key scan (start-up only).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn outbox_count(&self) -> Result<usize> {
+        let mut n = 0;
+        for guard in self.handles.get(Ks::Outbox).iter() {
+            guard.key()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The journal of one execution, in step order.
     ///
     /// # Errors
@@ -416,6 +467,59 @@ impl Store {
             Ks::Journal,
             &keys::journal_prefix(space, tenant, execution_id),
         )
+    }
+
+    /// One DLQ item.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn dlq_item(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::DlqRecord>> {
+        self.get(Ks::Dlq, &keys::dlq(space, tenant, id))
+    }
+
+    /// Deletes dedup records first seen before `cutoff_ms`, at most `max` per call, in one
+    /// durable batch; returns how many were removed. Reads only the expired range of the time
+    /// index, so it never scans live records.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub async fn prune_dedup(&self, cutoff_ms: u64, max: usize) -> Result<usize> {
+        let mut writes = WriteSet::new();
+        let mut n = 0;
+        for guard in self
+            .handles
+            .get(Ks::DedupByTime)
+            .range(..keys::dedup_by_time(cutoff_ms, &[]))
+            .take(max)
+        {
+            let key = guard.key()?;
+            if let Some(dedup_key) = key.get(8..) {
+                writes.delete(Ks::Dedup, dedup_key.to_vec());
+            }
+            writes.delete(Ks::DedupByTime, key.to_vec());
+            n += 1;
+        }
+        if n > 0 {
+            self.commit(writes).await?;
+        }
+        Ok(n)
+    }
+
+    /// DLQ items of every tenant that are not resolved (start-up metric).
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn dlq_open_count(&self) -> Result<usize> {
+        let all: Vec<crate::DlqRecord> = self.scan_prefix(Ks::Dlq, &[])?;
+        Ok(all
+            .iter()
+            .filter(|d| d.state != crate::DlqState::Resolved)
+            .count())
     }
 
     /// A tenant's dead letter queue, oldest first.

@@ -149,7 +149,12 @@ impl WriteSet {
         tenant: &str,
         r: &crate::DlqRecord,
     ) -> Result<&mut Self> {
-        self.put(Ks::Dlq, keys::event(space, tenant, r.seq), r)
+        self.put(Ks::Dlq, keys::dlq(space, tenant, &r.id), r)
+    }
+
+    /// Deletes a DLQ item.
+    pub fn delete_dlq(&mut self, space: &str, tenant: &str, id: &str) -> &mut Self {
+        self.delete(Ks::Dlq, keys::dlq(space, tenant, id))
     }
 
     /// Removes an outbox entry once the work it caused is recorded (the "done" mark).

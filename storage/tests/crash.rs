@@ -26,6 +26,8 @@ fn entry(n: u64) -> OutboxEntry {
         received_at_ms: n,
         priority: 2,
         idempotency_key: String::new(),
+        attempt: 1,
+        replay_of: None,
     }
 }
 

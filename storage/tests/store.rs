@@ -19,6 +19,8 @@ fn entry(tenant: &str, event_id: &str) -> OutboxEntry {
         received_at_ms: 1,
         priority: 2,
         idempotency_key: "00".into(),
+        attempt: 1,
+        replay_of: None,
     }
 }
 
@@ -127,6 +129,10 @@ fn execution(tenant: &str, id: &str, created: u64) -> ExecutionRecord {
         started_at_ms: None,
         finished_at_ms: None,
         error_json: None,
+        priority: 2,
+        attempt: 1,
+        replay_of: None,
+        idempotency_key: "k".into(),
     }
 }
 
@@ -164,4 +170,49 @@ async fn executions_page_newest_first_with_cursor_and_tenant_isolation() {
     assert!(cursor.is_none());
     assert!(store.execution("sp", "b", "x1").expect("get").is_none());
     assert_eq!(store.unfinished_executions().expect("scan").len(), 6);
+}
+
+#[tokio::test]
+async fn pruning_forgets_only_expired_dedup_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let mut old = entry("t", "old");
+    old.received_at_ms = 1_000;
+    let mut fresh = entry("t", "fresh");
+    fresh.received_at_ms = 5_000;
+    store.ingest(key(1), old).await.expect("ingest");
+    store.ingest(key(2), fresh).await.expect("ingest");
+    assert_eq!(store.prune_dedup(2_000, 100).await.expect("prune"), 1);
+    assert_eq!(store.prune_dedup(2_000, 100).await.expect("prune"), 0);
+    let again_old = store
+        .ingest(key(1), entry("t", "old2"))
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(again_old, IngestOutcome::Accepted { .. }),
+        "expired key is forgotten"
+    );
+    let again_fresh = store
+        .ingest(key(2), entry("t", "fresh2"))
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(again_fresh, IngestOutcome::Duplicate { .. }),
+        "live key is kept"
+    );
+}
+
+#[tokio::test]
+async fn enqueue_skips_dedup_for_replays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    store
+        .ingest(key(3), entry("t", "first"))
+        .await
+        .expect("ingest");
+    let replay = store.enqueue(entry("t", "replay")).await.expect("enqueue");
+    assert!(
+        matches!(replay, IngestOutcome::Accepted { seq: 2, .. }),
+        "{replay:?}"
+    );
 }

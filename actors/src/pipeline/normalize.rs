@@ -14,6 +14,8 @@
 //!   (`message`, `reaction_added`); other envelopes by their `type` (`url_verification`).
 //! - `standard` / `http`: the payload's `type` field when it is a string, else
 //!   `webhook.received`.
+//! - app, schedule and polling events: the name they were submitted with
+//!   ([`super::submit`]).
 
 use serde_json::Value;
 use sluice_storage::OutboxEntry;
@@ -219,6 +221,8 @@ mod tests {
             received_at_ms: 5,
             priority: 2,
             idempotency_key: "k".into(),
+            attempt: 1,
+            replay_of: None,
         }
     }
 
