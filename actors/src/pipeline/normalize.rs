@@ -100,6 +100,12 @@ pub fn event_type(
     headers: &Headers,
     payload: &Value,
 ) -> Result<String, NormalizeError> {
+    if let Some(name) = headers
+        .get(super::submit::EVENT_HEADER)
+        .filter(|n| !n.is_empty())
+    {
+        return Ok(name.to_owned());
+    }
     let missing = |hint| NormalizeError::NoEventType {
         connector: source.to_owned(),
         hint,
