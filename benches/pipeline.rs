@@ -35,6 +35,8 @@ fn entry(body: Vec<u8>) -> OutboxEntry {
         received_at_ms: 1,
         priority: 2,
         idempotency_key: "k".into(),
+        attempt: 1,
+        replay_of: None,
     }
 }
 

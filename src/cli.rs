@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// that tenant's lane.
     #[arg(long, env = "SLUICE_TENANT_IN_FLIGHT", default_value_t = 64)]
     pub tenant_in_flight: usize,
+    /// Seconds in-flight requests may take to finish after SIGINT/SIGTERM before they are cut.
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
     /// Acknowledge writes once handed to the OS instead of after fsync. For benchmarks only:
     /// survives a process kill, not a power loss.
     #[arg(long, env = "SLUICE_UNSAFE_BUFFERED_WRITES", default_value_t = false)]

@@ -1,6 +1,7 @@
 //! Start-up and shutdown wiring: open the store, bootstrap, start the actors, resume unfinished
 //! executions, serve HTTP until SIGINT/SIGTERM.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store = Store::open(&args.data_dir, options)
         .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
+    // Bind before writing anything, so a start that cannot listen leaves the directory as it
+    // found it.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     bootstrap::ensure(&store).await?;
 
     let engine = Arc::new(Engine::new(store.clone(), Arc::new(HttpInvoker::new()?)));
@@ -78,16 +84,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
         max_webhook_bytes: args.max_webhook_bytes,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");
     println!("Listening on http://{local}");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: no new connections");
+            let _ = stopping_tx.send(true);
+        })
+        .into_future();
+    let grace_period = Duration::from_secs(args.shutdown_grace_secs);
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(grace_period).await;
+    };
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        () = grace => tracing::warn!("requests still open after the shutdown grace period; closing them"),
+    }
 
     pruner.abort();
     tracing::info!("shutting down: stopping actors");

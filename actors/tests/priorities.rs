@@ -133,7 +133,10 @@ async fn urgent_work_overtakes_a_background_flood_and_p4_still_progresses() {
         if urgent == 20 && queued.len() > 100 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "urgent work never reached the tenant");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "urgent work never reached the tenant"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -150,7 +153,10 @@ async fn urgent_work_overtakes_a_background_flood_and_p4_still_progresses() {
         .iter()
         .rposition(|(p, _)| *p <= 2)
         .expect("urgent ran");
-    assert!(last_urgent < 40, "P1/P2 were held back: last ran at {last_urgent}: {calls:?}");
+    assert!(
+        last_urgent < 40,
+        "P1/P2 were held back: last ran at {last_urgent}: {calls:?}"
+    );
     assert_eq!(after_release[0].0, 1, "P1 goes first");
     // No starvation: P4 is served once per weighted round (at most 15 picks; the blocked first
     // call already used the first round's P4 share, so the first P4 may come one round later).
@@ -160,12 +166,19 @@ async fn urgent_work_overtakes_a_background_flood_and_p4_still_progresses() {
         .filter(|(_, (p, _))| *p == 4)
         .map(|(i, _)| i)
         .collect();
-    assert!(p4_at.first().is_some_and(|&i| i < 30), "P4 starved: {p4_at:?}");
+    assert!(
+        p4_at.first().is_some_and(|&i| i < 30),
+        "P4 starved: {p4_at:?}"
+    );
     let max_gap = p4_at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     assert!(max_gap <= 15, "P4 waited {max_gap} picks between services");
     // Within a priority, order is kept.
     for p in 1..=4u8 {
-        let ns: Vec<u64> = calls.iter().filter(|(q, _)| *q == p).map(|(_, n)| *n).collect();
+        let ns: Vec<u64> = calls
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, n)| *n)
+            .collect();
         let mut sorted = ns.clone();
         sorted.sort_unstable();
         assert_eq!(ns, sorted, "P{p} ran out of order");

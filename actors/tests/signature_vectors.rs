@@ -20,19 +20,26 @@ fn scheme(name: &str) -> Option<Scheme> {
 }
 
 fn num(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 #[test]
 fn shared_signature_vectors_give_the_expected_verdict() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/webhook-signatures");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/webhook-signatures");
     let Ok(text) = std::fs::read_to_string(dir.join("signature-vectors.json")) else {
         eprintln!("skipped: ../shared/fixtures/webhook-signatures is absent");
         return;
     };
     let doc: Value = serde_json::from_str(&text).expect("vectors are JSON");
     let mut checked = 0;
-    for (i, v) in doc["vectors"].as_array().expect("vectors").iter().enumerate() {
+    for (i, v) in doc["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .enumerate()
+    {
         let Some(scheme) = v["scheme"].as_str().and_then(scheme) else {
             eprintln!("vector {i}: scheme {} not handled here", v["scheme"]);
             continue;
@@ -64,14 +71,16 @@ fn shared_signature_vectors_give_the_expected_verdict() {
                 .iter()
                 .map(|(k, x)| (k.clone(), x.as_str().unwrap_or("").to_owned())),
         );
-        let now = num(&v["now"])
-            .or_else(|| num(&v["timestamp"]))
-            .unwrap_or(0);
+        let now = num(&v["now"]).or_else(|| num(&v["timestamp"])).unwrap_or(0);
         let result = verify(scheme, secret, &headers, &body, now);
         if expect.starts_with("valid") {
             assert_eq!(result, Ok(()), "vector {i} ({}) should verify", v["scheme"]);
         } else {
-            assert!(result.is_err(), "vector {i} ({}) should be refused: {expect}", v["scheme"]);
+            assert!(
+                result.is_err(),
+                "vector {i} ({}) should be refused: {expect}",
+                v["scheme"]
+            );
         }
         checked += 1;
     }

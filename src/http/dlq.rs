@@ -10,7 +10,7 @@
 //!   pending item that matches: `{"replayed", "skipped", "failed", "errors": […]}`.
 //! - `DELETE …/dlq/{id}` → 204.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,6 +23,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::extract::QueryParams;
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -48,7 +49,8 @@ fn view(d: &DlqRecord) -> Value {
         "headers": d.headers.iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect::<serde_json::Map<_, _>>(),
-        "payload": String::from_utf8_lossy(&d.body),
+        "payload": payload_text(&d.body),
+        "payloadEncoding": if std::str::from_utf8(&d.body).is_ok() { "utf-8" } else { "base64" },
         "error": dlq::error_value(d),
         "attempts": d.attempts,
         "failedAt": rfc3339(d.failed_at_ms),
@@ -59,6 +61,15 @@ fn view(d: &DlqRecord) -> Value {
             "outcome": r.outcome,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The payload as text when it is UTF-8, else base64 (so no byte is lost).
+fn payload_text(body: &[u8]) -> String {
+    use base64::Engine as _;
+    match std::str::from_utf8(body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => base64::engine::general_purpose::STANDARD.encode(body),
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,7 +86,7 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let limit = q.limit.unwrap_or(50);

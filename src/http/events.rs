@@ -7,7 +7,7 @@
 //! - `GET /api/v1/tenants/{tid}/events?limit=50` → the newest routed events with their
 //!   normalized name and the executions they started (the reference's event history).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,6 +20,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::extract::QueryParams;
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -38,7 +39,7 @@ async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-    Query(q): Query<Limit>,
+    QueryParams(q): QueryParams<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let limit = q.limit.unwrap_or(50);

@@ -30,9 +30,15 @@ pub struct Server {
 impl Server {
     /// Starts `sluice serve` on `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts with extra `serve` flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("SLUICE_SPACE_ID", SPACE)
             .env("SLUICE_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
@@ -58,6 +64,21 @@ impl Server {
             data_dir: data_dir.to_owned(),
             client: reqwest::Client::new(),
         }
+    }
+
+    /// SIGTERM, then waits up to `limit` for the process to exit; returns how long it took.
+    pub fn terminate(mut self, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        while started.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// SIGKILL, no goodbye.

@@ -274,8 +274,16 @@ impl Engine {
             if !retryable || attempt == max_attempts {
                 break;
             }
-            let backoff = step.retry.as_ref().map_or(0, |r| r.delay_ms(attempt + 1));
-            let wait = Duration::from_millis(backoff).max(retry_after.unwrap_or_default());
+            let Some(retry) = step.retry.as_ref() else {
+                break;
+            };
+            // The provider's Retry-After is honoured up to the step's maxDelayMs; a provider
+            // that asks for longer ends the retries rather than being called early.
+            let asked = retry_after.unwrap_or_default();
+            if asked > Duration::from_millis(retry.max_delay_ms) {
+                break;
+            }
+            let wait = Duration::from_millis(retry.delay_ms(attempt + 1)).max(asked);
             tokio::time::sleep(wait).await;
         }
         record.finished_at_ms = now_ms();
