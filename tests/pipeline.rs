@@ -120,6 +120,23 @@ async fn a_blocked_tenant_does_not_stall_another() {
         metrics.contains("sluice_relay_deferrals_total"),
         "the noisy lane was deferred"
     );
+    // Memory is bounded: the noisy tenant holds at most its lane credit (64) in memory; the
+    // rest of its burst waits in the outbox on disk.
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let queued = gauge("sluice_queue_depth{priority=\"P2\"}");
+    assert!(queued <= 64.0, "queued in memory: {queued}");
+    let pending = gauge("sluice_outbox_pending");
+    assert!(
+        pending >= 150.0 - 64.0 - 16.0,
+        "left in the outbox: {pending}\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
