@@ -376,3 +376,31 @@ async fn app_events_enter_the_pipeline_deduplicated() {
         .await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_flow_through_the_claim_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let sink = Sink::start().await;
+    let url = server.webhook("default", "github", "big").await;
+    server
+        .live_flow("default", &push_flow("big", &sink.url, 1))
+        .await;
+    // ~600 KiB: above the 256 KiB claim-check threshold, below the 1 MiB limit.
+    let padding = "x".repeat(600 * 1024);
+    let body = serde_json::to_vec(&json!({"ref": "r", "n": 42, "padding": padding})).expect("json");
+    let (s, _) = send(
+        &server.client,
+        &url,
+        &github_headers("big", &body, "push", "big-1"),
+        &body,
+    )
+    .await;
+    assert_eq!(s, 202);
+    server
+        .wait_executions("default", 30, |e| {
+            e.len() == 1 && e[0]["status"] == "completed"
+        })
+        .await;
+    assert_eq!(sink.received()[0].body["n"], 42);
+}

@@ -25,8 +25,8 @@ pub fn new_id() -> String {
     format!("dlq_{}", uuid::Uuid::now_v7().simple())
 }
 
-/// An item for an outbox entry that could not be normalized.
-pub fn for_event(entry: &OutboxEntry, error: &str) -> DlqRecord {
+/// An item for an outbox entry that could not be normalized; `body` is its full body.
+pub fn for_event(entry: &OutboxEntry, body: &[u8], error: &str) -> DlqRecord {
     DlqRecord {
         id: new_id(),
         kind: DlqKind::Event,
@@ -40,7 +40,7 @@ pub fn for_event(entry: &OutboxEntry, error: &str) -> DlqRecord {
         priority: entry.priority,
         idempotency_key: entry.idempotency_key.clone(),
         headers: entry.headers.clone(),
-        body: entry.body.clone(),
+        body: body.to_vec(),
         error: error.to_owned(),
         attempts: entry.attempt.max(1),
         failed_at_ms: now_ms(),
@@ -149,6 +149,7 @@ pub async fn replay(
                 connector: item.source.clone(),
                 headers: item.headers.clone(),
                 body: item.body.clone(),
+                body_in_blob: false,
                 received_at_ms: now_ms(),
                 priority: item.priority,
                 idempotency_key: item.idempotency_key.clone(),

@@ -122,6 +122,7 @@ async fn receive_inner(
         connector: hook.connector.clone(),
         headers: headers.retained(),
         body: body.to_vec(),
+        body_in_blob: false,
         received_at_ms: now_ms(),
         priority: P2_EVENT,
         idempotency_key: hex::encode(key),

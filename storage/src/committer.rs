@@ -227,6 +227,15 @@ impl Committer {
             batch.insert(self.handles.get(Ks::Dedup), key.clone(), dedup_bytes);
             seen.insert(key, entry.event_id.clone());
         }
+        if entry.body.len() > self.options.claim_check_bytes {
+            let body = std::mem::take(&mut entry.body);
+            batch.insert(
+                self.handles.get(Ks::Blobs),
+                keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id),
+                body,
+            );
+            entry.body_in_blob = true;
+        }
         let entry_bytes = encode(&entry)?;
         batch.insert(
             self.handles.get(Ks::Outbox),

@@ -172,6 +172,11 @@ pub fn dlq(space: &str, tenant: &str, id: &str) -> Vec<u8> {
     tenant_prefix(space, tenant).id(id).build()
 }
 
+/// Key of a large body kept outside its outbox entry: `space tenant event-id`.
+pub fn blob(space: &str, tenant: &str, event_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(event_id).build()
+}
+
 /// Key in the `meta` keyspace holding the highest outbox sequence ever assigned (big-endian
 /// u64), so sequence numbers and event ids are never reused after the outbox drains.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";

@@ -128,8 +128,12 @@ pub struct OutboxEntry {
     pub connector: String,
     /// Request headers that matter for normalization (lower-case names).
     pub headers: Vec<(String, String)>,
-    /// The raw body bytes exactly as received (signatures are over these).
+    /// The raw body bytes exactly as received (signatures are over these); empty when the
+    /// body was large and is kept in the `blobs` keyspace instead (`body_in_blob`).
     pub body: Vec<u8>,
+    /// True when the body is stored once in the `blobs` keyspace (a claim check); read it
+    /// with [`crate::Store::entry_body`].
+    pub body_in_blob: bool,
     /// Receipt time, Unix ms.
     pub received_at_ms: u64,
     /// Priority 1 (highest) to 4 (lowest).

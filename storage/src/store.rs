@@ -44,15 +44,17 @@ pub enum Ks {
     ExecutionsByTime,
     /// [`StepRecord`] by (space, tenant, execution id, step index).
     Journal,
-    /// [`crate::DlqRecord`] by (space, tenant, seq).
+    /// [`crate::DlqRecord`] by (space, tenant, DLQ id).
     Dlq,
+    /// Raw large bodies by (space, tenant, event id): the claim checks of outbox entries.
+    Blobs,
     /// Store-internal counters ([`keys::META_OUTBOX_SEQ`]).
     Meta,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 14] = [
+    pub const ALL: [Ks; 15] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -66,6 +68,7 @@ impl Ks {
         Ks::ExecutionsByTime,
         Ks::Journal,
         Ks::Dlq,
+        Ks::Blobs,
         Ks::Meta,
     ];
 
@@ -85,6 +88,7 @@ impl Ks {
             Ks::ExecutionsByTime => "executions_by_time",
             Ks::Journal => "journal",
             Ks::Dlq => "dlq",
+            Ks::Blobs => "blobs",
             Ks::Meta => "meta",
         }
     }
@@ -112,6 +116,9 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// Most requests folded into one group commit.
     pub max_batch: usize,
+    /// Outbox bodies larger than this many bytes are stored once in the `blobs` keyspace and
+    /// referenced by the entry (a claim check), so that reading the outbox never carries them.
+    pub claim_check_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -119,6 +126,7 @@ impl Default for StoreOptions {
         Self {
             durability: Durability::Fsync,
             max_batch: 1024,
+            claim_check_bytes: 256 * 1024,
         }
     }
 }
@@ -347,6 +355,25 @@ impl Store {
             out.push(decode(&value)?);
         }
         Ok(out)
+    }
+
+    /// The body of an outbox entry: inline, or read from the `blobs` keyspace for a claim
+    /// check.
+    ///
+    /// # Errors
+    /// Engine errors; a missing blob is a decode error (it is written with its entry).
+    pub fn entry_body(&self, entry: &OutboxEntry) -> Result<Vec<u8>> {
+        if !entry.body_in_blob {
+            return Ok(entry.body.clone());
+        }
+        let key = keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id);
+        match self.handles.get(Ks::Blobs).get(key)? {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(StorageError::Decode {
+                kind: "blob",
+                reason: format!("body of event {} is missing", entry.event_id),
+            }),
+        }
     }
 
     /// An execution by id.

@@ -157,8 +157,15 @@ impl WriteSet {
         self.delete(Ks::Dlq, keys::dlq(space, tenant, id))
     }
 
-    /// Removes an outbox entry once the work it caused is recorded (the "done" mark).
-    pub fn delete_outbox(&mut self, seq: u64) -> &mut Self {
-        self.delete(Ks::Outbox, keys::outbox(seq))
+    /// Removes an outbox entry once the work it caused is recorded (the "done" mark), and
+    /// its claim-checked body if it had one.
+    pub fn delete_outbox(&mut self, entry: &crate::OutboxEntry) -> &mut Self {
+        if entry.body_in_blob {
+            self.delete(
+                Ks::Blobs,
+                keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id),
+            );
+        }
+        self.delete(Ks::Outbox, keys::outbox(entry.seq))
     }
 }

@@ -16,6 +16,7 @@ fn entry(tenant: &str, event_id: &str) -> OutboxEntry {
         connector: "github".into(),
         headers: vec![("x-github-event".into(), "push".into())],
         body: b"{}".to_vec(),
+        body_in_blob: false,
         received_at_ms: 1,
         priority: 2,
         idempotency_key: "00".into(),
@@ -92,8 +93,8 @@ async fn sequence_numbers_are_not_reused_after_the_outbox_drains_and_reopens() {
             store.ingest(key(i), entry("t", "e")).await.expect("ingest");
         }
         let mut w = WriteSet::new();
-        for seq in 1..=3 {
-            w.delete_outbox(seq);
+        for entry in store.outbox_from(0, 10).expect("scan") {
+            w.delete_outbox(&entry);
         }
         store.commit(w).await.expect("commit");
         assert!(store.outbox_from(0, 10).expect("scan").is_empty());
@@ -214,5 +215,37 @@ async fn enqueue_skips_dedup_for_replays() {
     assert!(
         matches!(replay, IngestOutcome::Accepted { seq: 2, .. }),
         "{replay:?}"
+    );
+}
+
+#[tokio::test]
+async fn large_bodies_are_claim_checked_and_deleted_with_their_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StoreOptions {
+        claim_check_bytes: 1024,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).expect("open");
+    let mut big = entry("t", "big");
+    big.body = vec![7u8; 4096];
+    store.ingest(key(1), big).await.expect("ingest");
+    store
+        .ingest(key(2), entry("t", "small"))
+        .await
+        .expect("ingest");
+    let entries = store.outbox_from(0, 10).expect("scan");
+    assert!(entries[0].body_in_blob && entries[0].body.is_empty());
+    assert!(!entries[1].body_in_blob);
+    assert_eq!(
+        store.entry_body(&entries[0]).expect("body"),
+        vec![7u8; 4096]
+    );
+    assert_eq!(store.entry_body(&entries[1]).expect("body"), b"{}".to_vec());
+    let mut w = WriteSet::new();
+    w.delete_outbox(&entries[0]);
+    store.commit(w).await.expect("commit");
+    assert!(
+        store.entry_body(&entries[0]).is_err(),
+        "the blob went with its entry"
     );
 }

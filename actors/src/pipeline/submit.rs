@@ -66,6 +66,7 @@ pub async fn submit(store: &Store, submission: Submission) -> Result<IngestOutco
             ("content-type".into(), "application/json".into()),
         ],
         body: submission.payload,
+        body_in_blob: false,
         received_at_ms: now_ms(),
         priority: submission.priority.clamp(P1_USER, P4_POLLING),
         idempotency_key: hex::encode(key),

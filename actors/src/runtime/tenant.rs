@@ -291,7 +291,8 @@ impl TenantState {
             Some(id) => store.dlq_item(space, tenant, id)?,
             None => None,
         };
-        match normalize(entry) {
+        let body = store.entry_body(entry)?;
+        match normalize(entry, &body) {
             Ok(normalized) => {
                 event.event_type = normalized.event_type.clone();
                 let trigger_json = normalized.payload.to_string();
@@ -343,7 +344,7 @@ impl TenantState {
                     Some(item) => dlq::record_outcome(item, false, &format!("failed: {e}")),
                     None => {
                         metrics::gauge!("sluice_dlq_depth").increment(1.0);
-                        dlq::for_event(entry, &e.to_string())
+                        dlq::for_event(entry, &body, &e.to_string())
                     }
                 };
                 w.put_dlq(space, tenant, &item)?;
@@ -351,7 +352,7 @@ impl TenantState {
             }
         }
         w.put_event(space, tenant, &event)?;
-        w.delete_outbox(entry.seq);
+        w.delete_outbox(entry);
         store.commit(w).await?;
         metrics::gauge!("sluice_outbox_pending").decrement(1.0);
         Ok(created)
