@@ -2,12 +2,15 @@
 //! One file per resource; each exposes its routes.
 
 mod auth;
+mod connectors;
+mod credentials;
 mod error;
 mod events;
 mod executions;
 mod extract;
 mod ops;
 mod receipt;
+mod sync;
 mod tenants;
 mod webhooks;
 mod workflows;
@@ -29,6 +32,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Largest webhook body accepted, bytes.
     pub max_webhook_bytes: usize,
+    /// Seals and opens credential secrets.
+    pub vault: std::sync::Arc<crate::connectors::Vault>,
+    /// Applies sync changes and conflict resolutions.
+    pub sync: sluice_actors::sync::SyncRunner,
 }
 
 /// All routes.
@@ -41,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::routes())
         .merge(executions::routes())
         .merge(events::routes())
+        .merge(connectors::routes())
+        .merge(credentials::routes())
+        .merge(sync::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

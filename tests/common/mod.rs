@@ -28,9 +28,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `sluice serve` on `data_dir` and waits until it listens.
+    /// Starts `sluice serve` on `data_dir` and waits until it listens. Connector calls may
+    /// reach 127.0.0.1 (the local mock providers of the tests).
     pub fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        Self::start_with(data_dir, &[("SLUICE_ALLOW_PRIVATE_NETWORKS", "1")])
+    }
+
+    /// Starts the server with extra environment variables (and without the private-network
+    /// allowance unless `envs` sets it).
+    pub fn start_with(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.env_remove("SLUICE_ALLOW_PRIVATE_NETWORKS")
+            .env_remove("SLUICE_MASTER_KEY");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("SLUICE_SPACE_ID", SPACE)
@@ -83,6 +96,26 @@ impl Server {
             .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .api(reqwest::Method::PUT, path)
+            .json(body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stores a credential; returns its id.
+    pub async fn credential(&self, tenant: &str, body: &Value) -> String {
+        let (s, b) = self
+            .post_json(&format!("/tenants/{tenant}/credentials"), body)
+            .await;
+        assert_eq!(s, 201, "create credential: {b}");
+        b["id"].as_str().expect("id").to_owned()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
