@@ -15,3 +15,6 @@ pub mod vault;
 pub use invoker::ConnectorInvoker;
 pub use net_policy::NetPolicy;
 pub use vault::Vault;
+
+#[cfg(test)]
+mod tests;
