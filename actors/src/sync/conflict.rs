@@ -205,13 +205,9 @@ pub fn three_way(base: &Value, source: &Value, target: &Value, source_later: boo
     let mut out = Map::new();
     for k in keys {
         let (bv, sv, tv) = (b.get(k), s.get(k), t.get(k));
-        let chosen = if sv == tv {
-            sv
-        } else if sv == bv {
-            tv
-        } else if tv == bv {
-            sv
-        } else if source_later {
+        // Equal sides, or only the source changed, or both changed and the source is later:
+        // the source's value; otherwise the target's.
+        let chosen = if sv == tv || tv == bv || (sv != bv && source_later) {
             sv
         } else {
             tv
