@@ -232,7 +232,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_posting_to_loopback_is_refused_by_default() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start_with(dir.path(), &[]);
+    let server = Server::start_strict(dir.path());
     let sink = common::Sink::start().await;
     let url = server.webhook("default", "github", "gh").await;
     server

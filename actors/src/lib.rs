@@ -8,11 +8,13 @@
 //! - [`connector`]: the trait through which the engine reaches the outside world;
 //! - [`connectors`]: the built-in connector definitions and the pure parts of calling them;
 //! - [`sync`]: ID maps, conflict strategies and echo suppression of the sync engine.
+//! - [`dlq`]: dead letter queue items and replay.
 //!
 //! This crate knows nothing of HTTP servers; the binary wires it to one.
 
 pub mod connector;
 pub mod connectors;
+pub mod dlq;
 pub mod engine;
 pub mod flow;
 pub mod ids;

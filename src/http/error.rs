@@ -56,6 +56,24 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", NOT_FOUND_MESSAGE)
     }
 
+    /// 405 `METHOD_NOT_ALLOWED`: the path exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "This method is not allowed on this resource.",
+        )
+    }
+
+    /// 408 `TIMED_OUT`: the request took longer than the server allows.
+    pub fn timed_out() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "TIMED_OUT",
+            "The request took too long and was abandoned.",
+        )
+    }
+
     /// 409 `CONFLICT`: the resource already exists.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "CONFLICT", message)

@@ -58,7 +58,7 @@ pub(crate) enum Request {
         reply: oneshot::Sender<Result<()>>,
     },
     Ingest {
-        dedup_key: [u8; 32],
+        dedup_key: Option<[u8; 32]>,
         entry: Box<OutboxEntry>,
         reply: oneshot::Sender<Result<IngestOutcome>>,
     },
@@ -123,7 +123,7 @@ impl Committer {
         if self.options.durability == Durability::Fsync {
             batch = batch.durability(Some(PersistMode::SyncAll));
         }
-        let mut seen: HashMap<[u8; 32], String> = HashMap::new();
+        let mut seen: HashMap<Vec<u8>, String> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
         for request in group {
             match request {
@@ -196,37 +196,53 @@ impl Committer {
     fn stage_ingest(
         &mut self,
         batch: &mut fjall::OwnedWriteBatch,
-        seen: &mut HashMap<[u8; 32], String>,
-        dedup_key: [u8; 32],
+        seen: &mut HashMap<Vec<u8>, String>,
+        dedup_key: Option<[u8; 32]>,
         mut entry: OutboxEntry,
     ) -> Result<IngestOutcome> {
-        if let Some(event_id) = seen.get(&dedup_key) {
-            return Ok(IngestOutcome::Duplicate {
-                event_id: event_id.clone(),
-            });
-        }
-        let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
-        if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
-            let first: DedupRecord = decode(&bytes)?;
-            return Ok(IngestOutcome::Duplicate {
-                event_id: first.event_id,
-            });
-        }
         entry.seq = self.next_seq;
-        let dedup = DedupRecord {
-            event_id: entry.event_id.clone(),
-            first_seen_ms: entry.received_at_ms,
-        };
-        let dedup_bytes = encode(&dedup)?;
+        if let Some(dedup_key) = dedup_key {
+            let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
+            if let Some(event_id) = seen.get(&key) {
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: event_id.clone(),
+                });
+            }
+            if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
+                let first: DedupRecord = decode(&bytes)?;
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: first.event_id,
+                });
+            }
+            let dedup = DedupRecord {
+                event_id: entry.event_id.clone(),
+                first_seen_ms: entry.received_at_ms,
+            };
+            let dedup_bytes = encode(&dedup)?;
+            batch.insert(
+                self.handles.get(Ks::DedupByTime),
+                keys::dedup_by_time(entry.received_at_ms, &key),
+                Vec::new(),
+            );
+            batch.insert(self.handles.get(Ks::Dedup), key.clone(), dedup_bytes);
+            seen.insert(key, entry.event_id.clone());
+        }
+        if entry.body.len() > self.options.claim_check_bytes {
+            let body = std::mem::take(&mut entry.body);
+            batch.insert(
+                self.handles.get(Ks::Blobs),
+                keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id),
+                body,
+            );
+            entry.body_in_blob = true;
+        }
         let entry_bytes = encode(&entry)?;
-        batch.insert(self.handles.get(Ks::Dedup), key, dedup_bytes);
         batch.insert(
             self.handles.get(Ks::Outbox),
             keys::outbox(entry.seq),
             entry_bytes,
         );
         self.next_seq += 1;
-        seen.insert(dedup_key, entry.event_id.clone());
         Ok(IngestOutcome::Accepted {
             seq: entry.seq,
             event_id: entry.event_id,

@@ -207,6 +207,25 @@ pub fn sync_pair_prefix(space: &str, tenant: &str, pair: &str) -> Vec<u8> {
     tenant_prefix(space, tenant).id(pair).build()
 }
 
+/// Key of the dedup expiry index: `first-seen-ms` then the dedup key, so pruning reads only
+/// the expired range.
+pub fn dedup_by_time(first_seen_ms: u64, dedup_key: &[u8]) -> Vec<u8> {
+    KeyBuilder::new()
+        .u64(first_seen_ms)
+        .bytes(dedup_key)
+        .build()
+}
+
+/// Key of a DLQ item: `space tenant dlq-id` (ids are time-ordered, so keys are too).
+pub fn dlq(space: &str, tenant: &str, id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(id).build()
+}
+
+/// Key of a large body kept outside its outbox entry: `space tenant event-id`.
+pub fn blob(space: &str, tenant: &str, event_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(event_id).build()
+}
+
 /// Key in the `meta` keyspace holding the highest outbox sequence ever assigned (big-endian
 /// u64), so sequence numbers and event ids are never reused after the outbox drains.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";

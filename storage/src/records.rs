@@ -57,6 +57,13 @@ pub struct WebhookRecord {
     pub connector: String,
     /// The signing secret as configured by the provider.
     pub secret: String,
+    /// The secret before the last rotation; it still verifies until
+    /// `previous_secret_expires_at_ms`.
+    pub previous_secret: Option<String>,
+    /// End of the rotation overlap, Unix ms.
+    pub previous_secret_expires_at_ms: Option<u64>,
+    /// Last rotation, Unix ms.
+    pub rotated_at_ms: Option<u64>,
     /// Creation time, Unix ms.
     pub created_at_ms: u64,
 }
@@ -121,14 +128,22 @@ pub struct OutboxEntry {
     pub connector: String,
     /// Request headers that matter for normalization (lower-case names).
     pub headers: Vec<(String, String)>,
-    /// The raw body bytes exactly as received (signatures are over these).
+    /// The raw body bytes exactly as received (signatures are over these); empty when the
+    /// body was large and is kept in the `blobs` keyspace instead (`body_in_blob`).
     pub body: Vec<u8>,
+    /// True when the body is stored once in the `blobs` keyspace (a claim check); read it
+    /// with [`crate::Store::entry_body`].
+    pub body_in_blob: bool,
     /// Receipt time, Unix ms.
     pub received_at_ms: u64,
     /// Priority 1 (highest) to 4 (lowest).
     pub priority: u8,
     /// SHA-256 idempotency key, hex.
     pub idempotency_key: String,
+    /// 1 for a first delivery; a DLQ replay re-enters as attempt n+1.
+    pub attempt: u32,
+    /// The DLQ item this entry replays, if it is a replay.
+    pub replay_of: Option<String>,
 }
 
 /// First sighting of an idempotency key.
@@ -161,30 +176,101 @@ pub struct EventRecord {
     pub error: Option<String>,
 }
 
-/// A dead-lettered item: an event that could not be normalized, kept whole so it can be
-/// inspected and replayed once the cause is fixed.
+/// What a dead-lettered item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DlqKind {
+    /// An event that could not be normalized.
+    Event,
+    /// An execution that failed after its retries.
+    Execution,
+}
+
+impl DlqKind {
+    /// The API spelling: `event`, `execution`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Execution => "execution",
+        }
+    }
+}
+
+/// Where a dead-lettered item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DlqState {
+    /// Waiting for an operator.
+    Pending,
+    /// A replay is in progress.
+    Replaying,
+    /// A replay succeeded; kept for the record.
+    Resolved,
+}
+
+impl DlqState {
+    /// The API spelling: `pending`, `replaying`, `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Replaying => "replaying",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// One replay of a dead-lettered item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRecord {
+    /// When it was requested, Unix ms.
+    pub at_ms: u64,
+    /// The attempt number it was (the first delivery is attempt 1).
+    pub attempt: u32,
+    /// The execution it started, for an execution item.
+    pub execution_id: Option<String>,
+    /// Outcome so far: `started`, `completed`, `failed`, or the reason it failed again.
+    pub outcome: String,
+}
+
+/// A dead-lettered item, kept whole so it can be inspected and replayed once the cause is
+/// fixed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DlqRecord {
-    /// Sequence within the tenant's DLQ (the outbox sequence of the event).
-    pub seq: u64,
-    /// What failed: `event` (normalization) or `execution`.
-    pub kind: String,
-    /// Event id.
+    /// DLQ id (`dlq_` + time-ordered UUID), unique within the tenant.
+    pub id: String,
+    /// Event or execution.
+    pub kind: DlqKind,
+    /// The event's id.
     pub event_id: String,
-    /// Execution id, for a failed execution.
+    /// The failed execution, for an execution item.
     pub execution_id: Option<String>,
+    /// Flow of the failed execution.
+    pub flow_id: Option<String>,
+    /// Flow version that failed (the version a pinned replay runs).
+    pub flow_version: Option<u32>,
     /// Source connector.
     pub source: String,
+    /// Normalized event name (empty when normalization failed).
+    pub event_type: String,
+    /// Webhook endpoint that received the event (empty for app events).
+    pub webhook_id: String,
+    /// Original priority, 1-4.
+    pub priority: u8,
+    /// SHA-256 idempotency key of the event, hex.
+    pub idempotency_key: String,
     /// Retained headers of the delivery.
     pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Vec<u8>,
-    /// Why it failed.
+    /// Why it failed, as JSON text in the reference's error shape (executions) or a sentence
+    /// (events).
     pub error: String,
-    /// Attempts made.
+    /// Attempts made so far (first delivery plus replays).
     pub attempts: u32,
-    /// When it was dead-lettered, Unix ms.
+    /// When it was (last) dead-lettered, Unix ms.
     pub failed_at_ms: u64,
+    /// Where it stands.
+    pub state: DlqState,
+    /// Every replay, oldest first.
+    pub replays: Vec<ReplayRecord>,
 }
 
 /// Execution lifecycle (the reference's statuses).
@@ -256,6 +342,14 @@ pub struct ExecutionRecord {
     pub finished_at_ms: Option<u64>,
     /// Error summary when failed, as JSON text in the reference's error shape.
     pub error_json: Option<String>,
+    /// Priority it runs at, 1 (highest) to 4.
+    pub priority: u8,
+    /// 1 for the first run; a DLQ replay runs attempt n+1.
+    pub attempt: u32,
+    /// The DLQ item this execution replays, if it is a replay.
+    pub replay_of: Option<String>,
+    /// SHA-256 idempotency key of the triggering event, hex.
+    pub idempotency_key: String,
 }
 
 /// Status of one step in the journal.

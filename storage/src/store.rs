@@ -34,6 +34,8 @@ pub enum Ks {
     Outbox,
     /// [`crate::DedupRecord`] by (space, tenant, idempotency key).
     Dedup,
+    /// Empty values keyed (first-seen ms, dedup key): the pruning index.
+    DedupByTime,
     /// [`crate::EventRecord`] by (space, tenant, seq).
     Events,
     /// [`ExecutionRecord`] by (space, tenant, execution id).
@@ -42,8 +44,10 @@ pub enum Ks {
     ExecutionsByTime,
     /// [`StepRecord`] by (space, tenant, execution id, step index).
     Journal,
-    /// [`crate::DlqRecord`] by (space, tenant, seq).
+    /// [`crate::DlqRecord`] by (space, tenant, DLQ id).
     Dlq,
+    /// Raw large bodies by (space, tenant, event id): the claim checks of outbox entries.
+    Blobs,
     /// Store-internal counters ([`keys::META_OUTBOX_SEQ`]).
     Meta,
     /// [`crate::CredentialRecord`] by (space, tenant, credential id).
@@ -60,7 +64,7 @@ pub enum Ks {
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 18] = [
+    pub const ALL: [Ks; 20] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -68,11 +72,13 @@ impl Ks {
         Ks::Flows,
         Ks::Outbox,
         Ks::Dedup,
+        Ks::DedupByTime,
         Ks::Events,
         Ks::Executions,
         Ks::ExecutionsByTime,
         Ks::Journal,
         Ks::Dlq,
+        Ks::Blobs,
         Ks::Meta,
         Ks::Credentials,
         Ks::IdMaps,
@@ -91,11 +97,13 @@ impl Ks {
             Ks::Flows => "flows",
             Ks::Outbox => "outbox",
             Ks::Dedup => "dedup",
+            Ks::DedupByTime => "dedup_by_time",
             Ks::Events => "events",
             Ks::Executions => "executions",
             Ks::ExecutionsByTime => "executions_by_time",
             Ks::Journal => "journal",
             Ks::Dlq => "dlq",
+            Ks::Blobs => "blobs",
             Ks::Meta => "meta",
             Ks::Credentials => "credentials",
             Ks::IdMaps => "id_maps",
@@ -128,6 +136,9 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// Most requests folded into one group commit.
     pub max_batch: usize,
+    /// Outbox bodies larger than this many bytes are stored once in the `blobs` keyspace and
+    /// referenced by the entry (a claim check), so that reading the outbox never carries them.
+    pub claim_check_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -135,6 +146,7 @@ impl Default for StoreOptions {
         Self {
             durability: Durability::Fsync,
             max_batch: 1024,
+            claim_check_bytes: 256 * 1024,
         }
     }
 }
@@ -202,6 +214,23 @@ impl Store {
     /// # Errors
     /// As [`Store::commit`].
     pub async fn ingest(&self, dedup_key: [u8; 32], entry: OutboxEntry) -> Result<IngestOutcome> {
+        self.ingest_inner(Some(dedup_key), entry).await
+    }
+
+    /// Writes an outbox entry without a dedup check (a DLQ replay re-entering the pipeline:
+    /// its key was recorded by the first delivery). Always [`IngestOutcome::Accepted`].
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub async fn enqueue(&self, entry: OutboxEntry) -> Result<IngestOutcome> {
+        self.ingest_inner(None, entry).await
+    }
+
+    async fn ingest_inner(
+        &self,
+        dedup_key: Option<[u8; 32]>,
+        entry: OutboxEntry,
+    ) -> Result<IngestOutcome> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Ingest {
             dedup_key,
@@ -348,6 +377,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The body of an outbox entry: inline, or read from the `blobs` keyspace for a claim
+    /// check.
+    ///
+    /// # Errors
+    /// Engine errors; a missing blob is a decode error (it is written with its entry).
+    pub fn entry_body(&self, entry: &OutboxEntry) -> Result<Vec<u8>> {
+        if !entry.body_in_blob {
+            return Ok(entry.body.clone());
+        }
+        let key = keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id);
+        match self.handles.get(Ks::Blobs).get(key)? {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(StorageError::Decode {
+                kind: "blob",
+                reason: format!("body of event {} is missing", entry.event_id),
+            }),
+        }
+    }
+
     /// An execution by id.
     ///
     /// # Errors
@@ -422,6 +470,36 @@ impl Store {
             .collect())
     }
 
+    /// A tenant's executions that are not terminal.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn unfinished_executions_of(
+        &self,
+        space: &str,
+        tenant: &str,
+    ) -> Result<Vec<ExecutionRecord>> {
+        let all: Vec<ExecutionRecord> =
+            self.scan_prefix(Ks::Executions, &keys::tenant_prefix(space, tenant).build())?;
+        Ok(all
+            .into_iter()
+            .filter(|e| !e.status.is_terminal())
+            .collect())
+    }
+
+    /// Number of entries in the outbox, counted by a full key scan (start-up only).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn outbox_count(&self) -> Result<usize> {
+        let mut n = 0;
+        for guard in self.handles.get(Ks::Outbox).iter() {
+            guard.key()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The journal of one execution, in step order.
     ///
     /// # Errors
@@ -436,6 +514,59 @@ impl Store {
             Ks::Journal,
             &keys::journal_prefix(space, tenant, execution_id),
         )
+    }
+
+    /// One DLQ item.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn dlq_item(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::DlqRecord>> {
+        self.get(Ks::Dlq, &keys::dlq(space, tenant, id))
+    }
+
+    /// Deletes dedup records first seen before `cutoff_ms`, at most `max` per call, in one
+    /// durable batch; returns how many were removed. Reads only the expired range of the time
+    /// index, so it never scans live records.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub async fn prune_dedup(&self, cutoff_ms: u64, max: usize) -> Result<usize> {
+        let mut writes = WriteSet::new();
+        let mut n = 0;
+        for guard in self
+            .handles
+            .get(Ks::DedupByTime)
+            .range(..keys::dedup_by_time(cutoff_ms, &[]))
+            .take(max)
+        {
+            let key = guard.key()?;
+            if let Some(dedup_key) = key.get(8..) {
+                writes.delete(Ks::Dedup, dedup_key.to_vec());
+            }
+            writes.delete(Ks::DedupByTime, key.to_vec());
+            n += 1;
+        }
+        if n > 0 {
+            self.commit(writes).await?;
+        }
+        Ok(n)
+    }
+
+    /// DLQ items of every tenant that are not resolved (start-up metric).
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn dlq_open_count(&self) -> Result<usize> {
+        let all: Vec<crate::DlqRecord> = self.scan_prefix(Ks::Dlq, &[])?;
+        Ok(all
+            .iter()
+            .filter(|d| d.state != crate::DlqState::Resolved)
+            .count())
     }
 
     /// A tenant's dead letter queue, oldest first.

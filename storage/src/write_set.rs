@@ -149,7 +149,7 @@ impl WriteSet {
         tenant: &str,
         r: &crate::DlqRecord,
     ) -> Result<&mut Self> {
-        self.put(Ks::Dlq, keys::event(space, tenant, r.seq), r)
+        self.put(Ks::Dlq, keys::dlq(space, tenant, &r.id), r)
     }
 
     /// Puts a credential.
@@ -244,8 +244,20 @@ impl WriteSet {
         )
     }
 
-    /// Removes an outbox entry once the work it caused is recorded (the "done" mark).
-    pub fn delete_outbox(&mut self, seq: u64) -> &mut Self {
-        self.delete(Ks::Outbox, keys::outbox(seq))
+    /// Deletes a DLQ item.
+    pub fn delete_dlq(&mut self, space: &str, tenant: &str, id: &str) -> &mut Self {
+        self.delete(Ks::Dlq, keys::dlq(space, tenant, id))
+    }
+
+    /// Removes an outbox entry once the work it caused is recorded (the "done" mark), and
+    /// its claim-checked body if it had one.
+    pub fn delete_outbox(&mut self, entry: &crate::OutboxEntry) -> &mut Self {
+        if entry.body_in_blob {
+            self.delete(
+                Ks::Blobs,
+                keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id),
+            );
+        }
+        self.delete(Ks::Outbox, keys::outbox(entry.seq))
     }
 }

@@ -31,21 +31,29 @@ impl Server {
     /// Starts `sluice serve` on `data_dir` and waits until it listens. Connector calls may
     /// reach 127.0.0.1 (the local mock providers of the tests).
     pub fn start(data_dir: &Path) -> Server {
-        Self::start_with(data_dir, &[("SLUICE_ALLOW_PRIVATE_NETWORKS", "1")])
+        Self::start_with(data_dir, &[])
     }
 
-    /// Starts the server with extra environment variables (and without the private-network
-    /// allowance unless `envs` sets it).
-    pub fn start_with(data_dir: &Path, envs: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.env_remove("SLUICE_ALLOW_PRIVATE_NETWORKS")
-            .env_remove("SLUICE_MASTER_KEY");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
+    /// Starts with extra `serve` flags. Connector calls may reach 127.0.0.1 (the tests' local
+    /// mock providers).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut flags = vec!["--allow-private-networks"];
+        flags.extend_from_slice(extra);
+        Self::spawn(data_dir, &flags)
+    }
+
+    /// Starts under the default network policy (private and loopback destinations refused).
+    pub fn start_strict(data_dir: &Path) -> Server {
+        Self::spawn(data_dir, &[])
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .env_remove("SLUICE_ALLOW_PRIVATE_NETWORKS")
+            .env_remove("SLUICE_MASTER_KEY")
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("SLUICE_SPACE_ID", SPACE)
             .env("SLUICE_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
@@ -71,6 +79,21 @@ impl Server {
             data_dir: data_dir.to_owned(),
             client: reqwest::Client::new(),
         }
+    }
+
+    /// SIGTERM, then waits up to `limit` for the process to exit; returns how long it took.
+    pub fn terminate(mut self, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        while started.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// SIGKILL, no goodbye.

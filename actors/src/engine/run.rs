@@ -12,7 +12,8 @@ use sluice_storage::{
 
 use super::step_error::StepError;
 use crate::connector::{ActionCall, ActionInvoker};
-use crate::flow::{OnError, Plan, StepSpec};
+use crate::dlq;
+use crate::flow::{OnError, Plan, StepSpec, Trigger};
 use crate::ids::{now_ms, step_idempotency_key};
 use crate::mapping::{field_map, template::render_value};
 use crate::sync::{IdMaps, RecordRef};
@@ -107,12 +108,77 @@ impl Engine {
             ExecutionStatus::Completed
         };
         exec.error_json = halted.map(|e| e.to_json().to_string());
+        self.finish(exec, plan).await
+    }
+
+    /// Records a terminal status, and with it (in the same batch) the DLQ bookkeeping: a
+    /// failed execution becomes a DLQ item, and a replay updates the item it replays.
+    async fn finish(
+        &self,
+        mut exec: ExecutionRecord,
+        plan: &Plan,
+    ) -> Result<ExecutionRecord, StorageError> {
         exec.finished_at_ms = Some(now_ms());
         let mut w = WriteSet::new();
         w.put_execution(&exec)?;
+        let failed = exec.status == ExecutionStatus::Failed;
+        match &exec.replay_of {
+            Some(item_id) => {
+                if let Some(item) = self
+                    .store
+                    .dlq_item(&exec.space_id, &exec.tenant_id, item_id)?
+                {
+                    let detail = if failed { "failed" } else { "completed" };
+                    let mut item = dlq::record_outcome(item, !failed, detail);
+                    if failed {
+                        item.error = exec.error_json.clone().unwrap_or_default();
+                    } else {
+                        metrics::gauge!("sluice_dlq_depth").decrement(1.0);
+                    }
+                    w.put_dlq(&exec.space_id, &exec.tenant_id, &item)?;
+                }
+            }
+            None if failed => {
+                let (source, event) = match &plan.spec.trigger {
+                    Trigger::Event { source, event, .. } if event != "*" => {
+                        (source.as_str(), event.as_str())
+                    }
+                    Trigger::Event { source, .. } => (source.as_str(), ""),
+                    other => (other.kind(), ""),
+                };
+                w.put_dlq(
+                    &exec.space_id,
+                    &exec.tenant_id,
+                    &dlq::for_execution(&exec, source, event),
+                )?;
+                metrics::gauge!("sluice_dlq_depth").increment(1.0);
+                metrics::counter!("sluice_dlq_total", "kind" => "execution").increment(1);
+            }
+            None => {}
+        }
         self.store.commit(w).await?;
         metrics::counter!("sluice_executions_total", "status" => exec.status.as_str()).increment(1);
         Ok(exec)
+    }
+
+    /// Marks an execution whose task panicked as failed with `INTERNAL_ERROR` (and
+    /// dead-letters it like any failed execution).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn fail(
+        &self,
+        mut exec: ExecutionRecord,
+        plan: &Plan,
+        reason: &str,
+    ) -> Result<ExecutionRecord, StorageError> {
+        exec.status = ExecutionStatus::Failed;
+        exec.error_json = Some(
+            json!({"code": "INTERNAL_ERROR", "statusCode": 500, "isCustomAuthError": false,
+                   "message": reason})
+            .to_string(),
+        );
+        self.finish(exec, plan).await
     }
 
     async fn run_step(
@@ -253,8 +319,16 @@ impl Engine {
             if !retryable || attempt == max_attempts {
                 break;
             }
-            let backoff = step.retry.as_ref().map_or(0, |r| r.delay_ms(attempt + 1));
-            let wait = Duration::from_millis(backoff).max(retry_after.unwrap_or_default());
+            let Some(retry) = step.retry.as_ref() else {
+                break;
+            };
+            // The provider's Retry-After is honoured up to the step's maxDelayMs; a provider
+            // that asks for longer ends the retries rather than being called early.
+            let asked = retry_after.unwrap_or_default();
+            if asked > Duration::from_millis(retry.max_delay_ms) {
+                break;
+            }
+            let wait = Duration::from_millis(retry.delay_ms(attempt + 1)).max(asked);
             tokio::time::sleep(wait).await;
         }
         record.finished_at_ms = now_ms();

@@ -194,13 +194,32 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
             ));
         }
     }
-    if let Some(r) = &step.retry
-        && r.max_attempts == 0
-    {
-        return Err(err(
+    let bad = |what: String| {
+        Err(err(
             Some(&step.name),
-            format!("step {:?}: retry.maxAttempts must be at least 1", step.name),
-        ));
+            format!("step {:?}: {what}", step.name),
+        ))
+    };
+    if let Some(r) = &step.retry {
+        if !(1..=MAX_ATTEMPTS).contains(&r.max_attempts) {
+            return bad(format!("retry.maxAttempts must be 1 to {MAX_ATTEMPTS}"));
+        }
+        if r.initial_delay_ms > MAX_DELAY_MS || r.max_delay_ms > MAX_DELAY_MS {
+            return bad(format!("retry delays must be at most {MAX_DELAY_MS} ms"));
+        }
+    }
+    if let Some(t) = step.timeout_ms
+        && !(1..=MAX_STEP_TIMEOUT_MS).contains(&t)
+    {
+        return bad(format!("timeoutMs must be 1 to {MAX_STEP_TIMEOUT_MS}"));
+    }
+    if let Some(mapping) = &step.mapping {
+        check_mapping_targets(mapping.keys())
+            .map_err(|m| err(Some(&step.name), format!("step {:?}: {m}", step.name)))?;
+    }
+    if step.connector.as_deref() == Some("http") {
+        check_http_request(step.input.as_ref())
+            .map_err(|m| err(Some(&step.name), format!("step {:?}: {m}", step.name)))?;
     }
     Ok(())
 }
@@ -269,6 +288,64 @@ fn check_connector_step(step: &StepSpec, c: &str, a: &str) -> Result<(), FlowErr
     }
     Ok(())
 }
+
+/// Most attempts a step may make.
+pub const MAX_ATTEMPTS: u32 = 20;
+/// Longest retry delay, ms (1 hour).
+pub const MAX_DELAY_MS: u64 = 3_600_000;
+/// Longest per-attempt timeout, ms (15 minutes).
+pub const MAX_STEP_TIMEOUT_MS: u64 = 900_000;
+
+/// Mapping targets are dot paths of non-empty keys, and no target may also be the parent of
+/// another (`a` and `a.b` would overwrite each other).
+fn check_mapping_targets<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), String> {
+    let keys: Vec<&String> = keys.collect();
+    for k in &keys {
+        if k.split('.').any(str::is_empty) {
+            return Err(format!("mapping target {k:?} has an empty key"));
+        }
+        if let Some(child) = keys.iter().find(|o| o.starts_with(&format!("{k}."))) {
+            return Err(format!("mapping targets {k:?} and {child:?} overlap"));
+        }
+    }
+    Ok(())
+}
+
+/// The `http.request` input: an object with a `url` (http or https) and an optional standard
+/// `method`. Values that are templates are checked when they are rendered instead.
+fn check_http_request(input: Option<&Value>) -> Result<(), String> {
+    let Some(Value::Object(input)) = input else {
+        return Err("http.request needs an \"input\" object with at least a \"url\"".into());
+    };
+    match input.get("url") {
+        None => return Err("http.request needs input.url".into()),
+        Some(Value::String(u)) if !u.contains("{{") => {
+            let parsed =
+                url::Url::parse(u).map_err(|e| format!("input.url {u:?} is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(format!("input.url {u:?} must be an http or https URL"));
+            }
+        }
+        Some(Value::String(_)) => {}
+        Some(_) => return Err("input.url must be a string".into()),
+    }
+    if let Some(m) = input.get("method") {
+        match m {
+            Value::String(m) if m.contains("{{") => {}
+            Value::String(m) if HTTP_METHODS.contains(&m.to_ascii_uppercase().as_str()) => {}
+            other => {
+                return Err(format!(
+                    "input.method {other} is not one of {}",
+                    HTTP_METHODS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Methods the `http.request` action sends.
+pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 fn step_references(step: &StepSpec) -> Result<Vec<String>, FlowError> {
     let mut all = Vec::new();
@@ -414,6 +491,38 @@ mod tests {
             ),
         ])))
         .expect("backward reference is fine");
+    }
+
+    #[test]
+    fn http_requests_and_limits_are_checked_at_save() {
+        for (extra, needle) in [
+            (json!({"input": {"method": "GET"}}), "input.url"),
+            (
+                json!({"input": {"url": "file:///etc/passwd"}}),
+                "http or https",
+            ),
+            (json!({"input": {"url": "not a url"}}), "not a URL"),
+            (
+                json!({"input": {"url": "http://x", "method": "FROB LE"}}),
+                "is not one of",
+            ),
+            (json!({"timeoutMs": 0}), "timeoutMs"),
+            (json!({"retry": {"maxAttempts": 1_000_000}}), "maxAttempts"),
+            (
+                json!({"retry": {"maxAttempts": 2, "initialDelayMs": 999_999_999_999u64}}),
+                "delays",
+            ),
+            (json!({"mapping": {"a": "1", "a.b": "2"}}), "overlap"),
+            (json!({"mapping": {"": "1"}}), "empty key"),
+        ] {
+            let e = plan(flow(json!([http_step("a", extra.clone())]))).expect_err(needle);
+            assert!(e.message.contains(needle), "{extra}: {e}");
+        }
+        plan(flow(json!([http_step(
+            "a",
+            json!({"input": {"url": "{{trigger.callback}}", "method": "{{trigger.m}}"}})
+        )])))
+        .expect("templated values are checked at run time");
     }
 
     #[test]
