@@ -50,4 +50,14 @@ pub struct ServeArgs {
     /// survives a process kill, not a power loss.
     #[arg(long, env = "SLUICE_UNSAFE_BUFFERED_WRITES", default_value_t = false)]
     pub unsafe_buffered_writes: bool,
+    /// Let connector calls reach loopback and private networks (self-hosted systems on a
+    /// private network, tests). Off by default so a tenant's flow cannot reach the host's
+    /// internal services.
+    #[arg(
+        long,
+        env = "SLUICE_ALLOW_PRIVATE_NETWORKS",
+        default_value_t = false,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_private_networks: bool,
 }

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ractor::Actor;
+use sluice_actors::connector::ActionInvoker;
 use sluice_actors::engine::Engine;
 use sluice_actors::runtime::{RelayLimits, RootArgs, RootMsg, RootSupervisor};
+use sluice_actors::sync::SyncRunner;
 use sluice_storage::{Durability, Store, StoreOptions};
 
 use crate::cli::ServeArgs;
-use crate::connectors::HttpInvoker;
+use crate::connectors::{ConnectorInvoker, NetPolicy, Vault};
 use crate::http::{self, AppState};
 use crate::{bootstrap, observability};
 
@@ -48,7 +50,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     bootstrap::ensure(&store).await?;
 
-    let engine = Arc::new(Engine::new(store.clone(), Arc::new(HttpInvoker::new()?)));
+    let vault = Arc::new(Vault::open(&args.data_dir).context("opening the master key")?);
+    let policy = NetPolicy {
+        allow_private: args.allow_private_networks,
+    };
+    let invoker: Arc<dyn ActionInvoker> =
+        Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
+    let engine = Arc::new(Engine::new(store.clone(), invoker.clone()));
+    let sync = SyncRunner::new(store.clone(), invoker, engine.id_maps().clone());
     let (root, root_handle) = Actor::spawn(
         Some("sluice-root".into()),
         RootSupervisor,
@@ -83,6 +92,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         root: root.clone(),
         metrics,
         max_webhook_bytes: args.max_webhook_bytes,
+        vault,
+        sync,
     };
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");

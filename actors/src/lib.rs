@@ -6,11 +6,14 @@
 //! - [`engine`]: runs one execution, journaling each step through `sluice-storage`;
 //! - [`runtime`]: the actors — root supervisor, tenant supervisors, outbox relay;
 //! - [`connector`]: the trait through which the engine reaches the outside world;
+//! - [`connectors`]: the built-in connector definitions and the pure parts of calling them;
+//! - [`sync`]: ID maps, conflict strategies and echo suppression of the sync engine.
 //! - [`dlq`]: dead letter queue items and replay.
 //!
 //! This crate knows nothing of HTTP servers; the binary wires it to one.
 
 pub mod connector;
+pub mod connectors;
 pub mod dlq;
 pub mod engine;
 pub mod flow;
@@ -18,3 +21,4 @@ pub mod ids;
 pub mod mapping;
 pub mod pipeline;
 pub mod runtime;
+pub mod sync;

@@ -2,6 +2,8 @@
 //! One file per resource; each exposes its routes.
 
 mod auth;
+mod connectors;
+mod credentials;
 mod dlq;
 mod error;
 mod events;
@@ -9,6 +11,7 @@ mod executions;
 mod extract;
 mod ops;
 mod receipt;
+mod sync;
 mod tenants;
 mod webhooks;
 mod workflows;
@@ -30,6 +33,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Largest webhook body accepted, bytes.
     pub max_webhook_bytes: usize,
+    /// Seals and opens credential secrets.
+    pub vault: std::sync::Arc<crate::connectors::Vault>,
+    /// Applies sync changes and conflict resolutions.
+    pub sync: sluice_actors::sync::SyncRunner,
 }
 
 /// All routes.
@@ -42,6 +49,9 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::routes())
         .merge(executions::routes())
         .merge(events::routes())
+        .merge(connectors::routes())
+        .merge(credentials::routes())
+        .merge(sync::routes())
         .merge(dlq::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })

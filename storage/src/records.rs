@@ -408,6 +408,165 @@ pub struct StepRecord {
     pub finished_at_ms: u64,
 }
 
+/// A connector credential of a tenant. The secret material (the `auth` object: keys,
+/// passwords, OAuth2 tokens and client secret) is only stored sealed: `ciphertext` is
+/// XChaCha20-Poly1305 under the server's master key with `nonce`, and the credential id as
+/// associated data, so a sealed value cannot be moved to another record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    /// Credential id (`cred_…`), named by flow steps as `"credential"`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Connector it is for (`xero`).
+    pub connector: String,
+    /// Human label.
+    pub name: String,
+    /// `oauth2`, `apiKey`, `basic`, `custom` or `smtp` (not secret).
+    pub auth_type: String,
+    /// Overrides the connector's base URL (self-hosted systems, tests).
+    pub base_url: Option<String>,
+    /// Non-secret parameters as JSON text (`{"shop": "acme"}`, `{"xeroTenantId": "…"}`).
+    pub params_json: String,
+    /// The 24-byte nonce of `ciphertext`.
+    pub nonce: Vec<u8>,
+    /// The sealed `auth` object (JSON text before sealing), tag included.
+    pub ciphertext: Vec<u8>,
+    /// Bumped by each rotation or token refresh.
+    pub version: u32,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+    /// Last rotation or refresh, Unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// One direction of an ID map link: record `id` of `entity` in `system` is record
+/// `other_id` of `other_entity` in `other_system`. Links are always written in pairs (both
+/// directions in one batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdLinkRecord {
+    /// System (connector) of this side (`shopify`).
+    pub system: String,
+    /// Entity of this side (`order`).
+    pub entity: String,
+    /// Id on this side.
+    pub id: String,
+    /// The other system (`xero`).
+    pub other_system: String,
+    /// The other side's entity (`invoice`).
+    pub other_entity: String,
+    /// Id on the other side.
+    pub other_id: String,
+    /// First link time, Unix ms.
+    pub created_at_ms: u64,
+    /// Last confirmation, Unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// A sync pair: keeps one entity in step between two connectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPairRecord {
+    /// Pair id (`sync_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Human label.
+    pub name: String,
+    /// Source connector and entity.
+    pub source_connector: String,
+    /// Source entity.
+    pub source_entity: String,
+    /// Credential used to write to the source.
+    pub source_credential: Option<String>,
+    /// Target connector.
+    pub target_connector: String,
+    /// Target entity.
+    pub target_entity: String,
+    /// Credential used to write to the target.
+    pub target_credential: Option<String>,
+    /// `source_wins`, `target_wins`, `last_write_wins`, `merge` or `manual`.
+    pub strategy: String,
+    /// Fields kept in step (empty: every field).
+    pub fields: Vec<String>,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+}
+
+/// What the sync engine knows of one record of a pair, keyed by the source id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStateRecord {
+    /// Pair id.
+    pub pair_id: String,
+    /// Id on the source side.
+    pub source_id: String,
+    /// Id on the target side, once known.
+    pub target_id: Option<String>,
+    /// The last agreed content (JSON text): the base of three-way merges.
+    pub base_json: String,
+    /// Content hash (hex) last seen or written on the source side.
+    pub source_hash: String,
+    /// Content hash (hex) last seen or written on the target side.
+    pub target_hash: String,
+    /// Source side's last change time, Unix ms.
+    pub source_updated_ms: u64,
+    /// Target side's last change time, Unix ms.
+    pub target_updated_ms: u64,
+    /// Who wrote last: `source`, `target` or `engine`.
+    pub last_writer: String,
+    /// An open manual conflict holding this record, if any.
+    pub open_conflict: Option<String>,
+    /// Last change of this state, Unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// A conflict flagged for review under the `manual` strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConflictRecord {
+    /// Conflict id (`cfl_…`).
+    pub id: String,
+    /// Pair id.
+    pub pair_id: String,
+    /// Source id of the record.
+    pub source_id: String,
+    /// Target id of the record, if known.
+    pub target_id: Option<String>,
+    /// The source's version (JSON text).
+    pub source_json: String,
+    /// The target's version (JSON text).
+    pub target_json: String,
+    /// The last agreed version (JSON text).
+    pub base_json: String,
+    /// Source change time, Unix ms.
+    pub source_updated_ms: u64,
+    /// Target change time, Unix ms.
+    pub target_updated_ms: u64,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// How it was resolved: `source`, `target`, `merge` or `custom`.
+    pub resolution: Option<String>,
+    /// The value chosen (JSON text).
+    pub resolved_json: Option<String>,
+    /// When flagged, Unix ms.
+    pub created_at_ms: u64,
+    /// When resolved, Unix ms.
+    pub resolved_at_ms: Option<u64>,
+}
+
+impl Record for CredentialRecord {
+    const KIND: &'static str = "credential";
+}
+impl Record for IdLinkRecord {
+    const KIND: &'static str = "id link";
+}
+impl Record for SyncPairRecord {
+    const KIND: &'static str = "sync pair";
+}
+impl Record for SyncStateRecord {
+    const KIND: &'static str = "sync state";
+}
+impl Record for SyncConflictRecord {
+    const KIND: &'static str = "sync conflict";
+}
 impl Record for SpaceRecord {
     const KIND: &'static str = "space";
 }

@@ -50,11 +50,21 @@ pub enum Ks {
     Blobs,
     /// Store-internal counters ([`keys::META_OUTBOX_SEQ`]).
     Meta,
+    /// [`crate::CredentialRecord`] by (space, tenant, credential id).
+    Credentials,
+    /// [`crate::IdLinkRecord`] by (space, tenant, system, entity, id, other system).
+    IdMaps,
+    /// [`crate::SyncPairRecord`] by (space, tenant, pair id).
+    SyncPairs,
+    /// [`crate::SyncStateRecord`] by (space, tenant, pair id, source id).
+    SyncState,
+    /// [`crate::SyncConflictRecord`] by (space, tenant, pair id, conflict id).
+    SyncConflicts,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 15] = [
+    pub const ALL: [Ks; 20] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -70,6 +80,11 @@ impl Ks {
         Ks::Dlq,
         Ks::Blobs,
         Ks::Meta,
+        Ks::Credentials,
+        Ks::IdMaps,
+        Ks::SyncPairs,
+        Ks::SyncState,
+        Ks::SyncConflicts,
     ];
 
     /// The keyspace's name on disk.
@@ -90,6 +105,11 @@ impl Ks {
             Ks::Dlq => "dlq",
             Ks::Blobs => "blobs",
             Ks::Meta => "meta",
+            Ks::Credentials => "credentials",
+            Ks::IdMaps => "id_maps",
+            Ks::SyncPairs => "sync_pairs",
+            Ks::SyncState => "sync_state",
+            Ks::SyncConflicts => "sync_conflicts",
         }
     }
 
@@ -580,6 +600,101 @@ impl Store {
             out.push(decode(&value)?);
         }
         Ok(out)
+    }
+}
+
+impl Store {
+    /// A credential by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn credential(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::CredentialRecord>> {
+        self.get(Ks::Credentials, &keys::credential(space, tenant, id))
+    }
+
+    /// A tenant's credentials, by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn credentials(&self, space: &str, tenant: &str) -> Result<Vec<crate::CredentialRecord>> {
+        self.scan_prefix(Ks::Credentials, &keys::tenant_prefix(space, tenant).build())
+    }
+
+    /// Every link from one record to records of other systems.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn id_links(
+        &self,
+        space: &str,
+        tenant: &str,
+        system: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Vec<crate::IdLinkRecord>> {
+        self.scan_prefix(
+            Ks::IdMaps,
+            &keys::id_links_prefix(space, tenant, system, entity, id),
+        )
+    }
+
+    /// A sync pair by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_pair(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::SyncPairRecord>> {
+        self.get(Ks::SyncPairs, &keys::sync_pair(space, tenant, id))
+    }
+
+    /// A tenant's sync pairs.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_pairs(&self, space: &str, tenant: &str) -> Result<Vec<crate::SyncPairRecord>> {
+        self.scan_prefix(Ks::SyncPairs, &keys::tenant_prefix(space, tenant).build())
+    }
+
+    /// The sync state of one record of a pair.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_state(
+        &self,
+        space: &str,
+        tenant: &str,
+        pair: &str,
+        source_id: &str,
+    ) -> Result<Option<crate::SyncStateRecord>> {
+        self.get(
+            Ks::SyncState,
+            &keys::sync_state(space, tenant, pair, source_id),
+        )
+    }
+
+    /// A pair's conflicts, oldest first.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_conflicts(
+        &self,
+        space: &str,
+        tenant: &str,
+        pair: &str,
+    ) -> Result<Vec<crate::SyncConflictRecord>> {
+        self.scan_prefix(
+            Ks::SyncConflicts,
+            &keys::sync_pair_prefix(space, tenant, pair),
+        )
     }
 }
 

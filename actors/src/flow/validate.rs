@@ -26,8 +26,13 @@ fn err(step: Option<&str>, message: String) -> FlowError {
     }
 }
 
-/// Connector actions the engine can run today: `(connector, action)`.
-pub const SUPPORTED_ACTIONS: &[(&str, &str)] = &[("http", "request")];
+/// Whether the engine can run `connector.action`: every action of the built-in connector
+/// registry (`connectors::registry`).
+pub fn is_supported_action(connector: &str, action: &str) -> bool {
+    crate::connectors::registry()
+        .action(connector, action)
+        .is_some()
+}
 
 /// A validated flow: the spec plus each step's dependencies and a topological order.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,17 +186,7 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
                 ));
             }
         }
-        (Some(c), Some(a)) => {
-            if !SUPPORTED_ACTIONS.contains(&(c.as_str(), a.as_str())) {
-                return Err(err(
-                    Some(&step.name),
-                    format!(
-                        "step {:?}: connector action {c}.{a} is not available (available: http.request)",
-                        step.name
-                    ),
-                ));
-            }
-        }
+        (Some(c), Some(a)) => check_connector_step(step, c, a)?,
         _ => {
             return Err(err(
                 Some(&step.name),
@@ -225,6 +220,71 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
     if step.connector.as_deref() == Some("http") {
         check_http_request(step.input.as_ref())
             .map_err(|m| err(Some(&step.name), format!("step {:?}: {m}", step.name)))?;
+    }
+    Ok(())
+}
+
+fn check_connector_step(step: &StepSpec, c: &str, a: &str) -> Result<(), FlowError> {
+    let registry = crate::connectors::registry();
+    let Some(def) = registry.get(c) else {
+        let known: Vec<&str> = registry.all().iter().map(|d| d.name.as_str()).collect();
+        return Err(err(
+            Some(&step.name),
+            format!(
+                "step {:?}: unknown connector {c:?} (one of: {})",
+                step.name,
+                known.join(", ")
+            ),
+        ));
+    };
+    let Some((_, action)) = registry.action(c, a) else {
+        let known: Vec<&str> = def.actions.iter().map(|x| x.name.as_str()).collect();
+        return Err(err(
+            Some(&step.name),
+            format!(
+                "step {:?}: connector action {c}.{a} is not available (actions of {c}: {})",
+                step.name,
+                known.join(", ")
+            ),
+        ));
+    };
+    let optional = def.auth.types.iter().any(|t| t == "none");
+    if step.credential.is_none() && !optional {
+        return Err(err(
+            Some(&step.name),
+            format!(
+                "step {:?}: connector {c} needs \"credential\": the id of one of the tenant's {c} credentials",
+                step.name
+            ),
+        ));
+    }
+    if let Some(map) = &step.id_map {
+        let update = action
+            .entity
+            .as_deref()
+            .and_then(|e| def.entities.iter().find(|d| d.name == e))
+            .and_then(|e| e.update.as_deref());
+        if update.is_none() || action.operation != crate::connectors::Operation::Create {
+            return Err(err(
+                Some(&step.name),
+                format!(
+                    "step {:?}: idMap needs a create action whose entity has an update action; {c}.{a} is not one",
+                    step.name
+                ),
+            ));
+        }
+        crate::mapping::template::Template::parse(&map.id).map_err(|e| {
+            err(
+                Some(&step.name),
+                format!("step {:?}: idMap.id: {e}", step.name),
+            )
+        })?;
+        if map.system.is_empty() || map.entity.is_empty() {
+            return Err(err(
+                Some(&step.name),
+                format!("step {:?}: idMap needs system and entity", step.name),
+            ));
+        }
     }
     Ok(())
 }
@@ -469,9 +529,20 @@ mod tests {
     fn unsupported_features_are_refused_not_ignored() {
         let e = plan(flow(json!([{"name": "w", "type": "wait"}]))).expect_err("wait");
         assert!(e.message.contains("not supported yet"), "{e}");
-        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice"}])))
+        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "makeInvoice", "credential": "c"}])))
             .expect_err("xero");
-        assert!(e.message.contains("xero.createInvoice"), "{e}");
+        assert!(e.message.contains("xero.makeInvoice"), "{e}");
+        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice"}])))
+            .expect_err("no credential");
+        assert!(e.message.contains("credential"), "{e}");
+        plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice",
+                          "credential": "cred_1",
+                          "idMap": {"system": "shopify", "entity": "order", "id": "{{trigger.id}}"}}])))
+            .expect("xero with credential and idMap");
+        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "slack", "action": "addReaction",
+                                  "credential": "c", "idMap": {"system": "a", "entity": "b", "id": "1"}}])))
+            .expect_err("idMap on a non-create action");
+        assert!(e.message.contains("idMap"), "{e}");
         let bad_template = plan(flow(json!([http_step(
             "a",
             json!({"input": {"url": "{{NOPE(trigger.x)}}"}})
