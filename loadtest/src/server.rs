@@ -29,7 +29,13 @@ impl SluiceProcess {
         let data_dir =
             std::env::temp_dir().join(format!("sluice-lt-{}", uuid::Uuid::now_v7().simple()));
         let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-private-networks",
+                "--data-dir",
+            ])
             .arg(&data_dir)
             .args(extra)
             .env("SLUICE_SPACE_ID", SPACE)
