@@ -88,6 +88,17 @@ impl ApiError {
         )
     }
 
+    /// 503 `STORAGE_UNAVAILABLE`: writes are refused (disk full or failing); nothing of the
+    /// request was stored. Retry later.
+    pub fn storage_unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "write refused: storage unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORAGE_UNAVAILABLE",
+            "Storage is unavailable for writes; nothing was stored. Retry later.",
+        )
+    }
+
     /// 500 `INTERNAL_ERROR`; the cause is logged, not returned.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -106,7 +117,10 @@ impl ApiError {
 
 impl From<sluice_storage::StorageError> for ApiError {
     fn from(e: sluice_storage::StorageError) -> Self {
-        Self::internal(e)
+        match e {
+            sluice_storage::StorageError::Unavailable(_) => Self::storage_unavailable(&e),
+            other => Self::internal(other),
+        }
     }
 }
 

@@ -161,6 +161,7 @@ pub struct Store {
     handles: Handles,
     tx: crossbeam_channel::Sender<Request>,
     outbox_head: watch::Receiver<u64>,
+    failure: committer::WriteFailure,
 }
 
 impl Store {
@@ -177,8 +178,17 @@ impl Store {
         let handles = Handles(Arc::new(handles));
         let last_seq = last_outbox_seq(&handles)?;
         let (head_tx, outbox_head) = watch::channel(last_seq);
-        let tx = committer::start(db, handles.clone(), options, last_seq, head_tx)?;
+        let failure = committer::WriteFailure::default();
+        let tx = committer::start(
+            db,
+            handles.clone(),
+            options,
+            last_seq,
+            head_tx,
+            failure.clone(),
+        )?;
         Ok(Self {
+            failure,
             handles,
             tx,
             outbox_head,
@@ -240,7 +250,15 @@ impl Store {
         rx.await.map_err(|_| StorageError::CommitterGone)?
     }
 
+    /// Why writes are refused, if a commit has failed (see [`StorageError::Unavailable`]).
+    pub fn write_failure(&self) -> Option<String> {
+        self.failure.get().cloned()
+    }
+
     fn send(&self, request: Request) -> Result<()> {
+        if let Some(reason) = self.failure.get() {
+            return Err(StorageError::Unavailable(reason.clone()));
+        }
         self.tx
             .send(request)
             .map_err(|_| StorageError::CommitterGone)

@@ -176,6 +176,11 @@ impl Actor for OutboxRelay {
             RelayMsg::LaneFreed(key) => state.catch_up(&key).await?,
             RelayMsg::Pump => {
                 state.pump_queued.store(false, Ordering::Release);
+                if state.store.write_failure().is_some() {
+                    // Routing writes would only fail; the entries stay in the outbox for the
+                    // restart that recovers the store.
+                    return Ok(());
+                }
                 state.count_new_entries();
                 // Lanes whose credit came back without a wake-up (a release that raced
                 // with the deferral) are caught up here.
