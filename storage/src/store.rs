@@ -139,6 +139,12 @@ pub struct StoreOptions {
     /// Outbox bodies larger than this many bytes are stored once in the `blobs` keyspace and
     /// referenced by the entry (a claim check), so that reading the outbox never carries them.
     pub claim_check_bytes: usize,
+    /// Size at which one keyspace's memtable is sealed and flushed, bytes. With a handful of
+    /// hot keyspaces (outbox, dedup, events, executions, journal) this is what bounds the
+    /// store's memory under a sustained burst.
+    pub memtable_bytes: u64,
+    /// Block cache for reads, bytes.
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -147,6 +153,8 @@ impl Default for StoreOptions {
             durability: Durability::Fsync,
             max_batch: 1024,
             claim_check_bytes: 256 * 1024,
+            memtable_bytes: 8 * 1024 * 1024,
+            cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -170,10 +178,14 @@ impl Store {
     /// # Errors
     /// [`StorageError::Engine`] when the directory cannot be opened or recovered.
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
-        let db = Database::builder(dir.as_ref()).open()?;
+        let db = Database::builder(dir.as_ref())
+            .cache_size(options.cache_bytes)
+            .open()?;
         let mut handles = Vec::with_capacity(Ks::ALL.len());
         for ks in Ks::ALL {
-            handles.push(db.keyspace(ks.name(), KeyspaceCreateOptions::default)?);
+            handles.push(db.keyspace(ks.name(), || {
+                KeyspaceCreateOptions::default().max_memtable_size(options.memtable_bytes)
+            })?);
         }
         let handles = Handles(Arc::new(handles));
         let last_seq = last_outbox_seq(&handles)?;

@@ -16,6 +16,6 @@ mod root;
 mod tenant;
 
 pub use lanes::PriorityLanes;
-pub use relay::{OutboxRelay, RelayLimits, RelayMsg, RelayPermit};
+pub use relay::{Dispatched, OutboxRelay, RelayLimits, RelayMsg, RelayPermit};
 pub use root::{RootArgs, RootMsg, RootSupervisor};
 pub use tenant::{ExecutionRef, TenantArgs, TenantMsg, TenantSupervisor};

@@ -75,6 +75,9 @@ impl Drop for RelayPermit {
     }
 }
 
+/// An entry on its way to its tenant, with the permit it holds.
+pub type Dispatched = (OutboxEntry, RelayPermit);
+
 /// Messages of the relay.
 #[derive(Debug)]
 pub enum RelayMsg {
@@ -108,6 +111,9 @@ pub struct RelayState {
     /// Set while a `Pump` sits in the mailbox, so wake-ups coalesce into one message however
     /// many commits happen while the relay waits for slots.
     pump_queued: Arc<AtomicBool>,
+    /// Entries granted a permit and not yet sent, in sequence order; sent per tenant in one
+    /// message at the end of each page (so a tenant routes them in one commit).
+    outgoing: Vec<Dispatched>,
 }
 
 impl Actor for OutboxRelay {
@@ -150,6 +156,7 @@ impl Actor for OutboxRelay {
             counted_head,
             waker,
             pump_queued,
+            outgoing: Vec::new(),
         })
     }
 
@@ -222,6 +229,7 @@ impl RelayState {
                 }
                 self.try_dispatch(key, entry).await?;
             }
+            self.flush()?;
             if !full {
                 return Ok(());
             }
@@ -231,9 +239,19 @@ impl RelayState {
     /// Dispatches a deferred lane's skipped entries, in order, until it runs out of credit
     /// again or reaches the cursor.
     async fn catch_up(&mut self, key: &LaneKey) -> Result<(), ActorProcessingErr> {
-        let Some(mut from) = self.deferred.remove(key) else {
+        let Some(from) = self.deferred.remove(key) else {
             return Ok(());
         };
+        let result = self.catch_up_from(key, from).await;
+        self.flush()?;
+        result
+    }
+
+    async fn catch_up_from(
+        &mut self,
+        key: &LaneKey,
+        mut from: u64,
+    ) -> Result<(), ActorProcessingErr> {
         while from < self.cursor {
             let entries = self.store.outbox_from(from, SCAN_PAGE)?;
             if entries.is_empty() {
@@ -293,14 +311,37 @@ impl RelayState {
             }
             credit.waiting.store(false, Ordering::Release);
         }
-        let slot = self.slots.clone().acquire_owned().await?;
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Send what is buffered first: its permits are what will free a slot.
+                self.flush()?;
+                self.slots.clone().acquire_owned().await?
+            }
+        };
         credit.in_flight.fetch_add(1, Ordering::AcqRel);
         let permit = RelayPermit {
             _slot: slot,
             credit,
         };
-        self.root.cast(RootMsg::Route(Box::new(entry), permit))?;
+        self.outgoing.push((entry, permit));
         Ok(true)
+    }
+
+    /// Sends the buffered entries, one message per tenant, each in sequence order.
+    fn flush(&mut self) -> Result<(), ActorProcessingErr> {
+        let mut by_tenant: Vec<((String, String), Vec<Dispatched>)> = Vec::new();
+        for (entry, permit) in self.outgoing.drain(..) {
+            let tenant = (entry.space_id.clone(), entry.tenant_id.clone());
+            match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, batch)) => batch.push((entry, permit)),
+                None => by_tenant.push((tenant, vec![(entry, permit)])),
+            }
+        }
+        for (_, batch) in by_tenant {
+            self.root.cast(RootMsg::Route(batch))?;
+        }
+        Ok(())
     }
 
     /// Adds newly committed entries to `sluice_outbox_pending` (tenants subtract routed ones).

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
-use sluice_storage::{ExecutionRecord, OutboxEntry, Store};
+use sluice_storage::{ExecutionRecord, Store};
 
-use super::relay::{OutboxRelay, RelayLimits, RelayMsg, RelayPermit};
+use super::relay::{Dispatched, OutboxRelay, RelayLimits, RelayMsg};
 use super::tenant::{ExecutionRef, TenantArgs, TenantMsg, TenantSupervisor};
 use crate::engine::Engine;
 
@@ -15,7 +15,8 @@ use crate::engine::Engine;
 #[derive(Debug)]
 pub enum RootMsg {
     /// Route an outbox entry to its tenant.
-    Route(Box<OutboxEntry>, RelayPermit),
+    /// Route outbox entries of one tenant, in sequence order, each with its relay permit.
+    Route(Vec<Dispatched>),
     /// A tenant's flows changed (created, published, archived): reload its routing table.
     FlowsChanged {
         /// Space id.
@@ -132,11 +133,13 @@ impl Actor for RootSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RootMsg::Route(entry, permit) => {
-                let tenant = state
-                    .tenant(&myself, &entry.space_id, &entry.tenant_id)
-                    .await?;
-                tenant.cast(TenantMsg::Route(entry, permit))?;
+            RootMsg::Route(batch) => {
+                let Some((first, _)) = batch.first() else {
+                    return Ok(());
+                };
+                let (space, tenant_id) = (first.space_id.clone(), first.tenant_id.clone());
+                let tenant = state.tenant(&myself, &space, &tenant_id).await?;
+                tenant.cast(TenantMsg::Route(batch))?;
             }
             RootMsg::FlowsChanged { space, tenant } => {
                 if let Some(t) = state.tenants.get(&(space, tenant)) {

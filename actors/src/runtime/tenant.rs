@@ -21,7 +21,7 @@ use sluice_storage::{
 };
 
 use super::lanes::PriorityLanes;
-use super::relay::RelayPermit;
+use super::relay::{Dispatched, RelayPermit};
 use crate::dlq;
 use crate::engine::Engine;
 use crate::flow::{FlowSpec, Plan, plan};
@@ -56,8 +56,9 @@ impl ExecutionRef {
 /// Messages of a tenant supervisor.
 #[derive(Debug)]
 pub enum TenantMsg {
-    /// Route one outbox entry; the permit is released once its executions started.
-    Route(Box<OutboxEntry>, RelayPermit),
+    /// Route outbox entries (in sequence order, one commit for all); each permit is released
+    /// once the executions of its entry started.
+    Route(Vec<Dispatched>),
     /// Reload the live flows from storage.
     FlowsChanged,
     /// Queue an existing execution (resumed at start-up, or a DLQ replay).
@@ -154,11 +155,25 @@ impl Actor for TenantSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            TenantMsg::Route(entry, permit) => {
-                let created = state.route(&entry).await?;
-                let permit = Arc::new(permit);
-                for exec in created {
-                    state.enqueue(ExecutionRef::of(&exec), Some(permit.clone()));
+            TenantMsg::Route(batch) => {
+                let mut writes = WriteSet::new();
+                let mut started = Vec::with_capacity(batch.len());
+                let mut routed = 0;
+                for (entry, permit) in batch {
+                    if let Some(created) = state.route(&entry, &mut writes)? {
+                        routed += 1;
+                        started.push((created, permit));
+                    }
+                }
+                // One durable commit for the whole batch: executions, event records, DLQ
+                // items and the outbox deletions land together or not at all.
+                state.args.store.commit(writes).await?;
+                metrics::gauge!("sluice_outbox_pending").decrement(f64::from(routed));
+                for (created, permit) in started {
+                    let permit = Arc::new(permit);
+                    for exec in created {
+                        state.enqueue(ExecutionRef::of(&exec), Some(permit.clone()));
+                    }
                 }
             }
             TenantMsg::FlowsChanged => state.reload_flows()?,
@@ -264,18 +279,18 @@ impl TenantState {
         }
     }
 
-    /// Normalizes and routes one entry; returns the executions it created.
-    async fn route(
+    /// Normalizes and routes one entry into `w`; returns the executions it creates, or `None`
+    /// when the entry was already routed (a rewind re-read it while it was in flight).
+    fn route(
         &mut self,
         entry: &OutboxEntry,
-    ) -> Result<Vec<ExecutionRecord>, ActorProcessingErr> {
+        w: &mut WriteSet,
+    ) -> Result<Option<Vec<ExecutionRecord>>, ActorProcessingErr> {
         let store = &self.args.store;
-        // Already routed (a rewind re-read it while it was in flight): nothing to do.
         if !store.contains(Ks::Outbox, &keys::outbox(entry.seq))? {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let (space, tenant) = (&self.args.space, &self.args.tenant);
-        let mut w = WriteSet::new();
         let mut created = Vec::new();
         let mut event = EventRecord {
             event_id: entry.event_id.clone(),
@@ -353,9 +368,7 @@ impl TenantState {
         }
         w.put_event(space, tenant, &event)?;
         w.delete_outbox(entry);
-        store.commit(w).await?;
-        metrics::gauge!("sluice_outbox_pending").decrement(1.0);
-        Ok(created)
+        Ok(Some(created))
     }
 
     fn spawn_run(&mut self, myself: &ActorRef<TenantMsg>, exec: ExecutionRecord) {
