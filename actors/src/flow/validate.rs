@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::spec::{FlowSpec, StepSpec, Trigger};
+use crate::mapping::field_map::FieldMap;
 use crate::mapping::template::referenced_steps;
 
 /// Why a flow was refused. `Display` names the step and the problem.
@@ -198,6 +199,10 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
                 format!("step {:?} needs both connector and action", step.name),
             ));
         }
+    }
+    if let Some(mapping) = &step.mapping {
+        FieldMap::compile(mapping)
+            .map_err(|e| err(Some(&step.name), format!("step {:?}: {e}", step.name)))?;
     }
     if let Some(r) = &step.retry
         && r.max_attempts == 0

@@ -11,22 +11,35 @@
 //!
 //! ```text
 //! expr    := NAME "(" [ expr { "," expr } ] ")"       NAME directly followed by "("
-//!          | number | string | "true" | "false" | "null" | path
+//!          | number | string | "true" | "false" | "null" | path | jsonpath
 //! number  := ["-"] digits [ "." digits ]
 //! string  := '…' | "…"                                escapes: \\ \' \" \n \t
 //! path    := (ident | bracket) { "." ident | bracket }
 //! bracket := "[" digits "]" | "[" string "]"
 //! ident   := [A-Za-z_][A-Za-z0-9_-]*
+//! jsonpath := "$" …                                  RFC 9535, up to the first `,`, `)` or `}`
+//!                                                     outside brackets, parentheses and quotes
 //! ```
+//!
+//! A `jsonpath` selects from the whole context document (`$.trigger.customer.email`); what
+//! it yields is described in [`jsonpath`](super::jsonpath): a singular query gives its node
+//! or `null`, any other query the nodelist as an array.
+//!
+//! [`Template`] implements `Display`, writing a canonical source that parses back to a
+//! template that renders the same (spacing inside `{{ }}` is normalized).
 //!
 //! Functions (case-sensitive): `UPPER(x)`, `LOWER(x)`, `TRIM(x)`, `ROUND(x[, places])`,
 //! `MULTIPLY(a, b)`, `ADD(a, b)`, `CONCAT(a, …)`, `COALESCE(a, …)`; see [`Template::render`].
 
 use std::str::FromStr;
 
+use std::fmt;
+
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Number, Value};
+
+use super::jsonpath::Selector;
 
 /// Errors from parsing or rendering a template. Every variant names the template source and
 /// the byte position in it of the offending token or function name.
@@ -165,6 +178,7 @@ const FUNCTIONS: [(&str, Func, usize, Option<usize>); 8] = [
 enum Expr {
     Literal(Value),
     Path(Path),
+    Select(Selector),
     Call {
         func: Func,
         name: &'static str,
@@ -271,7 +285,7 @@ impl Template {
     pub fn paths(&self) -> Vec<&Path> {
         fn collect<'a>(expr: &'a Expr, out: &mut Vec<&'a Path>) {
             match expr {
-                Expr::Literal(_) => {}
+                Expr::Literal(_) | Expr::Select(_) => {}
                 Expr::Path(p) => out.push(p),
                 Expr::Call { args, .. } => args.iter().for_each(|a| collect(a, out)),
             }
@@ -285,6 +299,30 @@ impl Template {
         out
     }
 
+    /// Every JSONPath expression in the template, including inside function arguments, in
+    /// source order.
+    pub fn selectors(&self) -> Vec<&Selector> {
+        fn collect<'a>(expr: &'a Expr, out: &mut Vec<&'a Selector>) {
+            match expr {
+                Expr::Literal(_) | Expr::Path(_) => {}
+                Expr::Select(s) => out.push(s),
+                Expr::Call { args, .. } => args.iter().for_each(|a| collect(a, out)),
+            }
+        }
+        let mut out = Vec::new();
+        for part in &self.parts {
+            if let Part::Expr(expr) = part {
+                collect(expr, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The source the template was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// True when the string has no `{{` at all (pure literal text).
     pub fn is_literal(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))
@@ -294,6 +332,7 @@ impl Template {
         match expr {
             Expr::Literal(v) => Ok(v.clone()),
             Expr::Path(p) => Ok(p.resolve(ctx).cloned().unwrap_or(Value::Null)),
+            Expr::Select(s) => Ok(s.select(ctx)),
             Expr::Call {
                 func,
                 name,
@@ -495,6 +534,7 @@ impl<'a> Parser<'a> {
         let first = match self.peek() {
             Some(b'\'' | b'"') => return Ok(Expr::Literal(Value::String(self.string()?))),
             Some(b'-' | b'0'..=b'9') => return self.number(),
+            Some(b'$') => return self.selector(),
             Some(b'[') => self.bracket()?,
             Some(b) if is_ident_start(b) => match self.scan(is_ident_continue) {
                 name if self.peek() == Some(b'(') => return self.call(name, start),
@@ -518,6 +558,38 @@ impl<'a> Parser<'a> {
                 return Ok(Expr::Path(Path { segments }));
             }
         }
+    }
+
+    /// A JSONPath expression; the parser is at the `$`. It ends before the first `,`, `)` or
+    /// `}` that is outside brackets, parentheses and quoted strings.
+    fn selector(&mut self) -> Result<Expr, TemplateError> {
+        let start = self.pos;
+        let bytes = self.src.as_bytes();
+        let (mut depth, mut quote, mut escaped) = (0usize, None::<u8>, false);
+        while let Some(&b) = bytes.get(self.pos) {
+            match quote {
+                Some(_) if escaped => escaped = false,
+                Some(_) if b == b'\\' => escaped = true,
+                Some(q) if b == q => quote = None,
+                Some(_) => {}
+                None => match b {
+                    b'\'' | b'"' => quote = Some(b),
+                    b'[' | b'(' => depth += 1,
+                    b']' | b')' if depth > 0 => depth -= 1,
+                    b',' | b')' | b'}' if depth == 0 => break,
+                    _ => {}
+                },
+            }
+            self.pos += 1;
+        }
+        let text = self.src[start..self.pos].trim_end();
+        Selector::parse(text)
+            .map(Expr::Select)
+            .map_err(|e| TemplateError::Parse {
+                template: self.src.to_owned(),
+                position: start + e.position.min(text.len()),
+                reason: format!("JSONPath: {}", e.message),
+            })
     }
 
     /// The arguments of a call whose name starts at `start`; the parser is at the `(`.
@@ -619,6 +691,85 @@ impl<'a> Parser<'a> {
     }
 }
 
+impl fmt::Display for Template {
+    /// The canonical source: literal text as is, each expression inside `{{ … }}` with one
+    /// space on each side, strings single-quoted, keys that are not identifiers bracketed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => f.write_str(text)?,
+                Part::Expr(expr) => write!(f, "{{{{ {} }}}}", ExprSource(expr))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ExprSource<'a>(&'a Expr);
+
+impl fmt::Display for ExprSource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Expr::Literal(Value::String(s)) => write_quoted(f, s),
+            Expr::Literal(v) => write!(f, "{v}"),
+            Expr::Select(s) => f.write_str(s.source()),
+            Expr::Path(p) => {
+                for (i, segment) in p.segments.iter().enumerate() {
+                    match segment {
+                        Segment::Index(n) => write!(f, "[{n}]")?,
+                        Segment::Key(k) if is_plain_key(k, i == 0) => {
+                            if i > 0 {
+                                f.write_str(".")?;
+                            }
+                            f.write_str(k)?;
+                        }
+                        Segment::Key(k) => {
+                            f.write_str("[")?;
+                            write_quoted(f, k)?;
+                            f.write_str("]")?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Expr::Call { name, args, .. } => {
+                write!(f, "{name}(")?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}", ExprSource(a))?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// A key that can be written bare: an identifier, and at the start of a path not one of
+/// the literal words.
+fn is_plain_key(k: &str, first: bool) -> bool {
+    let b = k.as_bytes();
+    !b.is_empty()
+        && is_ident_start(b[0])
+        && b[1..].iter().all(|&c| is_ident_continue(c))
+        && !(first && matches!(k, "true" | "false" | "null"))
+}
+
+fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("'")?;
+    for c in s.chars() {
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            '\'' => f.write_str("\\'")?,
+            '\n' => f.write_str("\\n")?,
+            '\t' => f.write_str("\\t")?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("'")
+}
+
 /// Renders every string inside `value` as a template, recursing through arrays and object
 /// values (object keys are not templated); non-strings are returned unchanged.
 ///
@@ -652,8 +803,11 @@ pub fn referenced_steps(value: &Value) -> Result<Vec<String>, TemplateError> {
     fn walk(value: &Value, out: &mut Vec<String>) -> Result<(), TemplateError> {
         match value {
             Value::String(s) => {
-                for path in Template::parse(s)?.paths() {
-                    if let [Segment::Key(root), Segment::Key(name), ..] = path.segments.as_slice()
+                let template = Template::parse(s)?;
+                let paths = template.paths().into_iter().map(|p| p.segments.as_slice());
+                let selectors = template.selectors().into_iter().map(Selector::prefix);
+                for segments in paths.chain(selectors) {
+                    if let [Segment::Key(root), Segment::Key(name), ..] = segments
                         && root == "steps"
                         && !out.contains(name)
                     {
