@@ -23,12 +23,13 @@
 //! | key | meaning |
 //! | --- | --- |
 //! | `from` | required: the source, a JSONPath or a template |
-//! | `type` | optional coercion: `string`, `integer`, `number`, `decimal`, `money`, `boolean`, `datetime`, `date`, `enum` ([`coerce`](super::coerce)) |
+//! | `type` | optional coercion: `string`, `integer`, `number`, `decimal`, `money`, `boolean`, `datetime`, `date`, `enum`, `list` ([`coerce`](super::coerce)) |
 //! | `format` | `datetime` / `date` input format ([`DateFormat`]) |
 //! | `timezone` | IANA zone for naive date-times (default UTC) |
 //! | `locale` | `integer` / `number` / `decimal` / `money` text locale ([`Locale`]) |
 //! | `scale` | `decimal`: digits after the point |
 //! | `values` | `enum`: the table (required for `enum`) |
+//! | `separator` | `list`: the item separator (default `,`) |
 //! | `currency` | `money`: the currency, a JSONPath, template or literal code (required for `money`) |
 //! | `minorUnits` | `money`: the amount is in minor units |
 //! | `default` | the value used when the result is `null` |
@@ -141,7 +142,8 @@ pub struct Declared {
     pub each: Option<Map<String, Value>>,
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
+    "separator",
     "from",
     "type",
     "format",
@@ -163,6 +165,7 @@ fn allowed(kind: &str) -> &'static [&'static str] {
         "money" => &["locale", "currency", "minorUnits"],
         "datetime" | "date" => &["format", "timezone"],
         "enum" => &["values"],
+        "list" => &["separator"],
         _ => &[],
     }
 }
@@ -205,6 +208,7 @@ pub fn parse_declared(field: &str, spec: &Map<String, Value>) -> Result<Declared
         "values",
         "currency",
         "minorUnits",
+        "separator",
     ] {
         if spec.contains_key(key) && !kind.is_some_and(|k| allowed(k).contains(&key)) {
             errors.push(err(format!(
@@ -271,6 +275,9 @@ pub fn parse_declared(field: &str, spec: &Map<String, Value>) -> Result<Declared
             })
         }
         Some("boolean") => Some(Coercion::Boolean),
+        Some("list") => Some(Coercion::List {
+            separator: text("separator", &mut errors).unwrap_or_else(|| ",".to_owned()),
+        }),
         Some("datetime") => Some(Coercion::DateTime { format, timezone }),
         Some("date") => Some(Coercion::Date { format, timezone }),
         Some("enum") => match spec.get("values") {
@@ -286,7 +293,7 @@ pub fn parse_declared(field: &str, spec: &Map<String, Value>) -> Result<Declared
         },
         Some(other) => {
             errors.push(err(format!(
-                "unknown type {other:?} (known: string, integer, number, decimal, money, boolean, datetime, date, enum)"
+                "unknown type {other:?} (known: string, integer, number, decimal, money, boolean, datetime, date, enum, list)"
             )));
             None
         }

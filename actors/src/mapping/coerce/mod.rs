@@ -12,6 +12,7 @@
 //! | `datetime` | RFC 3339 UTC string | [`date`] rules |
 //! | `date` | `YYYY-MM-DD` | [`date`] rules; the UTC calendar date of the instant |
 //! | `enum` | the table's value | [`enumeration`] rules |
+//! | `list` | array of strings | a string split at `separator` (default `,`), items trimmed, empty items dropped (`"a, b"` → `["a", "b"]`); an array of scalars as their text |
 //!
 //! `null` stays `null` for every type (a missing source value is not an error), and so does
 //! an empty or all-space string for every type but `string`.
@@ -108,6 +109,11 @@ pub enum Coercion {
         /// Zone of naive inputs.
         timezone: TimeZone,
     },
+    /// To an array of strings.
+    List {
+        /// Item separator of string input.
+        separator: String,
+    },
     /// Through a table.
     Enum {
         /// Source value → target value.
@@ -128,6 +134,7 @@ impl Coercion {
             Coercion::DateTime { .. } => "datetime",
             Coercion::Date { .. } => "date",
             Coercion::Enum { .. } => "enum",
+            Coercion::List { .. } => "list",
         }
     }
 
@@ -187,8 +194,36 @@ impl Coercion {
                 .map(|ts| Value::String(date::utc_date(ts)))
                 .map_err(|e| e.retype("date")),
             Coercion::Enum { values } => enumeration::lookup(value, values),
+            Coercion::List { separator } => list(value, separator),
         }
     }
+}
+
+fn list(value: &Value, separator: &str) -> Result<Value, CoerceError> {
+    let items: Vec<Value> = match value {
+        Value::String(s) => s
+            .split(separator)
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(|i| Value::String(i.to_owned()))
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(_) => Ok(i.clone()),
+                Value::Number(_) | Value::Bool(_) => Ok(Value::String(i.to_string())),
+                _ => Err(CoerceError::new("list", value, "items must be scalars")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(CoerceError::new(
+                "list",
+                value,
+                "expected a string or an array",
+            ));
+        }
+    };
+    Ok(Value::Array(items))
 }
 
 /// A JSON number for `d`: an integer when whole and in `i64`, else the nearest `f64`.
@@ -305,6 +340,15 @@ mod tests {
             .expect_err("fraction");
         assert_eq!(e.target, "integer");
         assert!(Coercion::String.apply(&json!([1]), None).is_err());
+        let list = Coercion::List {
+            separator: ",".into(),
+        };
+        assert_eq!(
+            list.apply(&json!("tag1, tag2,, "), None),
+            Ok(json!(["tag1", "tag2"]))
+        );
+        assert_eq!(list.apply(&json!(["a", 1]), None), Ok(json!(["a", "1"])));
+        assert!(list.apply(&json!({"a": 1}), None).is_err());
         let long = json!("x".repeat(200));
         let e = Coercion::Boolean.apply(&long, None).expect_err("long");
         assert!(e.input.chars().count() <= 81, "{}", e.input);
