@@ -2,6 +2,7 @@
 //! One file per resource; each exposes its routes.
 
 mod auth;
+mod cdm;
 mod error;
 mod events;
 mod executions;
@@ -9,6 +10,7 @@ mod extract;
 mod ops;
 mod receipt;
 mod tenants;
+mod transform;
 mod webhooks;
 mod workflows;
 
@@ -41,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::routes())
         .merge(executions::routes())
         .merge(events::routes())
+        .merge(cdm::routes())
+        .merge(transform::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
