@@ -142,6 +142,9 @@ pub struct CdmOrder {
     pub billing_address: Option<Address>,
     /// Currency of the order.
     pub currency: Option<CurrencyCode>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Created, RFC 3339 UTC.
     pub created_at: Option<String>,
     /// Last updated, RFC 3339 UTC.
