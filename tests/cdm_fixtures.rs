@@ -352,7 +352,7 @@ fn coverage_scores_are_shares_of_entity_fields() {
     );
     assert!(matches!(
         to_cdm("stripe", EntityKind::Product, &json!({})),
-        Err(_)
+        Err(sluice_actors::cdm::CdmError::NoMapping { .. })
     ));
     let typed =
         CdmEntity::from_json(EntityKind::Contact, json!({"email": "a@b.c"})).expect("contact");

@@ -80,22 +80,22 @@ impl EntityKind {
     }
 }
 
-/// A typed record of any entity.
+/// A typed record of any entity (boxed: the entities differ a lot in size).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum CdmEntity {
     /// A contact.
-    Contact(CdmContact),
+    Contact(Box<CdmContact>),
     /// A product.
-    Product(CdmProduct),
+    Product(Box<CdmProduct>),
     /// An order.
-    Order(CdmOrder),
+    Order(Box<CdmOrder>),
     /// An invoice.
-    Invoice(CdmInvoice),
+    Invoice(Box<CdmInvoice>),
     /// An inventory level.
-    InventoryLevel(CdmInventoryLevel),
+    InventoryLevel(Box<CdmInventoryLevel>),
     /// A fulfillment.
-    Fulfillment(CdmFulfillment),
+    Fulfillment(Box<CdmFulfillment>),
 }
 
 impl CdmEntity {
@@ -106,12 +106,16 @@ impl CdmEntity {
     /// The deserializer's message, naming the field.
     pub fn from_json(kind: EntityKind, doc: Value) -> Result<CdmEntity, serde_json::Error> {
         Ok(match kind {
-            EntityKind::Contact => CdmEntity::Contact(serde_json::from_value(doc)?),
-            EntityKind::Product => CdmEntity::Product(serde_json::from_value(doc)?),
-            EntityKind::Order => CdmEntity::Order(serde_json::from_value(doc)?),
-            EntityKind::Invoice => CdmEntity::Invoice(serde_json::from_value(doc)?),
-            EntityKind::InventoryLevel => CdmEntity::InventoryLevel(serde_json::from_value(doc)?),
-            EntityKind::Fulfillment => CdmEntity::Fulfillment(serde_json::from_value(doc)?),
+            EntityKind::Contact => CdmEntity::Contact(Box::new(serde_json::from_value(doc)?)),
+            EntityKind::Product => CdmEntity::Product(Box::new(serde_json::from_value(doc)?)),
+            EntityKind::Order => CdmEntity::Order(Box::new(serde_json::from_value(doc)?)),
+            EntityKind::Invoice => CdmEntity::Invoice(Box::new(serde_json::from_value(doc)?)),
+            EntityKind::InventoryLevel => {
+                CdmEntity::InventoryLevel(Box::new(serde_json::from_value(doc)?))
+            }
+            EntityKind::Fulfillment => {
+                CdmEntity::Fulfillment(Box::new(serde_json::from_value(doc)?))
+            }
         })
     }
 
