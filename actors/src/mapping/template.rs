@@ -793,8 +793,9 @@ pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, TemplateError> 
     })
 }
 
-/// Parses every string inside `value` (recursively; object keys excluded) and returns the
-/// names `NAME` of all `steps.NAME…` references, deduplicated, in first-seen order (object
+/// Parses every string inside `value` (recursively; object keys excluded) — as JSONPath when
+/// it starts with `$`, else as a template — and returns the names `NAME` of all
+/// `steps.NAME…` references (`$.steps.NAME…` for JSONPath), deduplicated, in first-seen order (object
 /// values in the map's iteration order).
 ///
 /// # Errors
@@ -802,6 +803,18 @@ pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, TemplateError> 
 pub fn referenced_steps(value: &Value) -> Result<Vec<String>, TemplateError> {
     fn walk(value: &Value, out: &mut Vec<String>) -> Result<(), TemplateError> {
         match value {
+            Value::String(s) if super::jsonpath::is_jsonpath(s) => {
+                // A field-mapping JSONPath; a malformed one is reported by the mapping's own
+                // compilation.
+                if let Ok(selector) = Selector::parse(s.trim())
+                    && let [Segment::Key(root), Segment::Key(name), ..] = selector.prefix()
+                    && root == "steps"
+                    && !out.contains(name)
+                {
+                    out.push(name.clone());
+                }
+                Ok(())
+            }
             Value::String(s) => {
                 let template = Template::parse(s)?;
                 let paths = template.paths().into_iter().map(|p| p.segments.as_slice());
@@ -1030,6 +1043,12 @@ mod tests {
         let steps = referenced_steps(&v).expect("parses");
         assert_eq!(steps, ["fetch", "enrich", "my step"]);
         assert!(referenced_steps(&json!({"a": ["{{ BAD(1) }}"]})).is_err());
+        let v = json!({"a": "$.steps.first.output[*].id", "b": {"from": "$['steps']['second'].output"},
+                       "c": "{{ UPPER($.steps.third.output.name) }}"});
+        assert_eq!(
+            referenced_steps(&v).expect("parses"),
+            ["first", "second", "third"]
+        );
     }
 
     #[test]
