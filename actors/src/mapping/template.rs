@@ -711,6 +711,7 @@ impl fmt::Display for ExprSource<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Expr::Literal(Value::String(s)) => write_quoted(f, s),
+            Expr::Literal(Value::Number(n)) => write_number(f, n),
             Expr::Literal(v) => write!(f, "{v}"),
             Expr::Select(s) => f.write_str(s.source()),
             Expr::Path(p) => {
@@ -754,6 +755,23 @@ fn is_plain_key(k: &str, first: bool) -> bool {
         && is_ident_start(b[0])
         && b[1..].iter().all(|&c| is_ident_continue(c))
         && !(first && matches!(k, "true" | "false" | "null"))
+}
+
+/// A number in the grammar's `-?digits(.digits)?` form: JSON text unless that uses an
+/// exponent (`3.3e29`), then Rust's exponent-free shortest form of the `f64`.
+fn write_number(f: &mut fmt::Formatter<'_>, n: &Number) -> fmt::Result {
+    let text = n.to_string();
+    match n.as_f64() {
+        Some(x) if text.contains(['e', 'E']) => {
+            let plain = x.to_string();
+            if plain.contains('.') {
+                f.write_str(&plain)
+            } else {
+                write!(f, "{plain}.0")
+            }
+        }
+        _ => f.write_str(&text),
+    }
 }
 
 fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
@@ -1042,6 +1060,17 @@ mod tests {
         ]);
         let steps = referenced_steps(&v).expect("parses");
         assert_eq!(steps, ["fetch", "enrich", "my step"]);
+        // Printing keeps numbers in the grammar (no exponents), found by the fuzzer.
+        for src in [
+            "{{ 333333333333333333333333333333 }}",
+            "{{ 0.00000001 }}",
+            "{{ 3.0 }}",
+            "{{ -12 }}",
+        ] {
+            let t = Template::parse(src).expect(src);
+            let again = Template::parse(&t.to_string()).expect("reparses");
+            assert_eq!(again.render(&json!({})), t.render(&json!({})), "{src}");
+        }
         assert!(referenced_steps(&json!({"a": ["{{ BAD(1) }}"]})).is_err());
         let v = json!({"a": "$.steps.first.output[*].id", "b": {"from": "$['steps']['second'].output"},
                        "c": "{{ UPPER($.steps.third.output.name) }}"});
