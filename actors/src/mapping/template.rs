@@ -656,13 +656,22 @@ impl<'a> Parser<'a> {
         Ok(segment)
     }
 
-    /// `-?digits(.digits)?` as a JSON number literal.
+    /// `-?digits(.digits)?` as a JSON number literal: an integer when it fits 64 bits, else
+    /// the correctly rounded `f64` (Rust's parser, so printing and re-parsing is exact).
     fn number(&mut self) -> Result<Expr, TemplateError> {
         let start = self.pos;
         let text = self.scan(|b| b == b'-' || b == b'.' || b.is_ascii_digit());
-        serde_json::from_str(text)
-            .map(Expr::Literal)
-            .map_err(|_| self.error(start, "malformed number"))
+        let value: Value =
+            serde_json::from_str(text).map_err(|_| self.error(start, "malformed number"))?;
+        let exact = match &value {
+            Value::Number(n) if n.is_f64() => text
+                .parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number),
+            _ => None,
+        };
+        Ok(Expr::Literal(exact.unwrap_or(value)))
     }
 
     /// A quoted string; the parser is at the opening quote.
@@ -1070,6 +1079,7 @@ mod tests {
             let t = Template::parse(src).expect(src);
             let again = Template::parse(&t.to_string()).expect("reparses");
             assert_eq!(again.render(&json!({})), t.render(&json!({})), "{src}");
+            assert_eq!(again.to_string(), t.to_string(), "{src}");
         }
         assert!(referenced_steps(&json!({"a": ["{{ BAD(1) }}"]})).is_err());
         let v = json!({"a": "$.steps.first.output[*].id", "b": {"from": "$['steps']['second'].output"},
