@@ -36,8 +36,28 @@ pub struct ServeArgs {
     /// Executions one tenant runs at once.
     #[arg(long, env = "SLUICE_TENANT_CONCURRENCY", default_value_t = 16)]
     pub tenant_concurrency: usize,
+    /// How long a delivery id is remembered for deduplication, in hours (default 7 days).
+    #[arg(long, env = "SLUICE_DEDUP_WINDOW_HOURS", default_value_t = 168)]
+    pub dedup_window_hours: u64,
+    /// Outbox entries one tenant may have in flight at each priority before the relay defers
+    /// that tenant's lane.
+    #[arg(long, env = "SLUICE_TENANT_IN_FLIGHT", default_value_t = 64)]
+    pub tenant_in_flight: usize,
+    /// Seconds in-flight requests may take to finish after SIGINT/SIGTERM before they are cut.
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
     /// Acknowledge writes once handed to the OS instead of after fsync. For benchmarks only:
     /// survives a process kill, not a power loss.
     #[arg(long, env = "SLUICE_UNSAFE_BUFFERED_WRITES", default_value_t = false)]
     pub unsafe_buffered_writes: bool,
+    /// Let connector calls reach loopback and private networks (self-hosted systems on a
+    /// private network, tests). Off by default so a tenant's flow cannot reach the host's
+    /// internal services.
+    #[arg(
+        long,
+        env = "SLUICE_ALLOW_PRIVATE_NETWORKS",
+        default_value_t = false,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_private_networks: bool,
 }

@@ -3,12 +3,15 @@
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Structured logs to stderr; level from `RUST_LOG` (default `info`).
+/// Structured logs to stderr (colours only on a terminal); level from `RUST_LOG` (default
+/// `info`, with the storage engine's own chatter at `warn`).
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lsm_tree=warn,fjall=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -55,6 +58,20 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_gauge!(
         "sluice_tenant_supervisors",
         "Tenant supervisors currently running"
+    );
+    describe_gauge!(
+        "sluice_queue_depth",
+        "Executions waiting for a slot in tenants' priority lanes, by priority"
+    );
+    describe_histogram!(
+        "sluice_queue_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time an execution waited in its priority lane, by priority"
+    );
+    describe_gauge!("sluice_dlq_depth", "Dead-lettered items not yet resolved");
+    describe_counter!(
+        "sluice_relay_deferrals_total",
+        "Times the relay deferred a tenant that had no credit left"
     );
     describe_counter!(
         "sluice_actor_restarts_total",

@@ -1,22 +1,29 @@
 //! Start-up and shutdown wiring: open the store, bootstrap, start the actors, resume unfinished
 //! executions, serve HTTP until SIGINT/SIGTERM.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use ractor::Actor;
+use sluice_actors::connector::ActionInvoker;
 use sluice_actors::engine::Engine;
-use sluice_actors::runtime::{RootArgs, RootMsg, RootSupervisor};
+use sluice_actors::runtime::{RelayLimits, RootArgs, RootMsg, RootSupervisor};
+use sluice_actors::sync::SyncRunner;
 use sluice_storage::{Durability, Store, StoreOptions};
 
 use crate::cli::ServeArgs;
-use crate::connectors::HttpInvoker;
+use crate::connectors::{ConnectorInvoker, NetPolicy, Vault};
 use crate::http::{self, AppState};
 use crate::{bootstrap, observability};
 
-/// Outbox entries in flight between the relay and the tenants.
+/// Outbox entries in flight between the relay and all tenants.
 const RELAY_IN_FLIGHT: usize = 1024;
+/// Capacity of each of a tenant's four priority lanes.
+const LANE_CAPACITY: usize = 4096;
+/// How often expired dedup records are pruned.
+const DEDUP_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the server until a shutdown signal.
 ///
@@ -36,9 +43,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store = Store::open(&args.data_dir, options)
         .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
+    // Bind before writing anything, so a start that cannot listen leaves the directory as it
+    // found it.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     bootstrap::ensure(&store).await?;
 
-    let engine = Arc::new(Engine::new(store.clone(), Arc::new(HttpInvoker::new()?)));
+    let vault = Arc::new(Vault::open(&args.data_dir).context("opening the master key")?);
+    let policy = NetPolicy {
+        allow_private: args.allow_private_networks,
+    };
+    let invoker: Arc<dyn ActionInvoker> =
+        Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
+    let engine = Arc::new(Engine::new(store.clone(), invoker.clone()));
+    let sync = SyncRunner::new(store.clone(), invoker, engine.id_maps().clone());
     let (root, root_handle) = Actor::spawn(
         Some("sluice-root".into()),
         RootSupervisor,
@@ -46,7 +65,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             store: store.clone(),
             engine,
             tenant_concurrency: args.tenant_concurrency,
-            relay_in_flight: RELAY_IN_FLIGHT,
+            lane_capacity: LANE_CAPACITY,
+            relay: RelayLimits {
+                global: RELAY_IN_FLIGHT,
+                per_lane: args.tenant_in_flight.max(1),
+            },
         },
     )
     .await
@@ -55,32 +78,75 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !unfinished.is_empty() {
         tracing::info!(count = unfinished.len(), "resuming unfinished executions");
     }
-    for exec in unfinished {
-        root.cast(RootMsg::Resume(Box::new(exec)))?;
+    for exec in &unfinished {
+        root.cast(RootMsg::run(exec))?;
     }
+    metrics::gauge!("sluice_dlq_depth").set(store.dlq_open_count()? as f64);
+    let pruner = tokio::spawn(prune_dedup(
+        store.clone(),
+        Duration::from_secs(args.dedup_window_hours.saturating_mul(3600)),
+    ));
 
     let state = AppState {
         store,
         root: root.clone(),
         metrics,
         max_webhook_bytes: args.max_webhook_bytes,
+        vault,
+        sync,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");
     println!("Listening on http://{local}");
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: no new connections");
+            let _ = stopping_tx.send(true);
+        })
+        .into_future();
+    let grace_period = Duration::from_secs(args.shutdown_grace_secs);
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(grace_period).await;
+    };
+    tokio::select! {
+        served = server => served.context("serving HTTP")?,
+        () = grace => tracing::warn!("requests still open after the shutdown grace period; closing them"),
+    }
 
+    pruner.abort();
     tracing::info!("shutting down: stopping actors");
     root.stop(Some("shutdown".into()));
     // Executions still running are journaled step by step and resume at the next start.
     let _ = tokio::time::timeout(Duration::from_secs(10), root_handle).await;
     Ok(())
+}
+
+/// Forgets delivery ids older than the dedup window, in bounded batches, off the ingestion
+/// path (the committer interleaves these small batches with ingestion).
+async fn prune_dedup(store: sluice_storage::Store, window: Duration) {
+    const BATCH: usize = 10_000;
+    loop {
+        let cutoff = sluice_actors::ids::now_ms().saturating_sub(window.as_millis() as u64);
+        loop {
+            match store.prune_dedup(cutoff, BATCH).await {
+                Ok(n) if n == BATCH => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(pruned = n, "expired dedup records removed");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "dedup pruning failed; retrying later");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(DEDUP_PRUNE_EVERY).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -47,6 +47,22 @@ async fn auth_tenancy_and_malformed_input() {
         "FORBIDDEN"
     );
 
+    // Unknown method and malformed query strings answer in the API's error format.
+    let r = server
+        .api(reqwest::Method::DELETE, "/tenants")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 405);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["code"],
+        "METHOD_NOT_ALLOWED"
+    );
+    let (s, b) = server
+        .get_json("/tenants/default/executions?limit=-1")
+        .await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("BAD_REQUEST")));
+
     // Tenant header contradicting the path: 403. Unknown tenant: 404.
     let r = server
         .api(reqwest::Method::GET, "/tenants/default/executions")

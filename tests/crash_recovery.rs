@@ -1,6 +1,6 @@
-//! Acknowledged means durable: a burst of webhooks is acknowledged, the server is killed with
-//! SIGKILL at once, and after a restart on the same data directory every acknowledged event
-//! has produced exactly one completed execution.
+//! Acknowledged means durable: a concurrent burst of webhooks for several tenants is
+//! acknowledged, the server is killed with SIGKILL at once, and after a restart on the same
+//! data directory every acknowledged event has produced exactly one completed execution.
 
 mod common;
 
@@ -10,7 +10,8 @@ use common::{Server, Sink, github_headers, send};
 use serde_json::json;
 
 const SECRET: &str = "crash-secret";
-const BURST: usize = 120;
+const TENANTS: [&str; 3] = ["default", "t2", "t3"];
+const PER_TENANT: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
@@ -18,44 +19,54 @@ async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
     // A slow provider, so that executions are still in flight when the server is killed.
     let sink = Sink::start_with_delay(std::time::Duration::from_millis(20)).await;
     let server = Server::start(dir.path());
-    let url = server.webhook("default", "github", SECRET).await;
-    server
-        .live_flow(
-            "default",
-            &json!({
-                "name": "push_to_sink",
-                "trigger": {"type": "event", "source": "github", "event": "push"},
-                "steps": [
-                    {"name": "forward", "type": "action", "connector": "http", "action": "request",
-                     "input": {"method": "POST", "url": sink.url, "body": {"n": "{{trigger.n}}"}}},
-                    {"name": "record", "type": "action", "mapping": {"n": "{{trigger.n}}"}}
-                ]
-            }),
-        )
-        .await;
-
-    // A concurrent burst; keep only what the server acknowledged.
-    let mut tasks = Vec::new();
-    for n in 0..BURST {
-        let client = server.client.clone();
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            let body =
-                serde_json::to_vec(&json!({"ref": "refs/heads/main", "n": n})).expect("json");
-            let headers = github_headers(SECRET, &body, "push", &format!("delivery-{n}"));
-            let (status, ack) = send(&client, &url, &headers, &body).await;
-            (n, status, ack)
-        }));
+    let mut paths = HashMap::new();
+    for tenant in TENANTS {
+        server.tenant(tenant).await;
+        let url = server.webhook(tenant, "github", SECRET).await;
+        paths.insert(
+            tenant,
+            url.strip_prefix(&server.base).expect("url").to_owned(),
+        );
+        server
+            .live_flow(
+                tenant,
+                &json!({
+                    "name": "push_to_sink",
+                    "trigger": {"type": "event", "source": "github", "event": "push"},
+                    "steps": [
+                        {"name": "forward", "type": "action", "connector": "http", "action": "request",
+                         "input": {"method": "POST", "url": sink.url,
+                                   "body": {"tenant": tenant, "n": "{{trigger.n}}"}}},
+                        {"name": "record", "type": "action", "mapping": {"n": "{{trigger.n}}"}}
+                    ]
+                }),
+            )
+            .await;
     }
-    let path = url
-        .strip_prefix(&server.base)
-        .expect("url on this server")
-        .to_owned();
-    let mut acked: HashMap<String, usize> = HashMap::new();
+
+    // Concurrent bursts from all tenants; keep only what the server acknowledged.
+    let mut tasks = Vec::new();
+    for n in 0..PER_TENANT {
+        for tenant in TENANTS {
+            let client = server.client.clone();
+            let url = format!("{}{}", server.base, paths[tenant]);
+            tasks.push(tokio::spawn(async move {
+                let body =
+                    serde_json::to_vec(&json!({"ref": "refs/heads/main", "n": n})).expect("json");
+                let headers = github_headers(SECRET, &body, "push", &format!("{tenant}-{n}"));
+                let (status, ack) = send(&client, &url, &headers, &body).await;
+                (tenant, status, ack)
+            }));
+        }
+    }
+    let mut acked: HashMap<&str, HashSet<String>> = HashMap::new();
     for t in tasks {
-        let (n, status, ack) = t.await.expect("join");
+        let (tenant, status, ack) = t.await.expect("join");
         assert_eq!(status, 202, "{ack}");
-        acked.insert(ack["eventId"].as_str().expect("eventId").to_owned(), n);
+        acked
+            .entry(tenant)
+            .or_default()
+            .insert(ack["eventId"].as_str().expect("eventId").to_owned());
     }
     let before_kill = server.executions("default").await;
     server.kill9();
@@ -63,35 +74,47 @@ async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
         .iter()
         .filter(|e| e["status"] == "completed")
         .count();
-    eprintln!("{done_before} of {BURST} executions had completed when the server was killed");
+    eprintln!("{done_before} of {PER_TENANT} default-tenant executions had completed at the kill");
 
     let server = Server::start(dir.path());
-    let execs = server
-        .wait_executions("default", 60, |e| {
-            e.len() >= BURST && e.iter().all(|x| x["status"] == "completed")
-        })
-        .await;
-    assert_eq!(
-        execs.len(),
-        BURST,
-        "exactly one execution per acknowledged event"
-    );
-    let events: HashSet<&str> = execs.iter().filter_map(|e| e["eventId"].as_str()).collect();
-    let acked_ids: HashSet<&str> = acked.keys().map(String::as_str).collect();
-    assert_eq!(events, acked_ids);
+    for tenant in TENANTS {
+        let execs = server
+            .wait_executions(tenant, 60, |e| {
+                e.len() >= PER_TENANT && e.iter().all(|x| x["status"] == "completed")
+            })
+            .await;
+        assert_eq!(
+            execs.len(),
+            PER_TENANT,
+            "{tenant}: one execution per acknowledged event"
+        );
+        let events: HashSet<String> = execs
+            .iter()
+            .filter_map(|e| e["eventId"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(&events, &acked[tenant], "{tenant}");
+    }
 
     // The sink may see a step twice only if it was in flight at the kill, and then with the
     // same idempotency key.
-    let got = sink.received();
-    let mut by_n: HashMap<i64, HashSet<Option<String>>> = HashMap::new();
-    for r in &got {
-        by_n.entry(r.body["n"].as_i64().expect("n"))
+    let mut by_event: HashMap<(String, i64), HashSet<Option<String>>> = HashMap::new();
+    for r in sink.received() {
+        let key = (
+            r.body["tenant"].as_str().expect("tenant").to_owned(),
+            r.body["n"].as_i64().expect("n"),
+        );
+        by_event
+            .entry(key)
             .or_default()
             .insert(r.idempotency_key.clone());
     }
-    assert_eq!(by_n.len(), BURST, "every event reached the sink");
+    assert_eq!(
+        by_event.len(),
+        PER_TENANT * TENANTS.len(),
+        "every event reached the sink"
+    );
     assert!(
-        by_n.values().all(|keys| keys.len() == 1),
+        by_event.values().all(|keys| keys.len() == 1),
         "a redelivery changed its idempotency key"
     );
 
@@ -99,8 +122,8 @@ async fn every_acknowledged_event_runs_exactly_once_across_sigkill() {
     let body = serde_json::to_vec(&json!({"ref": "refs/heads/main", "n": 0})).expect("json");
     let (status, ack) = send(
         &server.client,
-        &format!("{}{path}", server.base),
-        &github_headers(SECRET, &body, "push", "delivery-0"),
+        &format!("{}{}", server.base, paths["t2"]),
+        &github_headers(SECRET, &body, "push", "t2-0"),
         &body,
     )
     .await;

@@ -53,6 +53,20 @@ async fn cdm_schemas_and_preview() {
         .expect("get");
     assert_eq!(r.status(), 401);
 
+    // Discovery reports the coverage of the CDM mappings.
+    let (s, body) = server
+        .post_json("/connectors/discover", &json!({"connector": "shopify"}))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let order = body["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .find(|e| e["cdm"] == "CDMOrder")
+        .expect("shopify orders map to CDMOrder");
+    let score = order["coverage"]["score"].as_f64().expect("a score");
+    assert!(score > 0.5 && score <= 1.0, "{order}");
+
     // A mapping with JSONPath, templates and declared coercions.
     let doc = json!({"order": {"id": 820982911946154508_u64, "total": "404.95", "currency": "usd",
                      "created": "03-04-2024", "items": [{"sku": "A"}, {"sku": "B"}]}});

@@ -248,3 +248,46 @@ async fn failing_step_is_retried_then_fails_the_execution_with_datasource_debug(
     assert_eq!(trace["error"]["step"], "notify");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_racing_copies_of_one_delivery_make_one_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let sink = Sink::start().await;
+    let url = server.webhook("default", "shopify", SECRET).await;
+    server.live_flow("default", &flow(&sink.url)).await;
+    let body = order_body();
+    let headers = shopify_headers(SECRET, &body, "orders/create", "same-delivery");
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (client, url, headers, body) = (
+            server.client.clone(),
+            url.clone(),
+            headers.clone(),
+            body.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            send(&client, &url, &headers, &body).await
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut duplicates = Vec::new();
+    for t in tasks {
+        let (status, ack) = t.await.expect("join");
+        match status {
+            202 => accepted.push(ack["eventId"].clone()),
+            200 => duplicates.push(ack["eventId"].clone()),
+            other => panic!("unexpected {other}: {ack}"),
+        }
+    }
+    assert_eq!(accepted.len(), 1);
+    assert!(duplicates.iter().all(|d| d == &accepted[0]));
+    server
+        .wait_executions("default", 30, |e| {
+            e.len() == 1 && e[0]["status"] == "completed"
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(server.executions("default").await.len(), 1);
+    assert_eq!(sink.received().len(), 1);
+}

@@ -14,13 +14,20 @@ pub struct ActionCall {
     pub connector: String,
     /// Action name (`request`).
     pub action: String,
-    /// Rendered parameters. For `http.request`: `{"method", "url", "headers"?, "body"?}`.
+    /// Rendered parameters. For `http.request`: `{"method", "url", "headers"?, "body"?}`; for
+    /// definition-driven actions see `connectors::request`.
     pub input: Value,
     /// Stable per (execution, step): sent as the `Idempotency-Key` header so providers that
     /// honour it never apply a retried call twice.
     pub idempotency_key: String,
     /// Per-attempt time limit.
     pub timeout: Duration,
+    /// Space of the tenant the call is made for.
+    pub space: String,
+    /// Tenant the call is made for (credentials are looked up in it).
+    pub tenant: String,
+    /// The tenant's credential id named by the step (`"credential"`), if any.
+    pub credential: Option<String>,
 }
 
 /// A failed action. `debug` is the provider's answer, reported under `datasourceDebug`.
@@ -37,6 +44,23 @@ pub struct ActionError {
     pub status: Option<u16>,
     /// The provider's answer body (JSON when it was JSON, else a string).
     pub debug: Option<Value>,
+    /// The credential no longer works (a refused OAuth2 refresh, a 401): the tenant must
+    /// re-authenticate. Reported as `isCustomAuthError: true`.
+    pub auth: bool,
+}
+
+impl ActionError {
+    /// A failure without a provider answer.
+    pub fn new(message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            message: message.into(),
+            retryable,
+            retry_after: None,
+            status: None,
+            debug: None,
+            auth: false,
+        }
+    }
 }
 
 /// Performs connector actions.

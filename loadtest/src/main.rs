@@ -1,113 +1,247 @@
-//! `sluice-loadtest`: sends correctly signed webhooks to a running Sluice over HTTP.
+//! `sluice-loadtest`: load, baseline and checks for Sluice, over HTTP only.
 //!
-//! Today it registers a GitHub webhook endpoint on a tenant, sends `--count` signed `push`
-//! deliveries with `--concurrency` in flight, and reports what the server answered and the
-//! elapsed time. It measures only what it did; the open-loop generator, scenarios and
-//! baseline comparison come with the load-test issue.
+//! - `run --scenario loadtest/scenarios/one-step.json`: starts `sluice serve` on a fresh data
+//!   directory, prepares tenants/webhooks/flows, runs the open-loop load, waits for the sink,
+//!   checks ledger vs server vs sink, and prints the report (with `--baseline`, the bare axum
+//!   server is loaded first at the same rate and every throughput is also given as a ratio).
+//! - `baseline --listen ADDR`: serves only the baseline (for wrk or other tools).
 
-use std::sync::Arc;
-use std::time::Instant;
+mod baseline;
+mod check;
+mod generator;
+mod scenario;
+mod server;
+mod setup;
+mod sink;
 
-use clap::Parser;
-use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
-use sha2::Sha256;
-use tokio::sync::Semaphore;
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// Send signed webhooks to a running Sluice server.
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+
+use generator::{Load, LoadResult};
+use scenario::Scenario;
+
+/// Load tests for Sluice.
 #[derive(Debug, Parser)]
-struct Args {
-    /// Server base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    base: String,
-    /// Admin API key (`x-fastn-api-key`).
-    #[arg(long, env = "SLUICE_ADMIN_KEY")]
-    api_key: String,
-    /// Space id (`x-fastn-space-id`).
-    #[arg(long, env = "SLUICE_SPACE_ID")]
-    space: String,
-    /// Tenant to send for.
-    #[arg(long, default_value = "default")]
-    tenant: String,
-    /// Deliveries to send.
-    #[arg(long, default_value_t = 1)]
-    count: usize,
-    /// Deliveries in flight at once.
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a scenario against a fresh `sluice serve`.
+    Run {
+        /// Scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// The `sluice` binary (default: next to this one).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+        /// Also load the bare axum baseline at the same rate and report ratios.
+        #[arg(long)]
+        baseline: bool,
+        /// Override the scenario's rate (requests/s).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Override the scenario's duration (s).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Override the scenario's in-flight bound.
+        #[arg(long)]
+        max_in_flight: Option<usize>,
+        /// Where to write the ledger (JSON lines).
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        /// Extra flags for `sluice serve`, e.g. `--server-arg=--tenant-concurrency=64`.
+        #[arg(long = "server-arg")]
+        server_args: Vec<String>,
+    },
+    /// Serve the bare baseline only.
+    Baseline {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn quantiles(h: &Histogram<u64>) -> String {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(0.999),
+        h.max() as f64 / 1000.0
+    )
+}
+
+fn summarize(label: &str, r: &LoadResult) -> f64 {
+    let ok = r.ledger.iter().filter(|e| e.status == 202).count();
+    let other = r.ledger.len() - ok;
+    let rate = ok as f64 / r.elapsed.as_secs_f64();
+    println!(
+        "{label}: {ok} acknowledged ({other} other) in {:.2} s = {rate:.0}/s; {} late arrivals",
+        r.elapsed.as_secs_f64(),
+        r.late
+    );
+    println!(
+        "  ack latency (from intended send): {}",
+        quantiles(&r.latency_us)
+    );
+    rate
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(60))
+        .build()?)
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    let client = reqwest::Client::new();
-    let secret = format!("lt-{}", uuid::Uuid::now_v7().simple());
-    let created: Value = client
-        .post(format!(
-            "{}/api/v1/tenants/{}/webhooks",
-            args.base, args.tenant
-        ))
-        .header("x-fastn-api-key", &args.api_key)
-        .header("x-fastn-space-id", &args.space)
-        .json(&json!({"connector": "github", "secret": secret}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let url = format!(
-        "{}{}",
-        args.base,
-        created["url"].as_str().ok_or("no url in the answer")?
-    );
-    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(args.count);
-    for n in 0..args.count {
-        let permit = gate.clone().acquire_owned().await?;
-        let (client, url, secret) = (client.clone(), url.clone(), secret.clone());
-        tasks.push(tokio::spawn(async move {
-            let body =
-                serde_json::to_vec(&json!({"ref": "refs/heads/main", "n": n})).unwrap_or_default();
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                .expect("HMAC accepts keys of any length");
-            mac.update(&body);
-            let sig = format!("sha256={}", hex_lower(&mac.finalize().into_bytes()));
-            let answer = client
-                .post(&url)
-                .header("x-hub-signature-256", sig)
-                .header("x-github-event", "push")
-                .header("x-github-delivery", uuid::Uuid::now_v7().to_string())
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            drop(permit);
-            answer.map(|r| r.status().as_u16()).unwrap_or(0)
-        }));
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Baseline { listen } => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let serve = tokio::spawn(baseline::serve(listen, tx));
+            println!("baseline listening on http://{}", rx.await?);
+            serve.await??;
+            Ok(())
+        }
+        Cmd::Run {
+            scenario,
+            server_bin,
+            baseline,
+            rate,
+            duration,
+            max_in_flight,
+            ledger,
+            server_args,
+        } => {
+            let mut s = Scenario::load(&scenario)?;
+            s.rate_per_sec = rate.unwrap_or(s.rate_per_sec);
+            s.duration_secs = duration.unwrap_or(s.duration_secs);
+            s.max_in_flight = max_in_flight.unwrap_or(s.max_in_flight);
+            run(
+                s,
+                server_bin.unwrap_or_else(server::default_bin),
+                baseline,
+                ledger,
+                server_args,
+            )
+            .await
+        }
     }
-    let mut by_status = std::collections::BTreeMap::new();
-    for t in tasks {
-        *by_status.entry(t.await.unwrap_or(0)).or_insert(0usize) += 1;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "sent {} signed deliveries to {url} in {secs:.3} s ({:.0}/s, concurrency {})",
-        args.count,
-        args.count as f64 / secs.max(1e-9),
-        args.concurrency
-    );
-    for (status, n) in by_status {
-        let label = if status == 0 {
-            "transport error".to_owned()
-        } else {
-            status.to_string()
-        };
-        println!("  {label}: {n}");
-    }
-    Ok(())
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+async fn run(
+    s: Scenario,
+    bin: PathBuf,
+    with_baseline: bool,
+    ledger_path: Option<PathBuf>,
+    server_args: Vec<String>,
+) -> anyhow::Result<()> {
+    println!("scenario {}: {}", s.name, s.description);
+    println!(
+        "  {} tenants, {} flows each, {} req/s for {} s, at most {} in flight, ~{} B bodies",
+        s.tenants,
+        s.flows_per_tenant,
+        s.rate_per_sec,
+        s.duration_secs,
+        s.max_in_flight,
+        s.payload_bytes
+    );
+    let load = Load {
+        rate_per_sec: s.rate_per_sec,
+        duration_secs: s.duration_secs,
+        max_in_flight: s.max_in_flight,
+        payload_bytes: s.payload_bytes,
+    };
+    let client = client()?;
+    let baseline_rate = if with_baseline {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let serve = tokio::spawn(baseline::serve("127.0.0.1:0".parse()?, tx));
+        let addr = rx.await?;
+        let targets: Vec<setup::Target> = (0..s.tenants.clamp(1, 64))
+            .map(|i| setup::Target {
+                tenant: format!("lt{i}"),
+                url: format!(
+                    "http://{addr}/api/v1/clients/{}/webhooks/wh_{i}",
+                    server::SPACE
+                ),
+            })
+            .collect();
+        let r = generator::run(&client, &targets, load).await?;
+        serve.abort();
+        Some(summarize("baseline (bare axum, reads body, 202)", &r))
+    } else {
+        None
+    };
+
+    let sink = sink::start().await?;
+    let sluice = server::SluiceProcess::start(&bin, &server_args)?;
+    let setup_started = std::time::Instant::now();
+    let targets = setup::prepare(&client, &sluice.base, &s, &sink.url).await?;
+    let idle_rss = sluice.rss_kib();
+    println!(
+        "  setup: {} tenants in {:.1} s; resident memory after setup {} KiB",
+        targets.len(),
+        setup_started.elapsed().as_secs_f64(),
+        idle_rss.map_or("?".into(), |k| k.to_string())
+    );
+    let result = generator::run(&client, &targets, load).await?;
+    let rate = summarize("sluice (verified, deduplicated, fsynced, 202)", &result);
+    if let Some(b) = baseline_rate {
+        println!("  ratio to baseline: {:.2}x", rate / b);
+    }
+    let expected = result.ledger.iter().filter(|e| e.status == 202).count() * s.flows_per_tenant;
+    let drained = check::drain(&sink.log, expected, Duration::from_secs(30)).await;
+    let completed = sink.log.lock().map(|l| l.deliveries.len()).unwrap_or(0);
+    if s.flows_per_tenant > 0 {
+        let e2e = result.elapsed + drained;
+        println!(
+            "  side effects: {completed}/{expected} at the sink, last one {:.2} s after the last send; {:.0} completed executions/s end to end",
+            drained.as_secs_f64(),
+            completed as f64 / e2e.as_secs_f64()
+        );
+        if let Ok(log) = sink.log.lock() {
+            println!("  webhook-to-sink latency: {}", quantiles(&log.latency_us));
+        }
+    }
+    println!(
+        "  peak resident memory {} KiB",
+        sluice.peak_rss_kib().map_or("?".into(), |k| k.to_string())
+    );
+    let deliveries = sink
+        .log
+        .lock()
+        .map(|l| l.deliveries.clone())
+        .map_err(|_| anyhow::anyhow!("sink log poisoned"))?;
+    let verdict = check::check(
+        &client,
+        &sluice.base,
+        &result.ledger,
+        &deliveries,
+        s.flows_per_tenant,
+        8,
+    )
+    .await?;
+    println!("  check: {verdict:?}");
+    if let Some(path) = ledger_path {
+        let mut out = String::new();
+        for e in &result.ledger {
+            out.push_str(&serde_json::to_string(e)?);
+            out.push('\n');
+        }
+        std::fs::write(&path, out)?;
+        println!("  ledger written to {}", path.display());
+    }
+    if !verdict.ok() {
+        anyhow::bail!("the checker found lost or doubled work");
+    }
+    Ok(())
 }

@@ -58,6 +58,24 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", NOT_FOUND_MESSAGE)
     }
 
+    /// 405 `METHOD_NOT_ALLOWED`: the path exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "This method is not allowed on this resource.",
+        )
+    }
+
+    /// 408 `TIMED_OUT`: the request took longer than the server allows.
+    pub fn timed_out() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "TIMED_OUT",
+            "The request took too long and was abandoned.",
+        )
+    }
+
     /// 409 `CONFLICT`: the resource already exists.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "CONFLICT", message)
@@ -69,6 +87,17 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
             format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 503 `STORAGE_UNAVAILABLE`: writes are refused (disk full or failing); nothing of the
+    /// request was stored. Retry later.
+    pub fn storage_unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "write refused: storage unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORAGE_UNAVAILABLE",
+            "Storage is unavailable for writes; nothing was stored. Retry later.",
         )
     }
 
@@ -99,7 +128,10 @@ impl ApiError {
 
 impl From<sluice_storage::StorageError> for ApiError {
     fn from(e: sluice_storage::StorageError) -> Self {
-        Self::internal(e)
+        match e {
+            sluice_storage::StorageError::Unavailable(_) => Self::storage_unavailable(&e),
+            other => Self::internal(other),
+        }
     }
 }
 

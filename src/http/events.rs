@@ -1,24 +1,33 @@
-//! What became of received events.
+//! Events of a tenant.
 //!
+//! - `POST /api/v1/tenants/{tid}/events` `{"source": "myapp", "event": "user.signup",
+//!   "payload": {…}, "idempotencyKey"?: "…"}` → an app event (P2) enters the pipeline like a
+//!   webhook: 202 `{"eventId", "duplicate": false}` once durable, 200 with `duplicate: true`
+//!   for a repeated idempotency key (or, without one, a repeated payload).
 //! - `GET /api/v1/tenants/{tid}/events?limit=50` → the newest routed events with their
 //!   normalized name and the executions they started (the reference's event history).
-//! - `GET /api/v1/tenants/{tid}/dlq` → dead-lettered items with the full payload and reason.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sluice_actors::pipeline::submit::{P2_EVENT, Submission, submit};
+use sluice_storage::IngestOutcome;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::JsonBody;
+use super::extract::QueryParams;
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tenants/{tid}/events", get(events))
-        .route("/api/v1/tenants/{tid}/dlq", get(dlq))
+    Router::new().route(
+        "/api/v1/tenants/{tid}/events",
+        get(events).post(submit_event),
+    )
 }
 
 #[derive(Deserialize)]
@@ -30,7 +39,7 @@ async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-    Query(q): Query<Limit>,
+    QueryParams(q): QueryParams<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let limit = q.limit.unwrap_or(50);
@@ -56,32 +65,56 @@ async fn events(
     Ok(Json(json!({ "events": events })))
 }
 
-async fn dlq(
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AppEvent {
+    source: String,
+    event: String,
+    #[serde(default)]
+    payload: Value,
+    idempotency_key: Option<String>,
+}
+
+fn is_name(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':'))
+}
+
+async fn submit_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<AppEvent>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
-    let items: Vec<Value> = state
-        .store
-        .dlq(caller.space(), &tenant)?
-        .iter()
-        .map(|d| {
-            json!({
-                "seq": d.seq,
-                "kind": d.kind,
-                "eventId": d.event_id,
-                "executionId": d.execution_id,
-                "source": d.source,
-                "headers": d.headers.iter()
-                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                    .collect::<serde_json::Map<_, _>>(),
-                "payload": String::from_utf8_lossy(&d.body),
-                "error": d.error,
-                "attempts": d.attempts,
-                "failedAt": rfc3339(d.failed_at_ms),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    if !is_name(&body.source) || !is_name(&body.event) {
+        return Err(ApiError::bad_request(
+            "source and event must be 1-128 characters of letters, digits and _ - . / :",
+        ));
+    }
+    let payload = serde_json::to_vec(&body.payload).map_err(ApiError::internal)?;
+    let outcome = submit(
+        &state.store,
+        Submission {
+            space_id: caller.space().to_owned(),
+            tenant_id: tenant,
+            source: body.source,
+            event: body.event,
+            payload,
+            priority: P2_EVENT,
+            idempotency_key: body.idempotency_key,
+        },
+    )
+    .await?;
+    Ok(match outcome {
+        IngestOutcome::Accepted { event_id, .. } => (
+            StatusCode::ACCEPTED,
+            Json(json!({"eventId": event_id, "duplicate": false})),
+        ),
+        IngestOutcome::Duplicate { event_id } => (
+            StatusCode::OK,
+            Json(json!({"eventId": event_id, "duplicate": true})),
+        ),
+    })
 }

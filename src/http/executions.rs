@@ -6,7 +6,7 @@
 //! - `GET …/executions/{eid}` → status, timestamps and every journaled step's input, output,
 //!   error and attempts. Another tenant's execution is 404.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ use sluice_storage::{ExecutionRecord, StepRecord};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::QueryParams;
 use crate::time::{rfc3339, rfc3339_opt};
 
 pub fn routes() -> Router<AppState> {
@@ -43,6 +44,9 @@ fn summary(e: &ExecutionRecord) -> Value {
         "status": e.status.as_str(),
         "eventId": e.event_id,
         "triggerType": e.trigger_kind,
+        "priority": format!("P{}", e.priority),
+        "attempt": e.attempt,
+        "replayOf": e.replay_of,
         "createdAt": rfc3339(e.created_at_ms),
         "startedAt": rfc3339_opt(e.started_at_ms),
         "finishedAt": rfc3339_opt(e.finished_at_ms),
@@ -73,7 +77,7 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let limit = q.limit.unwrap_or(50);

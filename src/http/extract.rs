@@ -1,7 +1,8 @@
 //! Request extractors that reject in the API's own error format.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -23,29 +24,70 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Reads a request body, refusing more than `limit` bytes (413) without buffering past it.
+/// Query parameters; a malformed query string is a 400 in the API's error format.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(QueryParams)
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+    }
+}
+
+/// Bytes of an oversized body read and discarded before answering 413, so the client sees
+/// the answer instead of a reset connection (a "lingering close").
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+/// Time spent draining an oversized body at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads a request body, refusing more than `limit` bytes (413) without keeping more than
+/// `limit` bytes in memory.
 ///
 /// # Errors
 /// 413 when over the limit; 400 when the body cannot be read.
 pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
+    if declared.is_some_and(|len| len > limit as u64) {
+        if declared.is_some_and(|len| len <= DRAIN_LIMIT as u64) {
+            drain(&mut body, 0).await;
+        }
         return Err(ApiError::too_large(limit));
     }
-    let limited = http_body_util::Limited::new(req.into_body(), limit);
-    match http_body_util::BodyExt::collect(limited).await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::too_large(limit))
+    let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("cannot read body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            drain(&mut body, buf.len() + data.len()).await;
+            return Err(ApiError::too_large(limit));
         }
-        Err(e) => Err(ApiError::bad_request(format!("cannot read body: {e}"))),
+        buf.extend_from_slice(&data);
     }
+    Ok(Bytes::from(buf))
+}
+
+/// Reads and discards the rest of `body`, up to [`DRAIN_LIMIT`] bytes in all and
+/// [`DRAIN_TIME`].
+async fn drain(body: &mut axum::body::Body, already: usize) {
+    let mut seen = already;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while seen <= DRAIN_LIMIT {
+            match http_body_util::BodyExt::frame(body).await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }

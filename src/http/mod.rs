@@ -3,12 +3,16 @@
 
 mod auth;
 mod cdm;
+mod connectors;
+mod credentials;
+mod dlq;
 mod error;
 mod events;
 mod executions;
 mod extract;
 mod ops;
 mod receipt;
+mod sync;
 mod tenants;
 mod transform;
 mod webhooks;
@@ -31,6 +35,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Largest webhook body accepted, bytes.
     pub max_webhook_bytes: usize,
+    /// Seals and opens credential secrets.
+    pub vault: std::sync::Arc<crate::connectors::Vault>,
+    /// Applies sync changes and conflict resolutions.
+    pub sync: sluice_actors::sync::SyncRunner,
 }
 
 /// All routes.
@@ -45,7 +53,35 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(cdm::routes())
         .merge(transform::routes())
+        .merge(connectors::routes())
+        .merge(credentials::routes())
+        .merge(sync::routes())
+        .merge(dlq::routes())
         .fallback(|| async { error::ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
+        .layer(axum::middleware::map_response(timeout_as_api_error))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Longest time a request may take, body upload included: a slow or stalled client is cut off
+/// with 408 and cannot hold a connection (or a graceful shutdown) open.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Gives the timeout layer's bare 408 the API's error body.
+async fn timeout_as_api_error(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT
+        && response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_none()
+    {
+        return error::ApiError::timed_out().into_response();
+    }
+    response
 }

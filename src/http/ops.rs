@@ -10,8 +10,19 @@ use super::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+}
+
+/// 200 `ok`, or 503 with the reason once writes are refused (disk full or failing).
+async fn health(State(state): State<AppState>) -> (axum::http::StatusCode, String) {
+    match state.store.write_failure() {
+        None => (axum::http::StatusCode::OK, "ok".into()),
+        Some(reason) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("storage unavailable for writes: {reason}"),
+        ),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -4,7 +4,8 @@
 //! 1. find the registration (404 if unknown or in another space);
 //! 2. read the body, refusing more than the configured limit (413) without buffering past it;
 //! 3. verify the signature over the raw bytes, in constant time, with the timestamp window
-//!    where the scheme has one (401 naming the failed check);
+//!    where the scheme has one (401 naming the failed check); during a secret rotation's
+//!    overlap the previous secret verifies too;
 //! 4. compute the idempotency key from the provider's delivery id (or the body's SHA-256);
 //! 5. write the dedup record and the outbox entry in one durable group commit;
 //! 6. answer `202 {"eventId", "duplicate": false}` — or `200 {"eventId": <first>,
@@ -24,15 +25,13 @@ use sluice_actors::ids::now_ms;
 use sluice_actors::pipeline::Headers;
 use sluice_actors::pipeline::idempotency::{delivery_id, idempotency_key};
 use sluice_actors::pipeline::signature::{self, Scheme};
+use sluice_actors::pipeline::submit::P2_EVENT;
 use sluice_storage::{IngestOutcome, OutboxEntry};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::read_limited;
 use crate::time::now_secs;
-
-/// Priority of webhook events (P2, event-driven).
-const WEBHOOK_PRIORITY: u8 = 2;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(
@@ -98,8 +97,19 @@ async fn receive_inner(
     let body = read_limited(request, state.max_webhook_bytes)
         .await
         .map_err(fail)?;
-    signature::verify(scheme, &hook.secret, &headers, &body, now_secs())
-        .map_err(|e| fail(ApiError::unauthorized(e.to_string())))?;
+    let now = now_secs();
+    if let Err(e) = signature::verify(scheme, &hook.secret, &headers, &body, now) {
+        // During a rotation's overlap the previous secret still verifies.
+        let previous_ok = match (&hook.previous_secret, hook.previous_secret_expires_at_ms) {
+            (Some(old), Some(until)) if now_ms() < until => {
+                signature::verify(scheme, old, &headers, &body, now).is_ok()
+            }
+            _ => false,
+        };
+        if !previous_ok {
+            return Err(fail(ApiError::unauthorized(e.to_string())));
+        }
+    }
 
     let delivery = delivery_id(&hook.connector, &headers, &body);
     let key = idempotency_key(&hook.tenant_id, &hook.connector, &delivery);
@@ -112,9 +122,12 @@ async fn receive_inner(
         connector: hook.connector.clone(),
         headers: headers.retained(),
         body: body.to_vec(),
+        body_in_blob: false,
         received_at_ms: now_ms(),
-        priority: WEBHOOK_PRIORITY,
+        priority: P2_EVENT,
         idempotency_key: hex::encode(key),
+        attempt: 1,
+        replay_of: None,
     };
     match state.store.ingest(key, entry).await {
         Ok(IngestOutcome::Accepted { event_id, .. }) => Ok((

@@ -59,6 +59,7 @@ async fn create(
         .map_err(|e| ApiError::invalid_flow(format!("invalid flow document: {e}"), None))?;
     let plan = plan(spec).map_err(|e| ApiError::invalid_flow(e.message, e.step))?;
     let space = caller.space();
+    super::credentials::check_flow_credentials(&state, space, &tenant, &plan.spec)?;
     if state
         .store
         .flows(space, &tenant)?

@@ -12,6 +12,7 @@
 //! can read the outbox in sequence without ever seeing a gap filled later.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use fjall::{Database, PersistMode};
@@ -58,7 +59,7 @@ pub(crate) enum Request {
         reply: oneshot::Sender<Result<()>>,
     },
     Ingest {
-        dedup_key: [u8; 32],
+        dedup_key: Option<[u8; 32]>,
         entry: Box<OutboxEntry>,
         reply: oneshot::Sender<Result<IngestOutcome>>,
     },
@@ -75,12 +76,16 @@ enum Reply {
     Ingest(oneshot::Sender<Result<IngestOutcome>>),
 }
 
+/// Set once, at the first failed commit; its reason is every later write's answer.
+pub(crate) type WriteFailure = Arc<OnceLock<String>>;
+
 pub(crate) fn start(
     db: Database,
     handles: Handles,
     options: StoreOptions,
     last_seq: u64,
     head: watch::Sender<u64>,
+    failure: WriteFailure,
 ) -> Result<crossbeam_channel::Sender<Request>> {
     let (tx, rx) = crossbeam_channel::bounded::<Request>(options.max_batch.max(1) * 4);
     let mut committer = Committer {
@@ -89,6 +94,7 @@ pub(crate) fn start(
         options,
         next_seq: last_seq + 1,
         head,
+        failure,
     };
     thread::Builder::new()
         .name("sluice-committer".into())
@@ -100,6 +106,15 @@ pub(crate) fn start(
                         Ok(r) => group.push(r),
                         Err(_) => break,
                     }
+                }
+                if let Some(reason) = committer.failure.get() {
+                    // Refuse at once: no retry loop against a full or failing disk.
+                    for request in group {
+                        request
+                            .reply_to()
+                            .fail(StorageError::Unavailable(reason.clone()));
+                    }
+                    continue;
                 }
                 committer.commit_group(group);
             }
@@ -114,6 +129,7 @@ struct Committer {
     options: StoreOptions,
     next_seq: u64,
     head: watch::Sender<u64>,
+    failure: WriteFailure,
 }
 
 impl Committer {
@@ -123,7 +139,7 @@ impl Committer {
         if self.options.durability == Durability::Fsync {
             batch = batch.durability(Some(PersistMode::SyncAll));
         }
-        let mut seen: HashMap<[u8; 32], String> = HashMap::new();
+        let mut seen: HashMap<Vec<u8>, String> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
         for request in group {
             match request {
@@ -170,24 +186,19 @@ impl Committer {
                 }
             }
             Err(e) => {
-                let fatal = matches!(e, fjall::Error::Poisoned);
-                tracing::error!(error = %e, fatal, "group commit failed");
+                // Nothing of this group was acknowledged. A failed journal write poisons the
+                // database (fjall's guidance: stop writing and recover by reopening), so from
+                // now on every write is refused with the reason, and a restart recovers.
+                tracing::error!(error = %e, "group commit failed; refusing writes until restart");
                 self.next_seq = first_seq;
-                let message = e.to_string();
+                let reason = self.failure.get_or_init(|| e.to_string()).clone();
                 for p in pending {
                     let reply = match p {
                         Pending::Apply(r) => Reply::Apply(r),
                         Pending::Ingest(r, _) => Reply::Ingest(r),
                         Pending::Failed(r, _) => r,
                     };
-                    reply.fail(StorageError::Engine(fjall::Error::Io(
-                        std::io::Error::other(message.clone()),
-                    )));
-                }
-                if fatal {
-                    // A poisoned database accepts no more writes and cannot vouch for what it
-                    // holds; crash and let recovery replay the journal (fjall's guidance).
-                    std::process::abort();
+                    reply.fail(StorageError::Unavailable(reason.clone()));
                 }
             }
         }
@@ -196,41 +207,66 @@ impl Committer {
     fn stage_ingest(
         &mut self,
         batch: &mut fjall::OwnedWriteBatch,
-        seen: &mut HashMap<[u8; 32], String>,
-        dedup_key: [u8; 32],
+        seen: &mut HashMap<Vec<u8>, String>,
+        dedup_key: Option<[u8; 32]>,
         mut entry: OutboxEntry,
     ) -> Result<IngestOutcome> {
-        if let Some(event_id) = seen.get(&dedup_key) {
-            return Ok(IngestOutcome::Duplicate {
-                event_id: event_id.clone(),
-            });
-        }
-        let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
-        if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
-            let first: DedupRecord = decode(&bytes)?;
-            return Ok(IngestOutcome::Duplicate {
-                event_id: first.event_id,
-            });
-        }
         entry.seq = self.next_seq;
-        let dedup = DedupRecord {
-            event_id: entry.event_id.clone(),
-            first_seen_ms: entry.received_at_ms,
-        };
-        let dedup_bytes = encode(&dedup)?;
+        if let Some(dedup_key) = dedup_key {
+            let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
+            if let Some(event_id) = seen.get(&key) {
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: event_id.clone(),
+                });
+            }
+            if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
+                let first: DedupRecord = decode(&bytes)?;
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: first.event_id,
+                });
+            }
+            let dedup = DedupRecord {
+                event_id: entry.event_id.clone(),
+                first_seen_ms: entry.received_at_ms,
+            };
+            let dedup_bytes = encode(&dedup)?;
+            batch.insert(
+                self.handles.get(Ks::DedupByTime),
+                keys::dedup_by_time(entry.received_at_ms, &key),
+                Vec::new(),
+            );
+            batch.insert(self.handles.get(Ks::Dedup), key.clone(), dedup_bytes);
+            seen.insert(key, entry.event_id.clone());
+        }
+        if entry.body.len() > self.options.claim_check_bytes {
+            let body = std::mem::take(&mut entry.body);
+            batch.insert(
+                self.handles.get(Ks::Blobs),
+                keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id),
+                body,
+            );
+            entry.body_in_blob = true;
+        }
         let entry_bytes = encode(&entry)?;
-        batch.insert(self.handles.get(Ks::Dedup), key, dedup_bytes);
         batch.insert(
             self.handles.get(Ks::Outbox),
             keys::outbox(entry.seq),
             entry_bytes,
         );
         self.next_seq += 1;
-        seen.insert(dedup_key, entry.event_id.clone());
         Ok(IngestOutcome::Accepted {
             seq: entry.seq,
             event_id: entry.event_id,
         })
+    }
+}
+
+impl Request {
+    fn reply_to(self) -> Reply {
+        match self {
+            Request::Apply { reply, .. } => Reply::Apply(reply),
+            Request::Ingest { reply, .. } => Reply::Ingest(reply),
+        }
     }
 }
 

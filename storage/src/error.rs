@@ -22,6 +22,11 @@ pub enum StorageError {
         /// Why it failed.
         reason: String,
     },
+    /// A write failed (disk full, I/O error): the store refuses every write from then on,
+    /// without retrying in a loop, until the process is restarted with the cause fixed.
+    /// Everything acknowledged before stays durable.
+    #[error("storage is unavailable for writes ({0}); free space or fix the disk, then restart")]
+    Unavailable(String),
     /// The committer thread is gone (the store is shutting down or crashed).
     #[error("the storage committer has stopped")]
     CommitterGone,

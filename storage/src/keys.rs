@@ -158,6 +158,74 @@ pub fn journal_prefix(space: &str, tenant: &str, execution_id: &str) -> Vec<u8> 
     tenant_prefix(space, tenant).id(execution_id).build()
 }
 
+/// Key of a credential: `space tenant credential-id`.
+pub fn credential(space: &str, tenant: &str, id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(id).build()
+}
+
+/// Key of one direction of an ID map link: `space tenant system entity id other-system`.
+pub fn id_link(
+    space: &str,
+    tenant: &str,
+    system: &str,
+    entity: &str,
+    id: &str,
+    other_system: &str,
+) -> Vec<u8> {
+    id_links_prefix(space, tenant, system, entity, id)
+        .into_iter()
+        .chain(KeyBuilder::new().id(other_system).build())
+        .collect()
+}
+
+/// Prefix of every link from one record: `space tenant system entity id`.
+pub fn id_links_prefix(space: &str, tenant: &str, system: &str, entity: &str, id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant)
+        .id(system)
+        .id(entity)
+        .id(id)
+        .build()
+}
+
+/// Key of a sync pair: `space tenant pair-id`.
+pub fn sync_pair(space: &str, tenant: &str, id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(id).build()
+}
+
+/// Key of a record's sync state: `space tenant pair-id source-id`.
+pub fn sync_state(space: &str, tenant: &str, pair: &str, source_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(pair).id(source_id).build()
+}
+
+/// Key of a sync conflict: `space tenant pair-id conflict-id` (ids are time-ordered).
+pub fn sync_conflict(space: &str, tenant: &str, pair: &str, id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(pair).id(id).build()
+}
+
+/// Prefix of a pair's records in `sync_state` and `sync_conflicts`: `space tenant pair-id`.
+pub fn sync_pair_prefix(space: &str, tenant: &str, pair: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(pair).build()
+}
+
+/// Key of the dedup expiry index: `first-seen-ms` then the dedup key, so pruning reads only
+/// the expired range.
+pub fn dedup_by_time(first_seen_ms: u64, dedup_key: &[u8]) -> Vec<u8> {
+    KeyBuilder::new()
+        .u64(first_seen_ms)
+        .bytes(dedup_key)
+        .build()
+}
+
+/// Key of a DLQ item: `space tenant dlq-id` (ids are time-ordered, so keys are too).
+pub fn dlq(space: &str, tenant: &str, id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(id).build()
+}
+
+/// Key of a large body kept outside its outbox entry: `space tenant event-id`.
+pub fn blob(space: &str, tenant: &str, event_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(event_id).build()
+}
+
 /// Key in the `meta` keyspace holding the highest outbox sequence ever assigned (big-endian
 /// u64), so sequence numbers and event ids are never reused after the outbox drains.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";

@@ -57,6 +57,13 @@ pub struct WebhookRecord {
     pub connector: String,
     /// The signing secret as configured by the provider.
     pub secret: String,
+    /// The secret before the last rotation; it still verifies until
+    /// `previous_secret_expires_at_ms`.
+    pub previous_secret: Option<String>,
+    /// End of the rotation overlap, Unix ms.
+    pub previous_secret_expires_at_ms: Option<u64>,
+    /// Last rotation, Unix ms.
+    pub rotated_at_ms: Option<u64>,
     /// Creation time, Unix ms.
     pub created_at_ms: u64,
 }
@@ -121,14 +128,22 @@ pub struct OutboxEntry {
     pub connector: String,
     /// Request headers that matter for normalization (lower-case names).
     pub headers: Vec<(String, String)>,
-    /// The raw body bytes exactly as received (signatures are over these).
+    /// The raw body bytes exactly as received (signatures are over these); empty when the
+    /// body was large and is kept in the `blobs` keyspace instead (`body_in_blob`).
     pub body: Vec<u8>,
+    /// True when the body is stored once in the `blobs` keyspace (a claim check); read it
+    /// with [`crate::Store::entry_body`].
+    pub body_in_blob: bool,
     /// Receipt time, Unix ms.
     pub received_at_ms: u64,
     /// Priority 1 (highest) to 4 (lowest).
     pub priority: u8,
     /// SHA-256 idempotency key, hex.
     pub idempotency_key: String,
+    /// 1 for a first delivery; a DLQ replay re-enters as attempt n+1.
+    pub attempt: u32,
+    /// The DLQ item this entry replays, if it is a replay.
+    pub replay_of: Option<String>,
 }
 
 /// First sighting of an idempotency key.
@@ -161,30 +176,101 @@ pub struct EventRecord {
     pub error: Option<String>,
 }
 
-/// A dead-lettered item: an event that could not be normalized, kept whole so it can be
-/// inspected and replayed once the cause is fixed.
+/// What a dead-lettered item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DlqKind {
+    /// An event that could not be normalized.
+    Event,
+    /// An execution that failed after its retries.
+    Execution,
+}
+
+impl DlqKind {
+    /// The API spelling: `event`, `execution`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Execution => "execution",
+        }
+    }
+}
+
+/// Where a dead-lettered item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DlqState {
+    /// Waiting for an operator.
+    Pending,
+    /// A replay is in progress.
+    Replaying,
+    /// A replay succeeded; kept for the record.
+    Resolved,
+}
+
+impl DlqState {
+    /// The API spelling: `pending`, `replaying`, `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Replaying => "replaying",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// One replay of a dead-lettered item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRecord {
+    /// When it was requested, Unix ms.
+    pub at_ms: u64,
+    /// The attempt number it was (the first delivery is attempt 1).
+    pub attempt: u32,
+    /// The execution it started, for an execution item.
+    pub execution_id: Option<String>,
+    /// Outcome so far: `started`, `completed`, `failed`, or the reason it failed again.
+    pub outcome: String,
+}
+
+/// A dead-lettered item, kept whole so it can be inspected and replayed once the cause is
+/// fixed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DlqRecord {
-    /// Sequence within the tenant's DLQ (the outbox sequence of the event).
-    pub seq: u64,
-    /// What failed: `event` (normalization) or `execution`.
-    pub kind: String,
-    /// Event id.
+    /// DLQ id (`dlq_` + time-ordered UUID), unique within the tenant.
+    pub id: String,
+    /// Event or execution.
+    pub kind: DlqKind,
+    /// The event's id.
     pub event_id: String,
-    /// Execution id, for a failed execution.
+    /// The failed execution, for an execution item.
     pub execution_id: Option<String>,
+    /// Flow of the failed execution.
+    pub flow_id: Option<String>,
+    /// Flow version that failed (the version a pinned replay runs).
+    pub flow_version: Option<u32>,
     /// Source connector.
     pub source: String,
+    /// Normalized event name (empty when normalization failed).
+    pub event_type: String,
+    /// Webhook endpoint that received the event (empty for app events).
+    pub webhook_id: String,
+    /// Original priority, 1-4.
+    pub priority: u8,
+    /// SHA-256 idempotency key of the event, hex.
+    pub idempotency_key: String,
     /// Retained headers of the delivery.
     pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Vec<u8>,
-    /// Why it failed.
+    /// Why it failed, as JSON text in the reference's error shape (executions) or a sentence
+    /// (events).
     pub error: String,
-    /// Attempts made.
+    /// Attempts made so far (first delivery plus replays).
     pub attempts: u32,
-    /// When it was dead-lettered, Unix ms.
+    /// When it was (last) dead-lettered, Unix ms.
     pub failed_at_ms: u64,
+    /// Where it stands.
+    pub state: DlqState,
+    /// Every replay, oldest first.
+    pub replays: Vec<ReplayRecord>,
 }
 
 /// Execution lifecycle (the reference's statuses).
@@ -256,6 +342,14 @@ pub struct ExecutionRecord {
     pub finished_at_ms: Option<u64>,
     /// Error summary when failed, as JSON text in the reference's error shape.
     pub error_json: Option<String>,
+    /// Priority it runs at, 1 (highest) to 4.
+    pub priority: u8,
+    /// 1 for the first run; a DLQ replay runs attempt n+1.
+    pub attempt: u32,
+    /// The DLQ item this execution replays, if it is a replay.
+    pub replay_of: Option<String>,
+    /// SHA-256 idempotency key of the triggering event, hex.
+    pub idempotency_key: String,
 }
 
 /// Status of one step in the journal.
@@ -314,6 +408,165 @@ pub struct StepRecord {
     pub finished_at_ms: u64,
 }
 
+/// A connector credential of a tenant. The secret material (the `auth` object: keys,
+/// passwords, OAuth2 tokens and client secret) is only stored sealed: `ciphertext` is
+/// XChaCha20-Poly1305 under the server's master key with `nonce`, and the credential id as
+/// associated data, so a sealed value cannot be moved to another record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    /// Credential id (`cred_…`), named by flow steps as `"credential"`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Connector it is for (`xero`).
+    pub connector: String,
+    /// Human label.
+    pub name: String,
+    /// `oauth2`, `apiKey`, `basic`, `custom` or `smtp` (not secret).
+    pub auth_type: String,
+    /// Overrides the connector's base URL (self-hosted systems, tests).
+    pub base_url: Option<String>,
+    /// Non-secret parameters as JSON text (`{"shop": "acme"}`, `{"xeroTenantId": "…"}`).
+    pub params_json: String,
+    /// The 24-byte nonce of `ciphertext`.
+    pub nonce: Vec<u8>,
+    /// The sealed `auth` object (JSON text before sealing), tag included.
+    pub ciphertext: Vec<u8>,
+    /// Bumped by each rotation or token refresh.
+    pub version: u32,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+    /// Last rotation or refresh, Unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// One direction of an ID map link: record `id` of `entity` in `system` is record
+/// `other_id` of `other_entity` in `other_system`. Links are always written in pairs (both
+/// directions in one batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdLinkRecord {
+    /// System (connector) of this side (`shopify`).
+    pub system: String,
+    /// Entity of this side (`order`).
+    pub entity: String,
+    /// Id on this side.
+    pub id: String,
+    /// The other system (`xero`).
+    pub other_system: String,
+    /// The other side's entity (`invoice`).
+    pub other_entity: String,
+    /// Id on the other side.
+    pub other_id: String,
+    /// First link time, Unix ms.
+    pub created_at_ms: u64,
+    /// Last confirmation, Unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// A sync pair: keeps one entity in step between two connectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPairRecord {
+    /// Pair id (`sync_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Human label.
+    pub name: String,
+    /// Source connector and entity.
+    pub source_connector: String,
+    /// Source entity.
+    pub source_entity: String,
+    /// Credential used to write to the source.
+    pub source_credential: Option<String>,
+    /// Target connector.
+    pub target_connector: String,
+    /// Target entity.
+    pub target_entity: String,
+    /// Credential used to write to the target.
+    pub target_credential: Option<String>,
+    /// `source_wins`, `target_wins`, `last_write_wins`, `merge` or `manual`.
+    pub strategy: String,
+    /// Fields kept in step (empty: every field).
+    pub fields: Vec<String>,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+}
+
+/// What the sync engine knows of one record of a pair, keyed by the source id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStateRecord {
+    /// Pair id.
+    pub pair_id: String,
+    /// Id on the source side.
+    pub source_id: String,
+    /// Id on the target side, once known.
+    pub target_id: Option<String>,
+    /// The last agreed content (JSON text): the base of three-way merges.
+    pub base_json: String,
+    /// Content hash (hex) last seen or written on the source side.
+    pub source_hash: String,
+    /// Content hash (hex) last seen or written on the target side.
+    pub target_hash: String,
+    /// Source side's last change time, Unix ms.
+    pub source_updated_ms: u64,
+    /// Target side's last change time, Unix ms.
+    pub target_updated_ms: u64,
+    /// Who wrote last: `source`, `target` or `engine`.
+    pub last_writer: String,
+    /// An open manual conflict holding this record, if any.
+    pub open_conflict: Option<String>,
+    /// Last change of this state, Unix ms.
+    pub updated_at_ms: u64,
+}
+
+/// A conflict flagged for review under the `manual` strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConflictRecord {
+    /// Conflict id (`cfl_…`).
+    pub id: String,
+    /// Pair id.
+    pub pair_id: String,
+    /// Source id of the record.
+    pub source_id: String,
+    /// Target id of the record, if known.
+    pub target_id: Option<String>,
+    /// The source's version (JSON text).
+    pub source_json: String,
+    /// The target's version (JSON text).
+    pub target_json: String,
+    /// The last agreed version (JSON text).
+    pub base_json: String,
+    /// Source change time, Unix ms.
+    pub source_updated_ms: u64,
+    /// Target change time, Unix ms.
+    pub target_updated_ms: u64,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// How it was resolved: `source`, `target`, `merge` or `custom`.
+    pub resolution: Option<String>,
+    /// The value chosen (JSON text).
+    pub resolved_json: Option<String>,
+    /// When flagged, Unix ms.
+    pub created_at_ms: u64,
+    /// When resolved, Unix ms.
+    pub resolved_at_ms: Option<u64>,
+}
+
+impl Record for CredentialRecord {
+    const KIND: &'static str = "credential";
+}
+impl Record for IdLinkRecord {
+    const KIND: &'static str = "id link";
+}
+impl Record for SyncPairRecord {
+    const KIND: &'static str = "sync pair";
+}
+impl Record for SyncStateRecord {
+    const KIND: &'static str = "sync state";
+}
+impl Record for SyncConflictRecord {
+    const KIND: &'static str = "sync conflict";
+}
 impl Record for SpaceRecord {
     const KIND: &'static str = "space";
 }

@@ -34,6 +34,8 @@ pub enum Ks {
     Outbox,
     /// [`crate::DedupRecord`] by (space, tenant, idempotency key).
     Dedup,
+    /// Empty values keyed (first-seen ms, dedup key): the pruning index.
+    DedupByTime,
     /// [`crate::EventRecord`] by (space, tenant, seq).
     Events,
     /// [`ExecutionRecord`] by (space, tenant, execution id).
@@ -42,15 +44,27 @@ pub enum Ks {
     ExecutionsByTime,
     /// [`StepRecord`] by (space, tenant, execution id, step index).
     Journal,
-    /// [`crate::DlqRecord`] by (space, tenant, seq).
+    /// [`crate::DlqRecord`] by (space, tenant, DLQ id).
     Dlq,
+    /// Raw large bodies by (space, tenant, event id): the claim checks of outbox entries.
+    Blobs,
     /// Store-internal counters ([`keys::META_OUTBOX_SEQ`]).
     Meta,
+    /// [`crate::CredentialRecord`] by (space, tenant, credential id).
+    Credentials,
+    /// [`crate::IdLinkRecord`] by (space, tenant, system, entity, id, other system).
+    IdMaps,
+    /// [`crate::SyncPairRecord`] by (space, tenant, pair id).
+    SyncPairs,
+    /// [`crate::SyncStateRecord`] by (space, tenant, pair id, source id).
+    SyncState,
+    /// [`crate::SyncConflictRecord`] by (space, tenant, pair id, conflict id).
+    SyncConflicts,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 13] = [
+    pub const ALL: [Ks; 20] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -58,12 +72,19 @@ impl Ks {
         Ks::Flows,
         Ks::Outbox,
         Ks::Dedup,
+        Ks::DedupByTime,
         Ks::Events,
         Ks::Executions,
         Ks::ExecutionsByTime,
         Ks::Journal,
         Ks::Dlq,
+        Ks::Blobs,
         Ks::Meta,
+        Ks::Credentials,
+        Ks::IdMaps,
+        Ks::SyncPairs,
+        Ks::SyncState,
+        Ks::SyncConflicts,
     ];
 
     /// The keyspace's name on disk.
@@ -76,12 +97,19 @@ impl Ks {
             Ks::Flows => "flows",
             Ks::Outbox => "outbox",
             Ks::Dedup => "dedup",
+            Ks::DedupByTime => "dedup_by_time",
             Ks::Events => "events",
             Ks::Executions => "executions",
             Ks::ExecutionsByTime => "executions_by_time",
             Ks::Journal => "journal",
             Ks::Dlq => "dlq",
+            Ks::Blobs => "blobs",
             Ks::Meta => "meta",
+            Ks::Credentials => "credentials",
+            Ks::IdMaps => "id_maps",
+            Ks::SyncPairs => "sync_pairs",
+            Ks::SyncState => "sync_state",
+            Ks::SyncConflicts => "sync_conflicts",
         }
     }
 
@@ -108,6 +136,9 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// Most requests folded into one group commit.
     pub max_batch: usize,
+    /// Outbox bodies larger than this many bytes are stored once in the `blobs` keyspace and
+    /// referenced by the entry (a claim check), so that reading the outbox never carries them.
+    pub claim_check_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -115,6 +146,7 @@ impl Default for StoreOptions {
         Self {
             durability: Durability::Fsync,
             max_batch: 1024,
+            claim_check_bytes: 256 * 1024,
         }
     }
 }
@@ -129,6 +161,7 @@ pub struct Store {
     handles: Handles,
     tx: crossbeam_channel::Sender<Request>,
     outbox_head: watch::Receiver<u64>,
+    failure: committer::WriteFailure,
 }
 
 impl Store {
@@ -145,8 +178,17 @@ impl Store {
         let handles = Handles(Arc::new(handles));
         let last_seq = last_outbox_seq(&handles)?;
         let (head_tx, outbox_head) = watch::channel(last_seq);
-        let tx = committer::start(db, handles.clone(), options, last_seq, head_tx)?;
+        let failure = committer::WriteFailure::default();
+        let tx = committer::start(
+            db,
+            handles.clone(),
+            options,
+            last_seq,
+            head_tx,
+            failure.clone(),
+        )?;
         Ok(Self {
+            failure,
             handles,
             tx,
             outbox_head,
@@ -182,6 +224,23 @@ impl Store {
     /// # Errors
     /// As [`Store::commit`].
     pub async fn ingest(&self, dedup_key: [u8; 32], entry: OutboxEntry) -> Result<IngestOutcome> {
+        self.ingest_inner(Some(dedup_key), entry).await
+    }
+
+    /// Writes an outbox entry without a dedup check (a DLQ replay re-entering the pipeline:
+    /// its key was recorded by the first delivery). Always [`IngestOutcome::Accepted`].
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub async fn enqueue(&self, entry: OutboxEntry) -> Result<IngestOutcome> {
+        self.ingest_inner(None, entry).await
+    }
+
+    async fn ingest_inner(
+        &self,
+        dedup_key: Option<[u8; 32]>,
+        entry: OutboxEntry,
+    ) -> Result<IngestOutcome> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Ingest {
             dedup_key,
@@ -191,7 +250,15 @@ impl Store {
         rx.await.map_err(|_| StorageError::CommitterGone)?
     }
 
+    /// Why writes are refused, if a commit has failed (see [`StorageError::Unavailable`]).
+    pub fn write_failure(&self) -> Option<String> {
+        self.failure.get().cloned()
+    }
+
     fn send(&self, request: Request) -> Result<()> {
+        if let Some(reason) = self.failure.get() {
+            return Err(StorageError::Unavailable(reason.clone()));
+        }
         self.tx
             .send(request)
             .map_err(|_| StorageError::CommitterGone)
@@ -328,6 +395,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The body of an outbox entry: inline, or read from the `blobs` keyspace for a claim
+    /// check.
+    ///
+    /// # Errors
+    /// Engine errors; a missing blob is a decode error (it is written with its entry).
+    pub fn entry_body(&self, entry: &OutboxEntry) -> Result<Vec<u8>> {
+        if !entry.body_in_blob {
+            return Ok(entry.body.clone());
+        }
+        let key = keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id);
+        match self.handles.get(Ks::Blobs).get(key)? {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(StorageError::Decode {
+                kind: "blob",
+                reason: format!("body of event {} is missing", entry.event_id),
+            }),
+        }
+    }
+
     /// An execution by id.
     ///
     /// # Errors
@@ -402,6 +488,36 @@ impl Store {
             .collect())
     }
 
+    /// A tenant's executions that are not terminal.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn unfinished_executions_of(
+        &self,
+        space: &str,
+        tenant: &str,
+    ) -> Result<Vec<ExecutionRecord>> {
+        let all: Vec<ExecutionRecord> =
+            self.scan_prefix(Ks::Executions, &keys::tenant_prefix(space, tenant).build())?;
+        Ok(all
+            .into_iter()
+            .filter(|e| !e.status.is_terminal())
+            .collect())
+    }
+
+    /// Number of entries in the outbox, counted by a full key scan (start-up only).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn outbox_count(&self) -> Result<usize> {
+        let mut n = 0;
+        for guard in self.handles.get(Ks::Outbox).iter() {
+            guard.key()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The journal of one execution, in step order.
     ///
     /// # Errors
@@ -416,6 +532,59 @@ impl Store {
             Ks::Journal,
             &keys::journal_prefix(space, tenant, execution_id),
         )
+    }
+
+    /// One DLQ item.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn dlq_item(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::DlqRecord>> {
+        self.get(Ks::Dlq, &keys::dlq(space, tenant, id))
+    }
+
+    /// Deletes dedup records first seen before `cutoff_ms`, at most `max` per call, in one
+    /// durable batch; returns how many were removed. Reads only the expired range of the time
+    /// index, so it never scans live records.
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub async fn prune_dedup(&self, cutoff_ms: u64, max: usize) -> Result<usize> {
+        let mut writes = WriteSet::new();
+        let mut n = 0;
+        for guard in self
+            .handles
+            .get(Ks::DedupByTime)
+            .range(..keys::dedup_by_time(cutoff_ms, &[]))
+            .take(max)
+        {
+            let key = guard.key()?;
+            if let Some(dedup_key) = key.get(8..) {
+                writes.delete(Ks::Dedup, dedup_key.to_vec());
+            }
+            writes.delete(Ks::DedupByTime, key.to_vec());
+            n += 1;
+        }
+        if n > 0 {
+            self.commit(writes).await?;
+        }
+        Ok(n)
+    }
+
+    /// DLQ items of every tenant that are not resolved (start-up metric).
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn dlq_open_count(&self) -> Result<usize> {
+        let all: Vec<crate::DlqRecord> = self.scan_prefix(Ks::Dlq, &[])?;
+        Ok(all
+            .iter()
+            .filter(|d| d.state != crate::DlqState::Resolved)
+            .count())
     }
 
     /// A tenant's dead letter queue, oldest first.
@@ -449,6 +618,101 @@ impl Store {
             out.push(decode(&value)?);
         }
         Ok(out)
+    }
+}
+
+impl Store {
+    /// A credential by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn credential(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::CredentialRecord>> {
+        self.get(Ks::Credentials, &keys::credential(space, tenant, id))
+    }
+
+    /// A tenant's credentials, by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn credentials(&self, space: &str, tenant: &str) -> Result<Vec<crate::CredentialRecord>> {
+        self.scan_prefix(Ks::Credentials, &keys::tenant_prefix(space, tenant).build())
+    }
+
+    /// Every link from one record to records of other systems.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn id_links(
+        &self,
+        space: &str,
+        tenant: &str,
+        system: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Vec<crate::IdLinkRecord>> {
+        self.scan_prefix(
+            Ks::IdMaps,
+            &keys::id_links_prefix(space, tenant, system, entity, id),
+        )
+    }
+
+    /// A sync pair by id.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_pair(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::SyncPairRecord>> {
+        self.get(Ks::SyncPairs, &keys::sync_pair(space, tenant, id))
+    }
+
+    /// A tenant's sync pairs.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_pairs(&self, space: &str, tenant: &str) -> Result<Vec<crate::SyncPairRecord>> {
+        self.scan_prefix(Ks::SyncPairs, &keys::tenant_prefix(space, tenant).build())
+    }
+
+    /// The sync state of one record of a pair.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_state(
+        &self,
+        space: &str,
+        tenant: &str,
+        pair: &str,
+        source_id: &str,
+    ) -> Result<Option<crate::SyncStateRecord>> {
+        self.get(
+            Ks::SyncState,
+            &keys::sync_state(space, tenant, pair, source_id),
+        )
+    }
+
+    /// A pair's conflicts, oldest first.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn sync_conflicts(
+        &self,
+        space: &str,
+        tenant: &str,
+        pair: &str,
+    ) -> Result<Vec<crate::SyncConflictRecord>> {
+        self.scan_prefix(
+            Ks::SyncConflicts,
+            &keys::sync_pair_prefix(space, tenant, pair),
+        )
     }
 }
 

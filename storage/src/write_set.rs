@@ -149,11 +149,115 @@ impl WriteSet {
         tenant: &str,
         r: &crate::DlqRecord,
     ) -> Result<&mut Self> {
-        self.put(Ks::Dlq, keys::event(space, tenant, r.seq), r)
+        self.put(Ks::Dlq, keys::dlq(space, tenant, &r.id), r)
     }
 
-    /// Removes an outbox entry once the work it caused is recorded (the "done" mark).
-    pub fn delete_outbox(&mut self, seq: u64) -> &mut Self {
-        self.delete(Ks::Outbox, keys::outbox(seq))
+    /// Puts a credential.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_credential(
+        &mut self,
+        space: &str,
+        r: &crate::CredentialRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::Credentials,
+            keys::credential(space, &r.tenant_id, &r.id),
+            r,
+        )
+    }
+
+    /// Links two records both ways in this batch: `a` → `b` and `b` → `a`.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_id_link(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        a: &crate::IdLinkRecord,
+    ) -> Result<&mut Self> {
+        let b = crate::IdLinkRecord {
+            system: a.other_system.clone(),
+            entity: a.other_entity.clone(),
+            id: a.other_id.clone(),
+            other_system: a.system.clone(),
+            other_entity: a.entity.clone(),
+            other_id: a.id.clone(),
+            created_at_ms: a.created_at_ms,
+            updated_at_ms: a.updated_at_ms,
+        };
+        for r in [a, &b] {
+            self.put(
+                Ks::IdMaps,
+                keys::id_link(space, tenant, &r.system, &r.entity, &r.id, &r.other_system),
+                r,
+            )?;
+        }
+        Ok(self)
+    }
+
+    /// Puts a sync pair.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_sync_pair(&mut self, space: &str, r: &crate::SyncPairRecord) -> Result<&mut Self> {
+        self.put(
+            Ks::SyncPairs,
+            keys::sync_pair(space, &r.tenant_id, &r.id),
+            r,
+        )
+    }
+
+    /// Puts a record's sync state.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_sync_state(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        r: &crate::SyncStateRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::SyncState,
+            keys::sync_state(space, tenant, &r.pair_id, &r.source_id),
+            r,
+        )
+    }
+
+    /// Puts a sync conflict.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_sync_conflict(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        r: &crate::SyncConflictRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::SyncConflicts,
+            keys::sync_conflict(space, tenant, &r.pair_id, &r.id),
+            r,
+        )
+    }
+
+    /// Deletes a DLQ item.
+    pub fn delete_dlq(&mut self, space: &str, tenant: &str, id: &str) -> &mut Self {
+        self.delete(Ks::Dlq, keys::dlq(space, tenant, id))
+    }
+
+    /// Removes an outbox entry once the work it caused is recorded (the "done" mark), and
+    /// its claim-checked body if it had one.
+    pub fn delete_outbox(&mut self, entry: &crate::OutboxEntry) -> &mut Self {
+        if entry.body_in_blob {
+            self.delete(
+                Ks::Blobs,
+                keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id),
+            );
+        }
+        self.delete(Ks::Outbox, keys::outbox(entry.seq))
     }
 }

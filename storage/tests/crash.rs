@@ -23,9 +23,12 @@ fn entry(n: u64) -> OutboxEntry {
         connector: "shopify".into(),
         headers: Vec::new(),
         body: vec![b'x'; 512 + (n as usize % 2048)],
+        body_in_blob: false,
         received_at_ms: n,
         priority: 2,
         idempotency_key: String::new(),
+        attempt: 1,
+        replay_of: None,
     }
 }
 

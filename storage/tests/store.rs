@@ -16,9 +16,12 @@ fn entry(tenant: &str, event_id: &str) -> OutboxEntry {
         connector: "github".into(),
         headers: vec![("x-github-event".into(), "push".into())],
         body: b"{}".to_vec(),
+        body_in_blob: false,
         received_at_ms: 1,
         priority: 2,
         idempotency_key: "00".into(),
+        attempt: 1,
+        replay_of: None,
     }
 }
 
@@ -90,8 +93,8 @@ async fn sequence_numbers_are_not_reused_after_the_outbox_drains_and_reopens() {
             store.ingest(key(i), entry("t", "e")).await.expect("ingest");
         }
         let mut w = WriteSet::new();
-        for seq in 1..=3 {
-            w.delete_outbox(seq);
+        for entry in store.outbox_from(0, 10).expect("scan") {
+            w.delete_outbox(&entry);
         }
         store.commit(w).await.expect("commit");
         assert!(store.outbox_from(0, 10).expect("scan").is_empty());
@@ -127,6 +130,10 @@ fn execution(tenant: &str, id: &str, created: u64) -> ExecutionRecord {
         started_at_ms: None,
         finished_at_ms: None,
         error_json: None,
+        priority: 2,
+        attempt: 1,
+        replay_of: None,
+        idempotency_key: "k".into(),
     }
 }
 
@@ -164,4 +171,81 @@ async fn executions_page_newest_first_with_cursor_and_tenant_isolation() {
     assert!(cursor.is_none());
     assert!(store.execution("sp", "b", "x1").expect("get").is_none());
     assert_eq!(store.unfinished_executions().expect("scan").len(), 6);
+}
+
+#[tokio::test]
+async fn pruning_forgets_only_expired_dedup_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let mut old = entry("t", "old");
+    old.received_at_ms = 1_000;
+    let mut fresh = entry("t", "fresh");
+    fresh.received_at_ms = 5_000;
+    store.ingest(key(1), old).await.expect("ingest");
+    store.ingest(key(2), fresh).await.expect("ingest");
+    assert_eq!(store.prune_dedup(2_000, 100).await.expect("prune"), 1);
+    assert_eq!(store.prune_dedup(2_000, 100).await.expect("prune"), 0);
+    let again_old = store
+        .ingest(key(1), entry("t", "old2"))
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(again_old, IngestOutcome::Accepted { .. }),
+        "expired key is forgotten"
+    );
+    let again_fresh = store
+        .ingest(key(2), entry("t", "fresh2"))
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(again_fresh, IngestOutcome::Duplicate { .. }),
+        "live key is kept"
+    );
+}
+
+#[tokio::test]
+async fn enqueue_skips_dedup_for_replays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    store
+        .ingest(key(3), entry("t", "first"))
+        .await
+        .expect("ingest");
+    let replay = store.enqueue(entry("t", "replay")).await.expect("enqueue");
+    assert!(
+        matches!(replay, IngestOutcome::Accepted { seq: 2, .. }),
+        "{replay:?}"
+    );
+}
+
+#[tokio::test]
+async fn large_bodies_are_claim_checked_and_deleted_with_their_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StoreOptions {
+        claim_check_bytes: 1024,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), options).expect("open");
+    let mut big = entry("t", "big");
+    big.body = vec![7u8; 4096];
+    store.ingest(key(1), big).await.expect("ingest");
+    store
+        .ingest(key(2), entry("t", "small"))
+        .await
+        .expect("ingest");
+    let entries = store.outbox_from(0, 10).expect("scan");
+    assert!(entries[0].body_in_blob && entries[0].body.is_empty());
+    assert!(!entries[1].body_in_blob);
+    assert_eq!(
+        store.entry_body(&entries[0]).expect("body"),
+        vec![7u8; 4096]
+    );
+    assert_eq!(store.entry_body(&entries[1]).expect("body"), b"{}".to_vec());
+    let mut w = WriteSet::new();
+    w.delete_outbox(&entries[0]);
+    store.commit(w).await.expect("commit");
+    assert!(
+        store.entry_body(&entries[0]).is_err(),
+        "the blob went with its entry"
+    );
 }

@@ -28,11 +28,32 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `sluice serve` on `data_dir` and waits until it listens.
+    /// Starts `sluice serve` on `data_dir` and waits until it listens. Connector calls may
+    /// reach 127.0.0.1 (the local mock providers of the tests).
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts with extra `serve` flags. Connector calls may reach 127.0.0.1 (the tests' local
+    /// mock providers).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut flags = vec!["--allow-private-networks"];
+        flags.extend_from_slice(extra);
+        Self::spawn(data_dir, &flags)
+    }
+
+    /// Starts under the default network policy (private and loopback destinations refused).
+    pub fn start_strict(data_dir: &Path) -> Server {
+        Self::spawn(data_dir, &[])
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .env_remove("SLUICE_ALLOW_PRIVATE_NETWORKS")
+            .env_remove("SLUICE_MASTER_KEY")
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("SLUICE_SPACE_ID", SPACE)
             .env("SLUICE_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
@@ -60,6 +81,21 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits up to `limit` for the process to exit; returns how long it took.
+    pub fn terminate(mut self, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        while started.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -83,6 +119,26 @@ impl Server {
             .expect("GET");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .api(reqwest::Method::PUT, path)
+            .json(body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stores a credential; returns its id.
+    pub async fn credential(&self, tenant: &str, body: &Value) -> String {
+        let (s, b) = self
+            .post_json(&format!("/tenants/{tenant}/credentials"), body)
+            .await;
+        assert_eq!(s, 201, "create credential: {b}");
+        b["id"].as_str().expect("id").to_owned()
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {

@@ -176,6 +176,21 @@ pub fn from_cdm(connector: &str, entity: &CdmEntity) -> Result<Value, CdmError> 
     Ok(doc)
 }
 
+/// The CDM fields (top-level names) that `connector`'s `toCdm` mapping of the entity named
+/// `cdm` fills; `None` when there is no such mapping. What discovery's coverage is built on.
+pub fn mapped_fields(connector: &str, cdm: &str) -> Option<Vec<String>> {
+    let kind = EntityKind::from_name(cdm)?;
+    let compiled = find(connector, kind).ok()??;
+    Some(
+        compiled
+            .to_cdm
+            .top_level_targets()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 /// How much of one entity a connector's mapping fills.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -16,7 +16,7 @@ pub mod kind;
 pub mod parts;
 pub mod values;
 
-pub use connectors::{CdmError, Coverage, coverage, from_cdm, to_cdm};
+pub use connectors::{CdmError, Coverage, coverage, from_cdm, mapped_fields, to_cdm};
 pub use entities::{
     CdmContact, CdmFulfillment, CdmInventoryLevel, CdmInvoice, CdmOrder, CdmProduct,
 };

@@ -12,9 +12,11 @@ use sluice_storage::{
 
 use super::step_error::StepError;
 use crate::connector::{ActionCall, ActionInvoker};
-use crate::flow::{OnError, Plan, StepSpec};
+use crate::dlq;
+use crate::flow::{OnError, Plan, StepSpec, Trigger};
 use crate::ids::{now_ms, step_idempotency_key};
 use crate::mapping::{field_map, template::render_value};
+use crate::sync::{IdMaps, RecordRef};
 
 /// Default per-attempt time limit when a step sets none.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,12 +26,23 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Engine {
     store: Store,
     invoker: Arc<dyn ActionInvoker>,
+    id_maps: IdMaps,
 }
 
 impl Engine {
     /// An engine writing to `store` and calling out through `invoker`.
     pub fn new(store: Store, invoker: Arc<dyn ActionInvoker>) -> Self {
-        Self { store, invoker }
+        let id_maps = IdMaps::new(store.clone());
+        Self {
+            store,
+            invoker,
+            id_maps,
+        }
+    }
+
+    /// The ID maps the engine records `idMap` links in.
+    pub fn id_maps(&self) -> &IdMaps {
+        &self.id_maps
     }
 
     /// Runs (or resumes) `exec` to a terminal status and returns the final record.
@@ -95,12 +108,77 @@ impl Engine {
             ExecutionStatus::Completed
         };
         exec.error_json = halted.map(|e| e.to_json().to_string());
+        self.finish(exec, plan).await
+    }
+
+    /// Records a terminal status, and with it (in the same batch) the DLQ bookkeeping: a
+    /// failed execution becomes a DLQ item, and a replay updates the item it replays.
+    async fn finish(
+        &self,
+        mut exec: ExecutionRecord,
+        plan: &Plan,
+    ) -> Result<ExecutionRecord, StorageError> {
         exec.finished_at_ms = Some(now_ms());
         let mut w = WriteSet::new();
         w.put_execution(&exec)?;
+        let failed = exec.status == ExecutionStatus::Failed;
+        match &exec.replay_of {
+            Some(item_id) => {
+                if let Some(item) = self
+                    .store
+                    .dlq_item(&exec.space_id, &exec.tenant_id, item_id)?
+                {
+                    let detail = if failed { "failed" } else { "completed" };
+                    let mut item = dlq::record_outcome(item, !failed, detail);
+                    if failed {
+                        item.error = exec.error_json.clone().unwrap_or_default();
+                    } else {
+                        metrics::gauge!("sluice_dlq_depth").decrement(1.0);
+                    }
+                    w.put_dlq(&exec.space_id, &exec.tenant_id, &item)?;
+                }
+            }
+            None if failed => {
+                let (source, event) = match &plan.spec.trigger {
+                    Trigger::Event { source, event, .. } if event != "*" => {
+                        (source.as_str(), event.as_str())
+                    }
+                    Trigger::Event { source, .. } => (source.as_str(), ""),
+                    other => (other.kind(), ""),
+                };
+                w.put_dlq(
+                    &exec.space_id,
+                    &exec.tenant_id,
+                    &dlq::for_execution(&exec, source, event),
+                )?;
+                metrics::gauge!("sluice_dlq_depth").increment(1.0);
+                metrics::counter!("sluice_dlq_total", "kind" => "execution").increment(1);
+            }
+            None => {}
+        }
         self.store.commit(w).await?;
         metrics::counter!("sluice_executions_total", "status" => exec.status.as_str()).increment(1);
         Ok(exec)
+    }
+
+    /// Marks an execution whose task panicked as failed with `INTERNAL_ERROR` (and
+    /// dead-letters it like any failed execution).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn fail(
+        &self,
+        mut exec: ExecutionRecord,
+        plan: &Plan,
+        reason: &str,
+    ) -> Result<ExecutionRecord, StorageError> {
+        exec.status = ExecutionStatus::Failed;
+        exec.error_json = Some(
+            json!({"code": "INTERNAL_ERROR", "statusCode": 500, "isCustomAuthError": false,
+                   "message": reason})
+            .to_string(),
+        );
+        self.finish(exec, plan).await
     }
 
     async fn run_step(
@@ -154,18 +232,54 @@ impl Engine {
         let timeout = step
             .timeout_ms
             .map_or(DEFAULT_STEP_TIMEOUT, Duration::from_millis);
+        let upsert = match self.plan_upsert(exec, step, ctx, connector, action) {
+            Ok(u) => u,
+            Err(e) => {
+                let error = StepError {
+                    code: "INTERNAL_ERROR",
+                    status_code: 500,
+                    step: step.name.clone(),
+                    message: e,
+                    datasource_debug: None,
+                    is_custom_auth_error: false,
+                };
+                record.error_json = Some(error.to_json().to_string());
+                record.finished_at_ms = now_ms();
+                return record;
+            }
+        };
+        let mut input = input;
+        let mut action = action.clone();
+        if let Some(u) = &upsert
+            && let Some(existing) = &u.existing
+        {
+            action = u.update_action.clone();
+            if let Value::Object(obj) = &mut input {
+                obj.insert("id".into(), Value::String(existing.id.clone()));
+            }
+            record.input_json = input.to_string();
+        }
+        let action = &action;
         let call = ActionCall {
             connector: connector.clone(),
             action: action.clone(),
             input,
             idempotency_key: step_idempotency_key(&exec.id, &step.name),
             timeout,
+            space: exec.space_id.clone(),
+            tenant: exec.tenant_id.clone(),
+            credential: step.credential.clone(),
         };
         for attempt in 1..=max_attempts {
             let attempt_start = now_ms();
             let outcome = tokio::time::timeout(timeout, self.invoker.invoke(call.clone())).await;
             let (error, retryable, retry_after) = match outcome {
                 Ok(Ok(output)) => {
+                    if let Some(u) = &upsert
+                        && let Err(e) = self.link_upsert(exec, u, &output).await
+                    {
+                        tracing::error!(error = %e, step = %step.name, "recording the ID map link failed");
+                    }
                     record.attempts.push(AttemptRecord {
                         started_at_ms: attempt_start,
                         finished_at_ms: now_ms(),
@@ -185,13 +299,10 @@ impl Engine {
                     StepError::from_action(
                         &step.name,
                         action,
-                        &crate::connector::ActionError {
-                            message: format!("attempt timed out after {} ms", timeout.as_millis()),
-                            retryable: true,
-                            retry_after: None,
-                            status: None,
-                            debug: None,
-                        },
+                        &crate::connector::ActionError::new(
+                            format!("attempt timed out after {} ms", timeout.as_millis()),
+                            true,
+                        ),
                         true,
                     ),
                     true,
@@ -208,13 +319,104 @@ impl Engine {
             if !retryable || attempt == max_attempts {
                 break;
             }
-            let backoff = step.retry.as_ref().map_or(0, |r| r.delay_ms(attempt + 1));
-            let wait = Duration::from_millis(backoff).max(retry_after.unwrap_or_default());
+            let Some(retry) = step.retry.as_ref() else {
+                break;
+            };
+            // The provider's Retry-After is honoured up to the step's maxDelayMs; a provider
+            // that asks for longer ends the retries rather than being called early.
+            let asked = retry_after.unwrap_or_default();
+            if asked > Duration::from_millis(retry.max_delay_ms) {
+                break;
+            }
+            let wait = Duration::from_millis(retry.delay_ms(attempt + 1)).max(asked);
             tokio::time::sleep(wait).await;
         }
         record.finished_at_ms = now_ms();
         observe_step(step, clock);
         record
+    }
+}
+
+/// What an `idMap` step will do: the source record, the target entity, the link found (if
+/// any) and the update action used when it exists.
+struct Upsert {
+    source: RecordRef,
+    target_system: String,
+    target_entity: String,
+    existing: Option<RecordRef>,
+    update_action: String,
+}
+
+impl Engine {
+    fn plan_upsert(
+        &self,
+        exec: &ExecutionRecord,
+        step: &StepSpec,
+        ctx: &Value,
+        connector: &str,
+        action: &str,
+    ) -> Result<Option<Upsert>, String> {
+        let Some(spec) = &step.id_map else {
+            return Ok(None);
+        };
+        let (def, act) = crate::connectors::registry()
+            .action(connector, action)
+            .ok_or_else(|| format!("unknown action {connector}.{action}"))?;
+        let entity = act
+            .entity
+            .as_deref()
+            .and_then(|e| def.entities.iter().find(|d| d.name == e))
+            .ok_or_else(|| format!("{connector}.{action} has no entity for idMap"))?;
+        let update_action = entity
+            .update
+            .clone()
+            .ok_or_else(|| format!("{connector}.{} has no update action", entity.name))?;
+        let id = render_value(&Value::String(spec.id.clone()), ctx)
+            .ok()
+            .as_ref()
+            .and_then(crate::connectors::select::id_text)
+            .ok_or_else(|| format!("idMap.id {:?} rendered to no id", spec.id))?;
+        let source = RecordRef {
+            system: spec.system.clone(),
+            entity: spec.entity.clone(),
+            id,
+        };
+        let existing = self
+            .id_maps
+            .lookup(&exec.space_id, &exec.tenant_id, &source, connector)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(Upsert {
+            source,
+            target_system: connector.to_owned(),
+            target_entity: entity.name.clone(),
+            existing,
+            update_action,
+        }))
+    }
+
+    async fn link_upsert(
+        &self,
+        exec: &ExecutionRecord,
+        u: &Upsert,
+        output: &Value,
+    ) -> Result<(), StorageError> {
+        let id = u.existing.as_ref().map(|e| e.id.clone()).or_else(|| {
+            output
+                .get("id")
+                .and_then(crate::connectors::select::id_text)
+        });
+        let Some(id) = id else {
+            tracing::warn!("idMap: the action answered without an id; no link recorded");
+            return Ok(());
+        };
+        let target = RecordRef {
+            system: u.target_system.clone(),
+            entity: u.target_entity.clone(),
+            id,
+        };
+        self.id_maps
+            .link(&exec.space_id, &exec.tenant_id, &u.source, &target)
+            .await
     }
 }
 
@@ -287,6 +489,8 @@ fn failed_error(record: &StepRecord, step: &str) -> StepError {
             .unwrap_or("step failed")
             .to_owned(),
         datasource_debug: parsed.get("datasourceDebug").cloned(),
+        is_custom_auth_error: parsed.get("isCustomAuthError").and_then(Value::as_bool)
+            == Some(true),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct StepError {
     pub message: String,
     /// The provider's answer: `{"name": <action>, "jsonObject": <answer>}`.
     pub datasource_debug: Option<Value>,
+    /// The credential must be re-authorized (`isCustomAuthError`).
+    pub is_custom_auth_error: bool,
 }
 
 impl StepError {
@@ -38,6 +40,7 @@ impl StepError {
                 .debug
                 .as_ref()
                 .map(|d| json!({"name": action, "statusCode": e.status, "jsonObject": d})),
+            is_custom_auth_error: e.auth,
         }
     }
 
@@ -49,6 +52,7 @@ impl StepError {
             step: step.to_owned(),
             message: e.to_string(),
             datasource_debug: None,
+            is_custom_auth_error: false,
         }
     }
 
@@ -60,6 +64,7 @@ impl StepError {
             step: step.to_owned(),
             message: e.to_string(),
             datasource_debug: None,
+            is_custom_auth_error: false,
         }
     }
 
@@ -68,7 +73,7 @@ impl StepError {
         let mut v = json!({
             "code": self.code,
             "statusCode": self.status_code,
-            "isCustomAuthError": false,
+            "isCustomAuthError": self.is_custom_auth_error,
             "step": self.step,
             "message": self.message,
         });

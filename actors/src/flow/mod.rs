@@ -3,5 +3,5 @@
 pub mod spec;
 pub mod validate;
 
-pub use spec::{FlowSpec, OnError, RetrySpec, StepSpec, Trigger};
+pub use spec::{FlowSpec, IdMapSpec, OnError, RetrySpec, StepSpec, Trigger};
 pub use validate::{FlowError, Plan, plan};

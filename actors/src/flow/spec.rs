@@ -115,6 +115,27 @@ pub struct StepSpec {
     /// Per-attempt time limit in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Id of the tenant's credential for the connector (`POST …/credentials`); checked at
+    /// save: it must exist and be for this step's connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// Upsert through the ID map: the source record this step's target record stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_map: Option<IdMapSpec>,
+}
+
+/// `"idMap": {"system": "shopify", "entity": "order", "id": "{{trigger.id}}"}`: the engine
+/// links that source record to the id the step's create action returns; when a link exists,
+/// it calls the entity's update action with `input.id` = the linked id instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdMapSpec {
+    /// Source system (`shopify`).
+    pub system: String,
+    /// Source entity (`order`).
+    pub entity: String,
+    /// Template of the source record's id.
+    pub id: String,
 }
 
 /// A step's retry policy. Only errors the connector marks retryable (timeouts, 429, 5xx) are

@@ -27,8 +27,13 @@ fn err(step: Option<&str>, message: String) -> FlowError {
     }
 }
 
-/// Connector actions the engine can run today: `(connector, action)`.
-pub const SUPPORTED_ACTIONS: &[(&str, &str)] = &[("http", "request")];
+/// Whether the engine can run `connector.action`: every action of the built-in connector
+/// registry (`connectors::registry`).
+pub fn is_supported_action(connector: &str, action: &str) -> bool {
+    crate::connectors::registry()
+        .action(connector, action)
+        .is_some()
+}
 
 /// A validated flow: the spec plus each step's dependencies and a topological order.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,17 +187,7 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
                 ));
             }
         }
-        (Some(c), Some(a)) => {
-            if !SUPPORTED_ACTIONS.contains(&(c.as_str(), a.as_str())) {
-                return Err(err(
-                    Some(&step.name),
-                    format!(
-                        "step {:?}: connector action {c}.{a} is not available (available: http.request)",
-                        step.name
-                    ),
-                ));
-            }
-        }
+        (Some(c), Some(a)) => check_connector_step(step, c, a)?,
         _ => {
             return Err(err(
                 Some(&step.name),
@@ -200,20 +195,160 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
             ));
         }
     }
+    let bad = |what: String| {
+        Err(err(
+            Some(&step.name),
+            format!("step {:?}: {what}", step.name),
+        ))
+    };
+    if let Some(r) = &step.retry {
+        if !(1..=MAX_ATTEMPTS).contains(&r.max_attempts) {
+            return bad(format!("retry.maxAttempts must be 1 to {MAX_ATTEMPTS}"));
+        }
+        if r.initial_delay_ms > MAX_DELAY_MS || r.max_delay_ms > MAX_DELAY_MS {
+            return bad(format!("retry delays must be at most {MAX_DELAY_MS} ms"));
+        }
+    }
+    if let Some(t) = step.timeout_ms
+        && !(1..=MAX_STEP_TIMEOUT_MS).contains(&t)
+    {
+        return bad(format!("timeoutMs must be 1 to {MAX_STEP_TIMEOUT_MS}"));
+    }
     if let Some(mapping) = &step.mapping {
+        check_mapping_targets(mapping.keys())
+            .map_err(|m| err(Some(&step.name), format!("step {:?}: {m}", step.name)))?;
         FieldMap::compile(mapping)
             .map_err(|e| err(Some(&step.name), format!("step {:?}: {e}", step.name)))?;
     }
-    if let Some(r) = &step.retry
-        && r.max_attempts == 0
-    {
-        return Err(err(
-            Some(&step.name),
-            format!("step {:?}: retry.maxAttempts must be at least 1", step.name),
-        ));
+    if step.connector.as_deref() == Some("http") {
+        check_http_request(step.input.as_ref())
+            .map_err(|m| err(Some(&step.name), format!("step {:?}: {m}", step.name)))?;
     }
     Ok(())
 }
+
+fn check_connector_step(step: &StepSpec, c: &str, a: &str) -> Result<(), FlowError> {
+    let registry = crate::connectors::registry();
+    let Some(def) = registry.get(c) else {
+        let known: Vec<&str> = registry.all().iter().map(|d| d.name.as_str()).collect();
+        return Err(err(
+            Some(&step.name),
+            format!(
+                "step {:?}: unknown connector {c:?} (one of: {})",
+                step.name,
+                known.join(", ")
+            ),
+        ));
+    };
+    let Some((_, action)) = registry.action(c, a) else {
+        let known: Vec<&str> = def.actions.iter().map(|x| x.name.as_str()).collect();
+        return Err(err(
+            Some(&step.name),
+            format!(
+                "step {:?}: connector action {c}.{a} is not available (actions of {c}: {})",
+                step.name,
+                known.join(", ")
+            ),
+        ));
+    };
+    let optional = def.auth.types.iter().any(|t| t == "none");
+    if step.credential.is_none() && !optional {
+        return Err(err(
+            Some(&step.name),
+            format!(
+                "step {:?}: connector {c} needs \"credential\": the id of one of the tenant's {c} credentials",
+                step.name
+            ),
+        ));
+    }
+    if let Some(map) = &step.id_map {
+        let update = action
+            .entity
+            .as_deref()
+            .and_then(|e| def.entities.iter().find(|d| d.name == e))
+            .and_then(|e| e.update.as_deref());
+        if update.is_none() || action.operation != crate::connectors::Operation::Create {
+            return Err(err(
+                Some(&step.name),
+                format!(
+                    "step {:?}: idMap needs a create action whose entity has an update action; {c}.{a} is not one",
+                    step.name
+                ),
+            ));
+        }
+        crate::mapping::template::Template::parse(&map.id).map_err(|e| {
+            err(
+                Some(&step.name),
+                format!("step {:?}: idMap.id: {e}", step.name),
+            )
+        })?;
+        if map.system.is_empty() || map.entity.is_empty() {
+            return Err(err(
+                Some(&step.name),
+                format!("step {:?}: idMap needs system and entity", step.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most attempts a step may make.
+pub const MAX_ATTEMPTS: u32 = 20;
+/// Longest retry delay, ms (1 hour).
+pub const MAX_DELAY_MS: u64 = 3_600_000;
+/// Longest per-attempt timeout, ms (15 minutes).
+pub const MAX_STEP_TIMEOUT_MS: u64 = 900_000;
+
+/// Mapping targets are dot paths of non-empty keys, and no target may also be the parent of
+/// another (`a` and `a.b` would overwrite each other).
+fn check_mapping_targets<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), String> {
+    let keys: Vec<&String> = keys.collect();
+    for k in &keys {
+        if k.split('.').any(str::is_empty) {
+            return Err(format!("mapping target {k:?} has an empty key"));
+        }
+        if let Some(child) = keys.iter().find(|o| o.starts_with(&format!("{k}."))) {
+            return Err(format!("mapping targets {k:?} and {child:?} overlap"));
+        }
+    }
+    Ok(())
+}
+
+/// The `http.request` input: an object with a `url` (http or https) and an optional standard
+/// `method`. Values that are templates are checked when they are rendered instead.
+fn check_http_request(input: Option<&Value>) -> Result<(), String> {
+    let Some(Value::Object(input)) = input else {
+        return Err("http.request needs an \"input\" object with at least a \"url\"".into());
+    };
+    match input.get("url") {
+        None => return Err("http.request needs input.url".into()),
+        Some(Value::String(u)) if !u.contains("{{") => {
+            let parsed =
+                url::Url::parse(u).map_err(|e| format!("input.url {u:?} is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(format!("input.url {u:?} must be an http or https URL"));
+            }
+        }
+        Some(Value::String(_)) => {}
+        Some(_) => return Err("input.url must be a string".into()),
+    }
+    if let Some(m) = input.get("method") {
+        match m {
+            Value::String(m) if m.contains("{{") => {}
+            Value::String(m) if HTTP_METHODS.contains(&m.to_ascii_uppercase().as_str()) => {}
+            other => {
+                return Err(format!(
+                    "input.method {other} is not one of {}",
+                    HTTP_METHODS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Methods the `http.request` action sends.
+pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 fn step_references(step: &StepSpec) -> Result<Vec<String>, FlowError> {
     let mut all = Vec::new();
@@ -362,12 +497,55 @@ mod tests {
     }
 
     #[test]
+    fn http_requests_and_limits_are_checked_at_save() {
+        for (extra, needle) in [
+            (json!({"input": {"method": "GET"}}), "input.url"),
+            (
+                json!({"input": {"url": "file:///etc/passwd"}}),
+                "http or https",
+            ),
+            (json!({"input": {"url": "not a url"}}), "not a URL"),
+            (
+                json!({"input": {"url": "http://x", "method": "FROB LE"}}),
+                "is not one of",
+            ),
+            (json!({"timeoutMs": 0}), "timeoutMs"),
+            (json!({"retry": {"maxAttempts": 1_000_000}}), "maxAttempts"),
+            (
+                json!({"retry": {"maxAttempts": 2, "initialDelayMs": 999_999_999_999u64}}),
+                "delays",
+            ),
+            (json!({"mapping": {"a": "1", "a.b": "2"}}), "overlap"),
+            (json!({"mapping": {"": "1"}}), "empty key"),
+        ] {
+            let e = plan(flow(json!([http_step("a", extra.clone())]))).expect_err(needle);
+            assert!(e.message.contains(needle), "{extra}: {e}");
+        }
+        plan(flow(json!([http_step(
+            "a",
+            json!({"input": {"url": "{{trigger.callback}}", "method": "{{trigger.m}}"}})
+        )])))
+        .expect("templated values are checked at run time");
+    }
+
+    #[test]
     fn unsupported_features_are_refused_not_ignored() {
         let e = plan(flow(json!([{"name": "w", "type": "wait"}]))).expect_err("wait");
         assert!(e.message.contains("not supported yet"), "{e}");
-        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice"}])))
+        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "makeInvoice", "credential": "c"}])))
             .expect_err("xero");
-        assert!(e.message.contains("xero.createInvoice"), "{e}");
+        assert!(e.message.contains("xero.makeInvoice"), "{e}");
+        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice"}])))
+            .expect_err("no credential");
+        assert!(e.message.contains("credential"), "{e}");
+        plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice",
+                          "credential": "cred_1",
+                          "idMap": {"system": "shopify", "entity": "order", "id": "{{trigger.id}}"}}])))
+            .expect("xero with credential and idMap");
+        let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "slack", "action": "addReaction",
+                                  "credential": "c", "idMap": {"system": "a", "entity": "b", "id": "1"}}])))
+            .expect_err("idMap on a non-create action");
+        assert!(e.message.contains("idMap"), "{e}");
         let bad_template = plan(flow(json!([http_step(
             "a",
             json!({"input": {"url": "{{NOPE(trigger.x)}}"}})

@@ -213,6 +213,7 @@ impl Template {
             src,
             pos: 0,
             open: 0,
+            depth: 0,
         };
         while let Some(offset) = src[p.pos..].find("{{") {
             p.open = p.pos + offset;
@@ -485,7 +486,13 @@ struct Parser<'a> {
     pos: usize,
     /// Position of the `{{` that opened the current expression.
     open: usize,
+    /// Function calls currently open (bounded by [`MAX_NESTING`]).
+    depth: usize,
 }
+
+/// Deepest nesting of function calls accepted. Parsing and evaluation recurse once per level,
+/// so the bound keeps a hostile template from exhausting the stack.
+pub const MAX_NESTING: usize = 32;
 
 impl<'a> Parser<'a> {
     /// A parse error at `position`; once the input is exhausted it is reported as an
@@ -601,6 +608,14 @@ impl<'a> Parser<'a> {
                 function: name.to_owned(),
             });
         };
+        if self.depth >= MAX_NESTING {
+            return Err(TemplateError::Parse {
+                template: self.src.to_owned(),
+                position: start,
+                reason: format!("function calls nested more than {MAX_NESTING} deep"),
+            });
+        }
+        self.depth += 1;
         self.pos += 1;
         self.skip_ws();
         let mut args = Vec::new();
@@ -626,6 +641,7 @@ impl<'a> Parser<'a> {
                 found,
             });
         }
+        self.depth -= 1;
         Ok(Expr::Call {
             func,
             name,
@@ -1088,6 +1104,23 @@ mod tests {
             referenced_steps(&v).expect("parses"),
             ["first", "second", "third"]
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = format!(
+            "{{{{{}trigger.x{}}}}}",
+            "UPPER(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(Template::parse(&ok).is_ok());
+        let deep = format!(
+            "{{{{{}trigger.x{}}}}}",
+            "UPPER(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        let err = Template::parse(&deep).expect_err("too deep");
+        assert!(err.to_string().contains("nested more than"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod idempotency;
 pub mod normalize;
 pub mod router;
 pub mod signature;
+pub mod submit;
 
 pub use headers::Headers;
 pub use normalize::{NormalizeError, NormalizedEvent, normalize};

@@ -14,6 +14,8 @@
 //!   (`message`, `reaction_added`); other envelopes by their `type` (`url_verification`).
 //! - `standard` / `http`: the payload's `type` field when it is a string, else
 //!   `webhook.received`.
+//! - app, schedule and polling events: the name they were submitted with
+//!   ([`super::submit`]).
 
 use serde_json::Value;
 use sluice_storage::OutboxEntry;
@@ -63,14 +65,15 @@ pub enum NormalizeError {
     },
 }
 
-/// Normalizes an outbox entry.
+/// Normalizes an outbox entry whose body is `body` (the entry's own, or its claim-checked
+/// blob).
 ///
 /// # Errors
 /// [`NormalizeError`] when the body is not JSON or the event type cannot be found.
-pub fn normalize(entry: &OutboxEntry) -> Result<NormalizedEvent, NormalizeError> {
+pub fn normalize(entry: &OutboxEntry, body: &[u8]) -> Result<NormalizedEvent, NormalizeError> {
     let headers = Headers::new(entry.headers.iter().cloned());
     let payload: Value =
-        serde_json::from_slice(&entry.body).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
     let source = entry.connector.as_str();
     let event_type = event_type(source, &headers, &payload)?;
     let occurred_at_ms = occurred_at_ms(source, &payload).unwrap_or(entry.received_at_ms);
@@ -98,6 +101,12 @@ pub fn event_type(
     headers: &Headers,
     payload: &Value,
 ) -> Result<String, NormalizeError> {
+    if let Some(name) = headers
+        .get(super::submit::EVENT_HEADER)
+        .filter(|n| !n.is_empty())
+    {
+        return Ok(name.to_owned());
+    }
     let missing = |hint| NormalizeError::NoEventType {
         connector: source.to_owned(),
         hint,
@@ -203,6 +212,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn normalize_entry(e: &OutboxEntry) -> Result<NormalizedEvent, NormalizeError> {
+        normalize(e, &e.body)
+    }
+
     fn entry(connector: &str, headers: &[(&str, &str)], body: &str) -> OutboxEntry {
         OutboxEntry {
             seq: 3,
@@ -216,9 +229,12 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             body: body.as_bytes().to_vec(),
+            body_in_blob: false,
             received_at_ms: 5,
             priority: 2,
             idempotency_key: "k".into(),
+            attempt: 1,
+            replay_of: None,
         }
     }
 
@@ -243,7 +259,7 @@ mod tests {
 
     #[test]
     fn github_event_and_action() {
-        let e = normalize(&entry(
+        let e = normalize_entry(&entry(
             "github",
             &[("X-GitHub-Event", "issues")],
             r#"{"action":"opened","issue":{"number":1}}"#,
@@ -251,7 +267,7 @@ mod tests {
         .expect("normalize");
         assert_eq!(e.event_type, "issues.opened");
         assert_eq!(e.payload["issue"]["number"], json!(1));
-        let push = normalize(&entry(
+        let push = normalize_entry(&entry(
             "github",
             &[("x-github-event", "push")],
             r#"{"ref":"x"}"#,
@@ -262,7 +278,7 @@ mod tests {
 
     #[test]
     fn stripe_slack_and_standard() {
-        let s = normalize(&entry(
+        let s = normalize_entry(&entry(
             "stripe",
             &[],
             r#"{"id":"evt_1","type":"charge.succeeded","created":1700000000}"#,
@@ -270,27 +286,27 @@ mod tests {
         .expect("stripe");
         assert_eq!(s.event_type, "charge.succeeded");
         assert_eq!(s.occurred_at_ms, 1_700_000_000_000);
-        let sl = normalize(&entry(
+        let sl = normalize_entry(&entry(
             "slack",
             &[],
             r#"{"type":"event_callback","event":{"type":"reaction_added"}}"#,
         ))
         .expect("slack");
         assert_eq!(sl.event_type, "reaction_added");
-        let st = normalize(&entry("standard", &[], r#"{"data":{}}"#)).expect("standard");
+        let st = normalize_entry(&entry("standard", &[], r#"{"data":{}}"#)).expect("standard");
         assert_eq!(st.event_type, "webhook.received");
     }
 
     #[test]
     fn failures_name_the_reason() {
-        let err = normalize(&entry(
+        let err = normalize_entry(&entry(
             "shopify",
             &[("x-shopify-topic", "orders/create")],
             "<xml/>",
         ))
         .expect_err("not json");
         assert!(err.to_string().contains("not valid JSON"), "{err}");
-        let err = normalize(&entry("shopify", &[], "{}")).expect_err("no topic");
+        let err = normalize_entry(&entry("shopify", &[], "{}")).expect_err("no topic");
         assert!(err.to_string().contains("X-Shopify-Topic"), "{err}");
     }
 }

@@ -468,6 +468,75 @@ mod tests {
     }
 
     #[test]
+    fn stale_and_future_timestamps_are_refused_for_every_timed_scheme() {
+        let body = b"{}";
+        for (scheme, secret) in [
+            (Scheme::Stripe, "whsec_s"),
+            (Scheme::Slack, "slack-secret"),
+            (Scheme::Standard, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ] {
+            let signed_at = 1_700_000_000;
+            let headers = Headers::new(sign(scheme, secret, body, signed_at, "msg_1"));
+            for (now, ok) in [
+                (signed_at + 299, true),
+                (signed_at - 299, true),
+                (signed_at + 301, false),
+                (signed_at - 301, false),
+            ] {
+                let r = verify(scheme, secret, &headers, body, now);
+                assert_eq!(r.is_ok(), ok, "{scheme:?} at skew {}", now - signed_at);
+                if !ok {
+                    assert!(
+                        r.expect_err("refused")
+                            .to_string()
+                            .contains("outside the allowed window")
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_for_every_scheme() {
+        for (scheme, pairs) in [
+            (
+                Scheme::Shopify,
+                vec![("x-shopify-hmac-sha256", "not base64!")],
+            ),
+            (Scheme::GitHub, vec![("x-hub-signature-256", "sha256=zz")]),
+            (Scheme::Stripe, vec![("stripe-signature", "v1=00")]),
+            (Scheme::Stripe, vec![("stripe-signature", "t=1700000000")]),
+            (
+                Scheme::Slack,
+                vec![
+                    ("x-slack-signature", "abc"),
+                    ("x-slack-request-timestamp", "1700000000"),
+                ],
+            ),
+            (
+                Scheme::Standard,
+                vec![
+                    ("webhook-id", "m"),
+                    ("webhook-timestamp", "1700000000.5"),
+                    ("webhook-signature", "v1,AA=="),
+                ],
+            ),
+        ] {
+            let r = verify(
+                scheme,
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                &h(&pairs),
+                b"{}",
+                1_700_000_000,
+            );
+            assert!(
+                matches!(r, Err(SignatureError::Malformed { .. })),
+                "{scheme:?} {pairs:?}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_headers_are_named() {
         let err = verify(
             Scheme::GitHub,

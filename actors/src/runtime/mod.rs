@@ -10,10 +10,12 @@
 //! (routing is idempotent: an entry already routed is no longer in the outbox, and execution
 //! ids are derived, so nothing starts twice).
 
+mod lanes;
 mod relay;
 mod root;
 mod tenant;
 
-pub use relay::{OutboxRelay, RelayMsg, RelayPermit};
+pub use lanes::PriorityLanes;
+pub use relay::{OutboxRelay, RelayLimits, RelayMsg, RelayPermit};
 pub use root::{RootArgs, RootMsg, RootSupervisor};
-pub use tenant::{TenantArgs, TenantMsg, TenantSupervisor};
+pub use tenant::{ExecutionRef, TenantArgs, TenantMsg, TenantSupervisor};

@@ -1,70 +1,128 @@
 //! The outbox relay: reads committed outbox entries in sequence order and hands each to the
 //! root supervisor (which forwards it to the tenant's supervisor).
 //!
-//! Backpressure: every entry in flight holds a [`RelayPermit`] from a fixed pool; the permit
-//! is released when the tenant has durably routed the entry (or dropped with a dead mailbox).
-//! When the pool is empty the relay stops reading, and the outbox is the buffer: memory stays
-//! bounded however fast webhooks arrive.
+//! **Backpressure.** Every entry in flight holds a [`RelayPermit`]. A permit takes one slot
+//! of a global pool (bounding memory) and one unit of credit of its *lane* — the (tenant,
+//! priority) pair — bounding what one tenant may hold at each priority. The tenant releases
+//! the permit once the executions the entry started are running (or at once when it started
+//! none). When the global pool is empty the relay waits; when a lane is out of credit the
+//! relay *defers* that lane — it remembers the lowest sequence it skipped and keeps reading
+//! other lanes' entries. When the lane's credit frees, the relay catches up on it from the
+//! remembered sequence, in order. So one saturated tenant never stalls the others, a flood of
+//! P3/P4 work never holds back a tenant's P1/P2 events (they reach the tenant's priority
+//! lanes, which serve them first), and the outbox is the buffer.
 //!
-//! Progress is the outbox itself: a routed entry is deleted in the same batch that records its
-//! executions, so after a restart the relay simply starts from the lowest sequence left.
+//! **Progress** is the outbox itself: a routed entry is deleted in the same batch that records
+//! its executions, so after a restart the relay simply starts from the lowest sequence left.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sluice_storage::Store;
+use sluice_storage::{OutboxEntry, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::root::RootMsg;
-
-/// Held by an entry in flight between the relay and its tenant; dropping it frees a slot.
-pub type RelayPermit = OwnedSemaphorePermit;
 
 /// Entries read from storage per scan.
 const SCAN_PAGE: usize = 256;
 /// How often the relay looks at the outbox even without a commit notification.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
+/// (space id, tenant id, priority): the unit of relay credit.
+pub type LaneKey = (String, String, u8);
+
+/// Limits of the relay.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// Entries in flight across all tenants.
+    pub global: usize,
+    /// Entries in flight for one tenant at one priority.
+    pub per_lane: usize,
+}
+
+/// One lane's credit: how many of its entries are in flight.
+#[derive(Debug)]
+struct TenantCredit {
+    key: LaneKey,
+    in_flight: AtomicUsize,
+    /// Set when the relay skipped this lane for lack of credit; the release that clears it
+    /// wakes the relay.
+    waiting: AtomicBool,
+    relay: ActorRef<RelayMsg>,
+}
+
+/// Held by an entry in flight between the relay and the start of its executions; dropping it
+/// returns the global slot and the lane's credit.
+#[derive(Debug)]
+pub struct RelayPermit {
+    _slot: OwnedSemaphorePermit,
+    credit: Arc<TenantCredit>,
+}
+
+impl Drop for RelayPermit {
+    fn drop(&mut self) {
+        self.credit.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.credit.waiting.swap(false, Ordering::AcqRel) {
+            let _ = self
+                .credit
+                .relay
+                .cast(RelayMsg::LaneFreed(self.credit.key.clone()));
+        }
+    }
+}
+
 /// Messages of the relay.
 #[derive(Debug)]
 pub enum RelayMsg {
     /// Read and dispatch whatever is committed past the cursor.
     Pump,
+    /// A deferred lane has credit again: catch up on its skipped entries.
+    LaneFreed(LaneKey),
     /// Start again from the beginning of the outbox (after a tenant supervisor died with
     /// entries in its mailbox).
     Rewind,
 }
 
-/// The relay actor; its arguments are `(store, root, max_in_flight)`.
+/// The relay actor; its arguments are `(store, root, limits)`.
 pub struct OutboxRelay;
 
 /// The relay's state.
 pub struct RelayState {
     store: Store,
     root: ActorRef<RootMsg>,
+    myself: ActorRef<RelayMsg>,
+    /// Every entry below this sequence was dispatched or deferred.
     cursor: u64,
-    permits: Arc<Semaphore>,
-    max_in_flight: usize,
+    slots: Arc<Semaphore>,
+    limits: RelayLimits,
+    credits: HashMap<LaneKey, Arc<TenantCredit>>,
+    /// Deferred lanes and the lowest sequence skipped for each.
+    deferred: HashMap<LaneKey, u64>,
+    /// Highest committed sequence already counted in `sluice_outbox_pending`.
+    counted_head: u64,
     waker: JoinHandle<()>,
     /// Set while a `Pump` sits in the mailbox, so wake-ups coalesce into one message however
-    /// many commits happen while the relay waits for permits.
+    /// many commits happen while the relay waits for slots.
     pump_queued: Arc<AtomicBool>,
 }
 
 impl Actor for OutboxRelay {
     type Msg = RelayMsg;
     type State = RelayState;
-    type Arguments = (Store, ActorRef<RootMsg>, usize);
+    type Arguments = (Store, ActorRef<RootMsg>, RelayLimits);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (store, root, max_in_flight): Self::Arguments,
+        (store, root, limits): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut head = store.outbox_head();
+        let counted_head = *head.borrow();
+        metrics::gauge!("sluice_outbox_pending").set(store.outbox_count()? as f64);
         let me = myself.clone();
         let pump_queued = Arc::new(AtomicBool::new(true));
         let queued = pump_queued.clone();
@@ -83,9 +141,13 @@ impl Actor for OutboxRelay {
         Ok(RelayState {
             store,
             root,
+            myself,
             cursor: 0,
-            permits: Arc::new(Semaphore::new(max_in_flight)),
-            max_in_flight,
+            slots: Arc::new(Semaphore::new(limits.global.max(1))),
+            limits,
+            credits: HashMap::new(),
+            deferred: HashMap::new(),
+            counted_head,
             waker,
             pump_queued,
         })
@@ -107,32 +169,146 @@ impl Actor for OutboxRelay {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RelayMsg::Rewind => state.cursor = 0,
-            RelayMsg::Pump => loop {
+            RelayMsg::Rewind => {
+                state.cursor = 0;
+                state.deferred.clear();
+            }
+            RelayMsg::LaneFreed(key) => state.catch_up(&key).await?,
+            RelayMsg::Pump => {
                 state.pump_queued.store(false, Ordering::Release);
-                let entries = state.store.outbox_from(state.cursor, SCAN_PAGE)?;
-                let full = entries.len() == SCAN_PAGE;
-                for entry in entries {
-                    let permit = state.permits.clone().acquire_owned().await?;
-                    state.cursor = entry.seq + 1;
-                    state.root.cast(RootMsg::Route(Box::new(entry), permit))?;
+                if state.store.write_failure().is_some() {
+                    // Routing writes would only fail; the entries stay in the outbox for the
+                    // restart that recovers the store.
+                    return Ok(());
                 }
-                report_pending(state);
-                if !full {
-                    break;
+                state.count_new_entries();
+                // Lanes whose credit came back without a wake-up (a release that raced
+                // with the deferral) are caught up here.
+                let freed: Vec<LaneKey> = state
+                    .deferred
+                    .keys()
+                    .filter(|k| state.has_credit(k))
+                    .cloned()
+                    .collect();
+                for key in freed {
+                    state.catch_up(&key).await?;
                 }
-            },
+                state.pump().await?;
+            }
         }
         Ok(())
     }
 }
 
-/// `sluice_outbox_pending`: entries committed but not yet routed (unread + in flight).
-fn report_pending(state: &RelayState) {
-    let head = *state.store.outbox_head().borrow();
-    let unread = (head + 1).saturating_sub(state.cursor.max(1));
-    let in_flight = state
-        .max_in_flight
-        .saturating_sub(state.permits.available_permits());
-    metrics::gauge!("sluice_outbox_pending").set((unread as usize + in_flight) as f64);
+fn lane_key(entry: &OutboxEntry) -> LaneKey {
+    (
+        entry.space_id.clone(),
+        entry.tenant_id.clone(),
+        entry.priority.clamp(1, 4),
+    )
+}
+
+impl RelayState {
+    /// Reads past the cursor and dispatches, skipping deferred lanes.
+    async fn pump(&mut self) -> Result<(), ActorProcessingErr> {
+        loop {
+            let entries = self.store.outbox_from(self.cursor, SCAN_PAGE)?;
+            let full = entries.len() == SCAN_PAGE;
+            for entry in entries {
+                self.cursor = entry.seq + 1;
+                let key = lane_key(&entry);
+                if self.deferred.contains_key(&key) {
+                    continue;
+                }
+                self.try_dispatch(key, entry).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Dispatches a deferred lane's skipped entries, in order, until it runs out of credit
+    /// again or reaches the cursor.
+    async fn catch_up(&mut self, key: &LaneKey) -> Result<(), ActorProcessingErr> {
+        let Some(mut from) = self.deferred.remove(key) else {
+            return Ok(());
+        };
+        while from < self.cursor {
+            let entries = self.store.outbox_from(from, SCAN_PAGE)?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for entry in entries {
+                if entry.seq >= self.cursor {
+                    return Ok(());
+                }
+                from = entry.seq + 1;
+                if &lane_key(&entry) != key {
+                    continue;
+                }
+                if !self.try_dispatch(key.clone(), entry).await? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn credit(&mut self, key: &LaneKey) -> Arc<TenantCredit> {
+        self.credits
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(TenantCredit {
+                    key: key.clone(),
+                    in_flight: AtomicUsize::new(0),
+                    waiting: AtomicBool::new(false),
+                    relay: self.myself.clone(),
+                })
+            })
+            .clone()
+    }
+
+    fn has_credit(&self, key: &LaneKey) -> bool {
+        self.credits
+            .get(key)
+            .is_none_or(|c| c.in_flight.load(Ordering::Acquire) < self.limits.per_lane)
+    }
+
+    /// Sends `entry` on if its lane has credit (waiting for a global slot if needed) and
+    /// returns true; otherwise defers the lane at this entry and returns false.
+    async fn try_dispatch(
+        &mut self,
+        key: LaneKey,
+        entry: OutboxEntry,
+    ) -> Result<bool, ActorProcessingErr> {
+        let credit = self.credit(&key);
+        if credit.in_flight.load(Ordering::Acquire) >= self.limits.per_lane {
+            credit.waiting.store(true, Ordering::Release);
+            // Re-check: a release between the load and the store would not have woken us.
+            if credit.in_flight.load(Ordering::Acquire) >= self.limits.per_lane {
+                self.deferred.entry(key).or_insert(entry.seq);
+                metrics::counter!("sluice_relay_deferrals_total").increment(1);
+                return Ok(false);
+            }
+            credit.waiting.store(false, Ordering::Release);
+        }
+        let slot = self.slots.clone().acquire_owned().await?;
+        credit.in_flight.fetch_add(1, Ordering::AcqRel);
+        let permit = RelayPermit {
+            _slot: slot,
+            credit,
+        };
+        self.root.cast(RootMsg::Route(Box::new(entry), permit))?;
+        Ok(true)
+    }
+
+    /// Adds newly committed entries to `sluice_outbox_pending` (tenants subtract routed ones).
+    fn count_new_entries(&mut self) {
+        let head = *self.store.outbox_head().borrow();
+        if head > self.counted_head {
+            metrics::gauge!("sluice_outbox_pending").increment((head - self.counted_head) as f64);
+            self.counted_head = head;
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sluice_storage::{ExecutionRecord, OutboxEntry, Store};
 
-use super::relay::{OutboxRelay, RelayMsg, RelayPermit};
-use super::tenant::{TenantArgs, TenantMsg, TenantSupervisor};
+use super::relay::{OutboxRelay, RelayLimits, RelayMsg, RelayPermit};
+use super::tenant::{ExecutionRef, TenantArgs, TenantMsg, TenantSupervisor};
 use crate::engine::Engine;
 
 /// Messages of the root supervisor.
@@ -23,8 +23,16 @@ pub enum RootMsg {
         /// Tenant id.
         tenant: String,
     },
-    /// Resume an execution left `pending` or `running` by a previous process.
-    Resume(Box<ExecutionRecord>),
+    /// Queue an execution to run: one left `pending` or `running` by a previous process, or a
+    /// DLQ replay.
+    Run(ExecutionRef),
+}
+
+impl RootMsg {
+    /// A [`RootMsg::Run`] for `exec`.
+    pub fn run(exec: &ExecutionRecord) -> Self {
+        RootMsg::Run(ExecutionRef::of(exec))
+    }
 }
 
 /// Everything the root needs to build its children.
@@ -36,8 +44,10 @@ pub struct RootArgs {
     pub engine: Arc<Engine>,
     /// Executions one tenant runs at once.
     pub tenant_concurrency: usize,
+    /// Capacity of each of a tenant's four priority lanes.
+    pub lane_capacity: usize,
     /// Outbox entries in flight between the relay and the tenants.
-    pub relay_in_flight: usize,
+    pub relay: RelayLimits,
 }
 
 /// The root supervisor actor.
@@ -67,6 +77,7 @@ impl RootState {
             store: self.args.store.clone(),
             engine: self.args.engine.clone(),
             concurrency: self.args.tenant_concurrency,
+            lane_capacity: self.args.lane_capacity,
         };
         let (actor, _) =
             Actor::spawn_linked(None, TenantSupervisor, args, myself.get_cell()).await?;
@@ -79,11 +90,7 @@ impl RootState {
         let (relay, _) = Actor::spawn_linked(
             None,
             OutboxRelay,
-            (
-                self.args.store.clone(),
-                myself.clone(),
-                self.args.relay_in_flight,
-            ),
+            (self.args.store.clone(), myself.clone(), self.args.relay),
             myself.get_cell(),
         )
         .await?;
@@ -136,11 +143,9 @@ impl Actor for RootSupervisor {
                     t.cast(TenantMsg::FlowsChanged)?;
                 }
             }
-            RootMsg::Resume(exec) => {
-                let tenant = state
-                    .tenant(&myself, &exec.space_id, &exec.tenant_id)
-                    .await?;
-                tenant.cast(TenantMsg::Resume(exec))?;
+            RootMsg::Run(exec) => {
+                let tenant = state.tenant(&myself, &exec.space, &exec.tenant).await?;
+                tenant.cast(TenantMsg::Run(exec))?;
             }
         }
         Ok(())

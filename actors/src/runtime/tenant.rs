@@ -1,36 +1,67 @@
 //! The tenant supervisor: one per tenant. Normalizes the tenant's events, routes them to its
-//! live flows, records the executions they start, and runs those executions with a bounded
-//! concurrency.
+//! live flows, records the executions they start, and runs those executions — at most
+//! `concurrency` at once, picked from four priority lanes ([`PriorityLanes`]).
 //!
 //! Routing one entry is one atomic batch: the new executions (`pending`), the event record,
-//! and the deletion of the outbox entry. So an entry is either still in the outbox (and will
-//! be routed again) or fully routed; never half.
+//! and the deletion of the outbox entry (or, for an entry that cannot be normalized, its DLQ
+//! item). So an entry is either still in the outbox (and will be routed again) or fully
+//! routed; never half.
+//!
+//! The relay permit of an entry travels with the executions it created and is released when
+//! the last of them starts running, so a tenant whose executions cannot keep up stops
+//! receiving entries (the relay defers it) while the others keep flowing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sluice_storage::{
-    DlqRecord, EventRecord, ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, Ks,
-    OutboxEntry, Store, WriteSet, keys,
+    EventRecord, ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, Ks, OutboxEntry, Store,
+    WriteSet, keys,
 };
-use tokio::sync::Semaphore;
 
+use super::lanes::PriorityLanes;
 use super::relay::RelayPermit;
+use crate::dlq;
 use crate::engine::Engine;
 use crate::flow::{FlowSpec, Plan, plan};
 use crate::ids::{execution_id, now_ms};
 use crate::pipeline::{normalize, router};
 
+/// A pointer to an execution waiting to run (the record itself stays in storage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRef {
+    /// Space id.
+    pub space: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Execution id.
+    pub id: String,
+    /// Priority 1-4.
+    pub priority: u8,
+}
+
+impl ExecutionRef {
+    /// The reference of `exec`.
+    pub fn of(exec: &ExecutionRecord) -> Self {
+        Self {
+            space: exec.space_id.clone(),
+            tenant: exec.tenant_id.clone(),
+            id: exec.id.clone(),
+            priority: exec.priority,
+        }
+    }
+}
+
 /// Messages of a tenant supervisor.
 #[derive(Debug)]
 pub enum TenantMsg {
-    /// Route one outbox entry; the permit is released once it is durably routed.
+    /// Route one outbox entry; the permit is released once its executions started.
     Route(Box<OutboxEntry>, RelayPermit),
     /// Reload the live flows from storage.
     FlowsChanged,
-    /// Run an execution found unfinished at start-up.
-    Resume(Box<ExecutionRecord>),
+    /// Queue an existing execution (resumed at start-up, or a DLQ replay).
+    Run(ExecutionRef),
     /// An execution task ended (normally or not).
     Finished(String),
 }
@@ -47,6 +78,8 @@ pub struct TenantArgs {
     pub engine: Arc<Engine>,
     /// Executions run at once.
     pub concurrency: usize,
+    /// Capacity of each priority lane.
+    pub lane_capacity: usize,
 }
 
 /// The tenant supervisor actor.
@@ -58,12 +91,22 @@ struct LiveFlow {
     plan: Arc<Plan>,
 }
 
+/// An execution waiting for a slot; holds its entry's relay permit, if any.
+struct Waiting {
+    id: String,
+    _permit: Option<Arc<RelayPermit>>,
+}
+
 /// Its state.
 pub struct TenantState {
     args: TenantArgs,
     live: Vec<LiveFlow>,
     running: HashSet<String>,
-    slots: Arc<Semaphore>,
+    queued: HashSet<String>,
+    lanes: PriorityLanes<Waiting>,
+    /// A lane was full and some executions were left in storage only; sweep for them when
+    /// the lanes drain.
+    overflowed: bool,
 }
 
 impl Actor for TenantSupervisor {
@@ -76,15 +119,32 @@ impl Actor for TenantSupervisor {
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let slots = Arc::new(Semaphore::new(args.concurrency.max(1)));
+        let lanes = PriorityLanes::new(args.lane_capacity);
         let mut state = TenantState {
             args,
             live: Vec::new(),
             running: HashSet::new(),
-            slots,
+            queued: HashSet::new(),
+            lanes,
+            overflowed: false,
         };
         state.reload_flows()?;
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for p in 1..=4u8 {
+            let depth = state.lanes.depth(p);
+            if depth > 0 {
+                metrics::gauge!("sluice_queue_depth", "priority" => priority_label(p))
+                    .decrement(depth as f64);
+            }
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -95,19 +155,32 @@ impl Actor for TenantSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             TenantMsg::Route(entry, permit) => {
-                let started = state.route(&entry).await?;
-                drop(permit);
-                for exec in started {
-                    state.spawn_run(&myself, exec);
+                let created = state.route(&entry).await?;
+                let permit = Arc::new(permit);
+                for exec in created {
+                    state.enqueue(ExecutionRef::of(&exec), Some(permit.clone()));
                 }
             }
             TenantMsg::FlowsChanged => state.reload_flows()?,
-            TenantMsg::Resume(exec) => state.spawn_run(&myself, *exec),
+            TenantMsg::Run(exec) => state.enqueue(exec, None),
             TenantMsg::Finished(id) => {
                 state.running.remove(&id);
+                if state.overflowed && state.lanes.is_empty() {
+                    state.sweep()?;
+                }
             }
         }
+        state.start_ready(&myself);
         Ok(())
+    }
+}
+
+fn priority_label(p: u8) -> &'static str {
+    match p {
+        1 => "P1",
+        2 => "P2",
+        3 => "P3",
+        _ => "P4",
     }
 }
 
@@ -129,6 +202,66 @@ impl TenantState {
             })
             .collect();
         Ok(())
+    }
+
+    fn enqueue(&mut self, exec: ExecutionRef, permit: Option<Arc<RelayPermit>>) {
+        if self.running.contains(&exec.id) || self.queued.contains(&exec.id) {
+            return;
+        }
+        let waiting = Waiting {
+            id: exec.id.clone(),
+            _permit: permit,
+        };
+        match self.lanes.push(exec.priority, waiting) {
+            Ok(()) => {
+                self.queued.insert(exec.id);
+                metrics::gauge!("sluice_queue_depth", "priority" => priority_label(exec.priority))
+                    .increment(1.0);
+            }
+            // Still `pending` in storage; the sweep finds it when the lanes drain.
+            Err(_) => self.overflowed = true,
+        }
+    }
+
+    /// Re-queues this tenant's unfinished executions that are neither running nor queued.
+    fn sweep(&mut self) -> Result<(), ActorProcessingErr> {
+        self.overflowed = false;
+        let unfinished = self
+            .args
+            .store
+            .unfinished_executions_of(&self.args.space, &self.args.tenant)?;
+        for exec in unfinished {
+            self.enqueue(ExecutionRef::of(&exec), None);
+        }
+        Ok(())
+    }
+
+    /// Starts queued executions while slots are free.
+    fn start_ready(&mut self, myself: &ActorRef<TenantMsg>) {
+        while self.running.len() < self.args.concurrency.max(1) {
+            let Some((priority, waiting, waited)) = self.lanes.pop() else {
+                return;
+            };
+            let label = priority_label(priority);
+            metrics::gauge!("sluice_queue_depth", "priority" => label).decrement(1.0);
+            metrics::histogram!("sluice_queue_wait_seconds", "priority" => label)
+                .record(waited.as_secs_f64());
+            self.queued.remove(&waiting.id);
+            match self
+                .args
+                .store
+                .execution(&self.args.space, &self.args.tenant, &waiting.id)
+            {
+                Ok(Some(exec)) if !exec.status.is_terminal() => self.spawn_run(myself, exec),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(execution = %waiting.id, error = %e, "cannot load a queued execution");
+                    self.overflowed = true;
+                }
+            }
+            // `waiting` (and with it the entry's relay permit, once its last execution has
+            // started) is dropped here.
+        }
     }
 
     /// Normalizes and routes one entry; returns the executions it created.
@@ -154,7 +287,12 @@ impl TenantState {
             execution_ids: Vec::new(),
             error: None,
         };
-        match normalize(entry) {
+        let replayed = match &entry.replay_of {
+            Some(id) => store.dlq_item(space, tenant, id)?,
+            None => None,
+        };
+        let body = store.entry_body(entry)?;
+        match normalize(entry, &body) {
             Ok(normalized) => {
                 event.event_type = normalized.event_type.clone();
                 let trigger_json = normalized.payload.to_string();
@@ -184,9 +322,17 @@ impl TenantState {
                         started_at_ms: None,
                         finished_at_ms: None,
                         error_json: None,
+                        priority: entry.priority,
+                        attempt: 1,
+                        replay_of: None,
+                        idempotency_key: entry.idempotency_key.clone(),
                     };
                     w.put_execution(&exec)?;
                     created.push(exec);
+                }
+                if let Some(item) = replayed {
+                    let detail = format!("routed to {} execution(s)", event.execution_ids.len());
+                    w.put_dlq(space, tenant, &dlq::record_outcome(item, true, &detail))?;
                 }
                 metrics::counter!("sluice_events_routed_total", "source" => entry.connector.clone())
                     .increment(1);
@@ -194,54 +340,41 @@ impl TenantState {
             Err(e) => {
                 tracing::warn!(event = %entry.event_id, error = %e, "event dead-lettered");
                 event.error = Some(e.to_string());
-                w.put_dlq(
-                    space,
-                    tenant,
-                    &DlqRecord {
-                        seq: entry.seq,
-                        kind: "event".into(),
-                        event_id: entry.event_id.clone(),
-                        execution_id: None,
-                        source: entry.connector.clone(),
-                        headers: entry.headers.clone(),
-                        body: entry.body.clone(),
-                        error: e.to_string(),
-                        attempts: 1,
-                        failed_at_ms: now_ms(),
-                    },
-                )?;
+                let item = match replayed {
+                    Some(item) => dlq::record_outcome(item, false, &format!("failed: {e}")),
+                    None => {
+                        metrics::gauge!("sluice_dlq_depth").increment(1.0);
+                        dlq::for_event(entry, &body, &e.to_string())
+                    }
+                };
+                w.put_dlq(space, tenant, &item)?;
                 metrics::counter!("sluice_dlq_total", "kind" => "event").increment(1);
             }
         }
         w.put_event(space, tenant, &event)?;
-        w.delete_outbox(entry.seq);
+        w.delete_outbox(entry);
         store.commit(w).await?;
+        metrics::gauge!("sluice_outbox_pending").decrement(1.0);
         Ok(created)
     }
 
     fn spawn_run(&mut self, myself: &ActorRef<TenantMsg>, exec: ExecutionRecord) {
-        if !self.running.insert(exec.id.clone()) {
-            return;
-        }
         let plan = match self.plan_for(&exec) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(execution = %exec.id, error = %e, "cannot load the flow of an execution");
-                self.running.remove(&exec.id);
                 return;
             }
         };
+        self.running.insert(exec.id.clone());
         let engine = self.args.engine.clone();
-        let slots = self.slots.clone();
         let me = myself.clone();
-        let store = self.args.store.clone();
         tokio::spawn(async move {
             let id = exec.id.clone();
-            let Ok(_slot) = slots.acquire_owned().await else {
-                return;
-            };
             let fallback = exec.clone();
-            let outcome = tokio::spawn(async move { engine.run(exec, &plan).await }).await;
+            let run_engine = engine.clone();
+            let run_plan = plan.clone();
+            let outcome = tokio::spawn(async move { run_engine.run(exec, &run_plan).await }).await;
             match outcome {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
@@ -249,7 +382,9 @@ impl TenantState {
                 }
                 Err(join) => {
                     tracing::error!(execution = %id, error = %join, "execution task panicked");
-                    mark_failed(&store, fallback, &join.to_string()).await;
+                    if let Err(e) = engine.fail(fallback, &plan, &join.to_string()).await {
+                        tracing::error!(execution = %id, error = %e, "could not record a panicked execution");
+                    }
                 }
             }
             let _ = me.cast(TenantMsg::Finished(id));
@@ -276,20 +411,4 @@ impl TenantState {
 fn load_plan(record: &FlowRecord) -> Result<Plan, ActorProcessingErr> {
     let spec: FlowSpec = serde_json::from_str(&record.spec_json)?;
     Ok(plan(spec)?)
-}
-
-async fn mark_failed(store: &Store, mut exec: ExecutionRecord, reason: &str) {
-    exec.status = ExecutionStatus::Failed;
-    exec.finished_at_ms = Some(now_ms());
-    exec.error_json = Some(
-        serde_json::json!({"code": "INTERNAL_ERROR", "statusCode": 500, "message": reason})
-            .to_string(),
-    );
-    let mut w = WriteSet::new();
-    if w.put_execution(&exec).is_ok()
-        && let Err(e) = store.commit(w).await
-    {
-        tracing::error!(execution = %exec.id, error = %e, "could not record a panicked execution");
-    }
-    metrics::counter!("sluice_executions_total", "status" => "failed").increment(1);
 }

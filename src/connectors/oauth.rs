@@ -1,0 +1,162 @@
+//! OAuth2 token refresh (RFC 6749 §6) and the client-credentials grant (§4.4) through the
+//! `oauth2` crate, carried over the shared reqwest client (the crate's own reqwest feature
+//! would pull a second reqwest).
+//!
+//! A refused refresh (the provider's `invalid_grant` and other error answers) means the
+//! tenant must re-authorize: it is reported as an auth error (`isCustomAuthError: true`),
+//! never retried. Network failures are retryable.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RefreshToken, RequestTokenError,
+    Scope, TokenResponse, TokenUrl,
+};
+use sluice_actors::connector::ActionError;
+
+use super::credentials::OAuth2Secret;
+
+/// Seconds before expiry at which a token is refreshed.
+pub const REFRESH_MARGIN_SECS: u64 = 60;
+
+/// Whether the token must be refreshed now (`now` in Unix seconds).
+pub fn needs_refresh(secret: &OAuth2Secret, now: u64) -> bool {
+    match (&secret.access_token, secret.expires_at) {
+        (None, _) => true,
+        (Some(_), Some(exp)) => exp <= now + REFRESH_MARGIN_SECS,
+        (Some(_), None) => false,
+    }
+}
+
+/// The transport error of a token request.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(String);
+
+type HttpFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send>>;
+
+fn transport(client: reqwest::Client) -> impl Fn(HttpRequest) -> HttpFuture {
+    move |req: HttpRequest| {
+        let client = client.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let resp = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| TransportError(e.to_string()))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| TransportError(e.to_string()))?;
+            let mut out = HttpResponse::new(bytes.to_vec());
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            Ok(out)
+        })
+    }
+}
+
+/// Obtains a fresh access token: the refresh grant when a refresh token is held, else the
+/// client-credentials grant. Returns the updated secret (a rotated refresh token is kept).
+///
+/// # Errors
+/// [`ActionError`] with `auth: true` when the provider refuses, retryable on network errors.
+pub async fn refresh(
+    client: &reqwest::Client,
+    secret: &OAuth2Secret,
+    default_token_url: Option<&str>,
+    now: u64,
+) -> Result<OAuth2Secret, ActionError> {
+    let auth_err = |m: String| ActionError {
+        auth: true,
+        ..ActionError::new(m, false)
+    };
+    let token_url = secret
+        .token_url
+        .as_deref()
+        .or(default_token_url)
+        .ok_or_else(|| auth_err("the OAuth2 credential has no tokenUrl".into()))?;
+    let client_id = secret
+        .client_id
+        .clone()
+        .ok_or_else(|| auth_err("the OAuth2 credential has no clientId; re-authorize".into()))?;
+    let mut oauth = BasicClient::new(ClientId::new(client_id))
+        .set_token_uri(
+            TokenUrl::new(token_url.to_owned())
+                .map_err(|e| auth_err(format!("bad tokenUrl: {e}")))?,
+        )
+        .set_auth_type(AuthType::RequestBody);
+    if let Some(s) = &secret.client_secret {
+        oauth = oauth.set_client_secret(ClientSecret::new(s.clone()));
+    }
+    let http = transport(client.clone());
+    let result = match (&secret.refresh_token, secret.grant.as_deref()) {
+        (Some(rt), None | Some("refresh_token")) => {
+            oauth
+                .exchange_refresh_token(&RefreshToken::new(rt.clone()))
+                .request_async(&http)
+                .await
+        }
+        (_, Some("client_credentials")) => {
+            let mut req = oauth.exchange_client_credentials();
+            for s in &secret.scopes {
+                req = req.add_scope(Scope::new(s.clone()));
+            }
+            req.request_async(&http).await
+        }
+        _ => {
+            return Err(auth_err(
+                "the access token expired and there is no refresh token; re-authorize".into(),
+            ));
+        }
+    };
+    let token = result.map_err(|e| match e {
+        RequestTokenError::ServerResponse(r) => ActionError {
+            debug: serde_json::to_value(&r).ok(),
+            status: Some(400),
+            ..auth_err(format!(
+                "the provider refused the token refresh: {}",
+                r.error()
+            ))
+        },
+        RequestTokenError::Request(t) => {
+            ActionError::new(format!("token request failed: {t}"), true)
+        }
+        RequestTokenError::Parse(e, _) => {
+            ActionError::new(format!("unreadable token answer: {e}"), false)
+        }
+        RequestTokenError::Other(m) => ActionError::new(format!("token request: {m}"), false),
+    })?;
+    let mut next = secret.clone();
+    next.access_token = Some(token.access_token().secret().clone());
+    if let Some(rt) = token.refresh_token() {
+        next.refresh_token = Some(rt.secret().clone());
+    }
+    next.expires_at = token.expires_in().map(|d| now + d.as_secs());
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_is_due_within_the_margin() {
+        let s = |exp| OAuth2Secret {
+            access_token: Some("a".into()),
+            expires_at: exp,
+            ..OAuth2Secret::default()
+        };
+        assert!(needs_refresh(&s(Some(1_000)), 990));
+        assert!(!needs_refresh(&s(Some(1_000)), 900));
+        assert!(!needs_refresh(&s(None), 1));
+        assert!(needs_refresh(&OAuth2Secret::default(), 1));
+    }
+}
