@@ -2,7 +2,8 @@
 //!
 //! - [`pipeline`]: signature verification, idempotency keys, normalization, routing (pure);
 //! - [`flow`]: the flow document and its save-time validation (pure);
-//! - [`mapping`]: templates and field mappings (pure);
+//! - [`mapping`]: templates, JSONPath, type coercion and field mappings (pure);
+//! - [`cdm`]: the Canonical Data Model, its JSON Schemas and the connectors' mappings (pure);
 //! - [`engine`]: runs one execution, journaling each step through `sluice-storage`;
 //! - [`runtime`]: the actors — root supervisor, tenant supervisors, outbox relay;
 //! - [`connector`]: the trait through which the engine reaches the outside world;
@@ -12,6 +13,7 @@
 //!
 //! This crate knows nothing of HTTP servers; the binary wires it to one.
 
+pub mod cdm;
 pub mod connector;
 pub mod connectors;
 pub mod dlq;

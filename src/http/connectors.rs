@@ -5,12 +5,14 @@
 //! - `POST /api/v1/connectors/discover` `{"connector": "shopify"}` → the connector's
 //!   actions (method, path, entity, operation, pagination), webhook events and entities, each
 //!   entity with its CDM coverage (`{"cdm", "keyFields", "mapped", "score"}`; `mapped` and
-//!   `score` are `null` until a CDM mapping for that entity is registered). Unknown → 404.
+//!   `score` are `null` when `sluice_actors::cdm` has no mapping of that entity for the
+//!   connector). Unknown → 404.
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sluice_actors::cdm::mapped_fields;
 use sluice_actors::connectors::coverage::entity_coverage;
 use sluice_actors::connectors::registry;
 
@@ -77,7 +79,10 @@ async fn discover(
         .entities
         .iter()
         .map(|e| {
-            let coverage = e.cdm.as_deref().and_then(|cdm| entity_coverage(cdm, None));
+            let coverage = e
+                .cdm
+                .as_deref()
+                .and_then(|cdm| entity_coverage(cdm, mapped_fields(&c.name, cdm)));
             json!({
                 "name": e.name,
                 "cdm": e.cdm,

@@ -1,5 +1,5 @@
 //! API errors in the reference's body shape:
-//! `{"code": "NOT_FOUND", "statusCode": 404, "message": "…", "step"?: "…"}`.
+//! `{"code": "NOT_FOUND", "statusCode": 404, "message": "…", "step"?: "…", "errors"?: […]}`.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -16,6 +16,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     step: Option<String>,
+    errors: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -25,6 +26,7 @@ impl ApiError {
             code,
             message: message.into(),
             step: None,
+            errors: None,
         }
     }
 
@@ -109,6 +111,15 @@ impl ApiError {
         )
     }
 
+    /// The same error listing every individual problem under `errors` (an array of
+    /// `{"field"?, "position"?, "message"}` objects).
+    pub fn with_errors(self, errors: serde_json::Value) -> Self {
+        Self {
+            errors: Some(errors),
+            ..self
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -131,8 +142,13 @@ impl IntoResponse for ApiError {
             "statusCode": self.status.as_u16(),
             "message": self.message,
         });
-        if let (Some(step), Some(obj)) = (self.step, body.as_object_mut()) {
-            obj.insert("step".into(), step.into());
+        if let Some(obj) = body.as_object_mut() {
+            if let Some(step) = self.step {
+                obj.insert("step".into(), step.into());
+            }
+            if let Some(errors) = self.errors {
+                obj.insert("errors".into(), errors);
+            }
         }
         (self.status, Json(body)).into_response()
     }

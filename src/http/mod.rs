@@ -2,6 +2,7 @@
 //! One file per resource; each exposes its routes.
 
 mod auth;
+mod cdm;
 mod connectors;
 mod credentials;
 mod dlq;
@@ -13,6 +14,7 @@ mod ops;
 mod receipt;
 mod sync;
 mod tenants;
+mod transform;
 mod webhooks;
 mod workflows;
 
@@ -49,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .merge(workflows::routes())
         .merge(executions::routes())
         .merge(events::routes())
+        .merge(cdm::routes())
+        .merge(transform::routes())
         .merge(connectors::routes())
         .merge(credentials::routes())
         .merge(sync::routes())

@@ -435,7 +435,8 @@ fn render_input(step: &StepSpec, ctx: &Value) -> Result<Value, StepError> {
         None => Value::Object(Map::new()),
     };
     if let Some(mapping) = &step.mapping {
-        let mapped = field_map::apply(mapping, ctx).map_err(tmpl)?;
+        let mapped =
+            field_map::apply(mapping, ctx).map_err(|e| StepError::from_mapping(&step.name, &e))?;
         if step.connector.is_none() {
             return Ok(mapped);
         }

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::connector::ActionError;
+use crate::mapping::field_map::MappingErrors;
 use crate::mapping::template::TemplateError;
 
 /// Why a step failed, serialized as the reference's error body:
@@ -45,6 +46,18 @@ impl StepError {
 
     /// A template that could not be rendered.
     pub fn from_template(step: &str, e: &TemplateError) -> Self {
+        Self {
+            code: "MAPPING_ERROR",
+            status_code: 400,
+            step: step.to_owned(),
+            message: e.to_string(),
+            datasource_debug: None,
+            is_custom_auth_error: false,
+        }
+    }
+
+    /// A field mapping that could not be evaluated (every failing field in the message).
+    pub fn from_mapping(step: &str, e: &MappingErrors) -> Self {
         Self {
             code: "MAPPING_ERROR",
             status_code: 400,

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::spec::{FlowSpec, StepSpec, Trigger};
+use crate::mapping::field_map::FieldMap;
 use crate::mapping::template::referenced_steps;
 
 /// Why a flow was refused. `Display` names the step and the problem.
@@ -216,6 +217,8 @@ fn check_step(step: &StepSpec) -> Result<(), FlowError> {
     if let Some(mapping) = &step.mapping {
         check_mapping_targets(mapping.keys())
             .map_err(|m| err(Some(&step.name), format!("step {:?}: {m}", step.name)))?;
+        FieldMap::compile(mapping)
+            .map_err(|e| err(Some(&step.name), format!("step {:?}: {e}", step.name)))?;
     }
     if step.connector.as_deref() == Some("http") {
         check_http_request(step.input.as_ref())

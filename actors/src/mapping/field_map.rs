@@ -1,44 +1,307 @@
-//! Field mappings: `{"target.path": "<template>"}` → a nested JSON document.
+//! Field mappings: `{"target.path": <source>}` → a nested JSON document.
 //!
-//! Each key is a dot path in the target (`Contact.EmailAddress` builds
-//! `{"Contact": {"EmailAddress": …}}`); each value is rendered with
-//! [`render_value`](super::template::render_value), so a whole-value template keeps its JSON
-//! type. Keys are applied in document order; a later key writing under an earlier scalar
-//! replaces it with an object.
+//! Each key is a target path: dot-separated keys with optional array indices
+//! (`Contact.EmailAddress` builds `{"Contact": {"EmailAddress": …}}`, `addresses[0].city`
+//! builds `{"addresses": [{"city": …}]}`). Each value is a source as described in
+//! [`field_spec`](super::field_spec): a `$` JSONPath, a template, a declared field with a
+//! type coercion (`{"from": "$.created_at", "type": "datetime"}`), or a template document.
+//! Keys are applied in the map's order (sorted by key); a later key writing under an
+//! earlier scalar replaces it with an object.
+//!
+//! [`FieldMap::compile`] parses everything once and reports every problem with its field and
+//! position; [`FieldMap::apply`] evaluates against a context and also reports every failing
+//! field rather than the first.
 
-use serde_json::{Map, Value};
+use std::fmt;
 
-use super::template::{TemplateError, render_value};
+use serde_json::{Map, Value, json};
 
-/// Renders `mapping` against `ctx` into a new document.
-///
-/// # Errors
-/// The first [`TemplateError`] met.
-pub fn apply(mapping: &Map<String, Value>, ctx: &Value) -> Result<Value, TemplateError> {
-    let mut out = Value::Object(Map::new());
-    for (path, template) in mapping {
-        let value = render_value(template, ctx)?;
-        set_path(&mut out, path, value);
+use super::field_spec::{Declared, Expression, FieldError, parse_declared};
+use super::template::{Template, render_value};
+
+/// Every problem of a mapping, in key order. `Display` joins them with `; `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct MappingErrors(pub Vec<FieldError>);
+
+impl fmt::Display for MappingErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
     }
-    Ok(out)
 }
 
-fn set_path(root: &mut Value, path: &str, value: Value) {
-    let mut cur = root;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        if !cur.is_object() {
-            *cur = Value::Object(Map::new());
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Expr(Expression),
+    Declared(Box<Declared>, Option<FieldMap>),
+    Document(Value),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A compiled mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldMap {
+    fields: Vec<(String, Vec<Step>, Source)>,
+}
+
+impl FieldMap {
+    /// Parses `mapping`.
+    ///
+    /// # Errors
+    /// [`MappingErrors`] with every bad target path, expression and declaration.
+    pub fn compile(mapping: &Map<String, Value>) -> Result<FieldMap, MappingErrors> {
+        let mut errors = Vec::new();
+        let mut fields = Vec::with_capacity(mapping.len());
+        for (target, value) in mapping {
+            let steps = match parse_target(target) {
+                Ok(s) => s,
+                Err(m) => {
+                    errors.push(FieldError::new(target, m));
+                    continue;
+                }
+            };
+            match compile_source(target, value) {
+                Ok(source) => fields.push((target.clone(), steps, source)),
+                Err(mut e) => errors.append(&mut e),
+            }
         }
-        let Value::Object(obj) = cur else { return };
-        if parts.peek().is_none() {
-            obj.insert(part.to_owned(), value);
-            return;
+        if errors.is_empty() {
+            Ok(FieldMap { fields })
+        } else {
+            Err(MappingErrors(errors))
         }
-        cur = obj
-            .entry(part.to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
     }
+
+    /// The first key of every target path, deduplicated, in order (what a coverage score
+    /// counts).
+    pub fn top_level_targets(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (_, steps, _) in &self.fields {
+            if let Some(Step::Key(k)) = steps.first()
+                && !out.contains(&k.as_str())
+            {
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    /// Evaluates the mapping against `ctx` into a new document.
+    ///
+    /// # Errors
+    /// [`MappingErrors`] with every field whose template or coercion failed.
+    pub fn apply(&self, ctx: &Value) -> Result<Value, MappingErrors> {
+        let mut out = Value::Object(Map::new());
+        let mut errors = Vec::new();
+        self.apply_into(ctx, "", &mut out, &mut errors);
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(MappingErrors(errors))
+        }
+    }
+
+    fn apply_into(&self, ctx: &Value, prefix: &str, out: &mut Value, errors: &mut Vec<FieldError>) {
+        for (target, steps, source) in &self.fields {
+            let field = format!("{prefix}{target}");
+            match eval_source(&field, source, ctx) {
+                Ok(v) => set_path(out, steps, v),
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+    }
+}
+
+fn compile_source(target: &str, value: &Value) -> Result<Source, Vec<FieldError>> {
+    match value {
+        Value::String(s) => Expression::parse(target, s)
+            .map(Source::Expr)
+            .map_err(|e| vec![e]),
+        Value::Object(spec) if spec.contains_key("from") => {
+            let declared = parse_declared(target, spec)?;
+            let each = match &declared.each {
+                None => None,
+                Some(inner) => Some(FieldMap::compile(inner).map_err(|e| {
+                    e.0.into_iter()
+                        .map(|fe| FieldError {
+                            field: format!("{target}[*].{}", fe.field),
+                            ..fe
+                        })
+                        .collect::<Vec<_>>()
+                })?),
+            };
+            Ok(Source::Declared(Box::new(declared), each))
+        }
+        other => {
+            check_document(target, other)?;
+            Ok(Source::Document(other.clone()))
+        }
+    }
+}
+
+/// Parses every string of a template document so that errors surface at compile time.
+fn check_document(target: &str, value: &Value) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    fn walk(target: &str, v: &Value, errors: &mut Vec<FieldError>) {
+        match v {
+            Value::String(s) => {
+                if let Err(e) = Template::parse(s) {
+                    errors.push(FieldError::template(target, &e));
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(target, i, errors)),
+            Value::Object(m) => m.values().for_each(|i| walk(target, i, errors)),
+            _ => {}
+        }
+    }
+    walk(target, value, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn eval_source(field: &str, source: &Source, ctx: &Value) -> Result<Value, Vec<FieldError>> {
+    match source {
+        Source::Expr(e) => e.eval(field, ctx).map_err(|e| vec![e]),
+        Source::Document(doc) => {
+            render_value(doc, ctx).map_err(|e| vec![FieldError::template(field, &e)])
+        }
+        Source::Declared(d, each) => {
+            let raw = d.from.eval(field, ctx).map_err(|e| vec![e])?;
+            let value = match (each, &d.coercion) {
+                (Some(inner), _) => each_item(field, inner, raw, ctx)?,
+                (None, Some(c)) => {
+                    let currency = match &d.currency {
+                        Some(e) => Some(e.eval(field, ctx).map_err(|e| vec![e])?),
+                        None => None,
+                    };
+                    c.apply(&raw, currency.as_ref())
+                        .map_err(|e| vec![FieldError::new(field, e.to_string())])?
+                }
+                (None, None) => raw,
+            };
+            Ok(match (&value, &d.default) {
+                (Value::Null, Some(default)) => default.clone(),
+                _ => value,
+            })
+        }
+    }
+}
+
+fn each_item(
+    field: &str,
+    inner: &FieldMap,
+    raw: Value,
+    ctx: &Value,
+) -> Result<Value, Vec<FieldError>> {
+    let items = match raw {
+        Value::Null => return Ok(Value::Null),
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    let mut errors = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let item_ctx = json!({"item": item, "index": index, "parent": ctx});
+        let mut doc = Value::Object(Map::new());
+        inner.apply_into(
+            &item_ctx,
+            &format!("{field}[{index}]."),
+            &mut doc,
+            &mut errors,
+        );
+        out.push(doc);
+    }
+    if errors.is_empty() {
+        Ok(Value::Array(out))
+    } else {
+        Err(errors)
+    }
+}
+
+/// `a.b[0].c` → `[Key(a), Key(b), Index(0), Key(c)]`.
+fn parse_target(path: &str) -> Result<Vec<Step>, String> {
+    let bad =
+        || format!("bad target path {path:?}: expected keys separated by '.', with optional [N]");
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => part.split_at(i),
+            None => (part, ""),
+        };
+        if key.is_empty() {
+            return Err(bad());
+        }
+        steps.push(Step::Key(key.to_owned()));
+        while !rest.is_empty() {
+            let close = rest.find(']').ok_or_else(bad)?;
+            let n = rest[1..close].parse().map_err(|_| bad())?;
+            if n > 10_000 {
+                return Err(format!("target index {n} in {path:?} is above 10000"));
+            }
+            steps.push(Step::Index(n));
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                return Err(bad());
+            }
+        }
+    }
+    Ok(steps)
+}
+
+fn set_path(root: &mut Value, steps: &[Step], value: Value) {
+    let Some((last, parents)) = steps.split_last() else {
+        return;
+    };
+    let mut cur = root;
+    for step in parents {
+        cur = child(cur, step);
+    }
+    *child(cur, last) = value;
+}
+
+/// The slot for `step` in `cur`, turning `cur` into an object or array as needed.
+fn child<'a>(cur: &'a mut Value, step: &Step) -> &'a mut Value {
+    match step {
+        Step::Key(k) => {
+            if !cur.is_object() {
+                *cur = Value::Object(Map::new());
+            }
+            match cur {
+                Value::Object(obj) => obj.entry(k.clone()).or_insert(Value::Null),
+                _ => unreachable!("made an object above"),
+            }
+        }
+        Step::Index(i) => {
+            if !cur.is_array() {
+                *cur = Value::Array(Vec::new());
+            }
+            match cur {
+                Value::Array(items) => {
+                    if items.len() <= *i {
+                        items.resize(i + 1, Value::Null);
+                    }
+                    &mut items[*i]
+                }
+                _ => unreachable!("made an array above"),
+            }
+        }
+    }
+}
+
+/// Compiles and applies `mapping` against `ctx` (what the engine's mapping steps call).
+///
+/// # Errors
+/// [`MappingErrors`] from compiling or evaluating.
+pub fn apply(mapping: &Map<String, Value>, ctx: &Value) -> Result<Value, MappingErrors> {
+    FieldMap::compile(mapping)?.apply(ctx)
 }
 
 #[cfg(test)]
@@ -46,22 +309,90 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn map(v: Value) -> Map<String, Value> {
+        let Value::Object(m) = v else {
+            panic!("object")
+        };
+        m
+    }
+
     #[test]
     fn builds_nested_targets_and_keeps_types() {
-        let mapping = json!({
+        let mapping = map(json!({
             "Contact.EmailAddress": "{{trigger.customer.email}}",
             "Contact.Name": "{{trigger.customer.first_name}} {{trigger.customer.last_name}}",
             "LineItems": "{{trigger.line_items}}",
             "Fixed": 3
-        });
+        }));
         let ctx = json!({"trigger": {"customer": {"email": "a@b.c", "first_name": "Ada", "last_name": "L"},
                                      "line_items": [{"sku": "X"}]}});
-        let Value::Object(m) = mapping else { panic!() };
-        let out = apply(&m, &ctx).expect("apply");
+        let out = apply(&mapping, &ctx).expect("apply");
         assert_eq!(
             out,
             json!({"Contact": {"EmailAddress": "a@b.c", "Name": "Ada L"},
                    "LineItems": [{"sku": "X"}], "Fixed": 3})
         );
+    }
+
+    #[test]
+    fn jsonpath_declared_fields_each_and_indices() {
+        let mapping = map(json!({
+            "email": "$.customer.email",
+            "skus": "$.line_items[*].sku",
+            "createdAt": {"from": "$.created", "type": "datetime", "format": "unix_s"},
+            "total": {"from": "$.amount", "type": "money", "currency": "$.currency", "minorUnits": true},
+            "paid": {"from": "{{ paid }}", "type": "boolean"},
+            "status": {"from": "$.status", "type": "enum", "values": {"open": "open", "done": "paid"}},
+            "note": {"from": "$.missing", "default": "none"},
+            "addresses[1].city": "$.city",
+            "lines": {"from": "$.line_items", "each": {
+                "sku": "$.item.sku", "n": "{{ index }}",
+                "price": {"from": "$.item.price", "type": "money", "currency": "$.parent.currency"}}}
+        }));
+        let ctx = json!({"customer": {"email": "e@x"}, "line_items": [{"sku": "A", "price": "1.50"}, {"sku": "B", "price": 2}],
+                         "created": 1614265330, "amount": 2000, "currency": "usd", "paid": "yes",
+                         "status": "done", "city": "Paris"});
+        let out = apply(&mapping, &ctx).expect("apply");
+        assert_eq!(
+            out,
+            json!({
+                "email": "e@x", "skus": ["A", "B"], "createdAt": "2021-02-25T15:02:10Z",
+                "total": {"amount": "20.00", "currency": "USD"}, "paid": true, "status": "paid",
+                "note": "none", "addresses": [null, {"city": "Paris"}],
+                "lines": [{"sku": "A", "n": 0, "price": {"amount": "1.50", "currency": "USD"}},
+                          {"sku": "B", "n": 1, "price": {"amount": "2", "currency": "USD"}}]
+            })
+        );
+        let fm = FieldMap::compile(&mapping).expect("compile");
+        assert_eq!(fm.top_level_targets().len(), 9);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_field_and_position() {
+        let bad = map(json!({
+            "a": "$.x[",
+            "b": "{{ NOPE(1) }}",
+            "c": {"from": "$.d", "type": "datetime", "format": "?"},
+            "d..e": "$.x",
+            "f": {"body": ["{{ x"]},
+            "g": {"from": "$.l", "each": {"h": "{{ UPPER() }}"}}
+        }));
+        let e = FieldMap::compile(&bad).expect_err("bad");
+        let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["a", "b", "c", "d..e", "f", "g[*].h"]);
+        assert_eq!(e.0[1].position, Some(3));
+        assert!(e.0[0].position.is_some());
+
+        let runtime = map(json!({
+            "when": {"from": "$.d", "type": "datetime"},
+            "n": {"from": "$.n", "type": "integer"},
+            "lines": {"from": "$.l", "each": {"q": {"from": "$.item", "type": "boolean"}}},
+            "ok": "$.ok"
+        }));
+        let ctx = json!({"d": "03-04-2024", "n": "x", "l": [true, "maybe"], "ok": 1});
+        let e = apply(&runtime, &ctx).expect_err("runtime");
+        let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["lines[1].q", "n", "when"]);
+        assert!(e.to_string().contains("ambiguous"), "{e}");
     }
 }

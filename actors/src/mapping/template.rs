@@ -11,22 +11,35 @@
 //!
 //! ```text
 //! expr    := NAME "(" [ expr { "," expr } ] ")"       NAME directly followed by "("
-//!          | number | string | "true" | "false" | "null" | path
+//!          | number | string | "true" | "false" | "null" | path | jsonpath
 //! number  := ["-"] digits [ "." digits ]
 //! string  := '…' | "…"                                escapes: \\ \' \" \n \t
 //! path    := (ident | bracket) { "." ident | bracket }
 //! bracket := "[" digits "]" | "[" string "]"
 //! ident   := [A-Za-z_][A-Za-z0-9_-]*
+//! jsonpath := "$" …                                  RFC 9535, up to the first `,`, `)` or `}`
+//!                                                     outside brackets, parentheses and quotes
 //! ```
+//!
+//! A `jsonpath` selects from the whole context document (`$.trigger.customer.email`); what
+//! it yields is described in [`jsonpath`](super::jsonpath): a singular query gives its node
+//! or `null`, any other query the nodelist as an array.
+//!
+//! [`Template`] implements `Display`, writing a canonical source that parses back to a
+//! template that renders the same (spacing inside `{{ }}` is normalized).
 //!
 //! Functions (case-sensitive): `UPPER(x)`, `LOWER(x)`, `TRIM(x)`, `ROUND(x[, places])`,
 //! `MULTIPLY(a, b)`, `ADD(a, b)`, `CONCAT(a, …)`, `COALESCE(a, …)`; see [`Template::render`].
 
 use std::str::FromStr;
 
+use std::fmt;
+
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Number, Value};
+
+use super::jsonpath::Selector;
 
 /// Errors from parsing or rendering a template. Every variant names the template source and
 /// the byte position in it of the offending token or function name.
@@ -165,6 +178,7 @@ const FUNCTIONS: [(&str, Func, usize, Option<usize>); 8] = [
 enum Expr {
     Literal(Value),
     Path(Path),
+    Select(Selector),
     Call {
         func: Func,
         name: &'static str,
@@ -272,7 +286,7 @@ impl Template {
     pub fn paths(&self) -> Vec<&Path> {
         fn collect<'a>(expr: &'a Expr, out: &mut Vec<&'a Path>) {
             match expr {
-                Expr::Literal(_) => {}
+                Expr::Literal(_) | Expr::Select(_) => {}
                 Expr::Path(p) => out.push(p),
                 Expr::Call { args, .. } => args.iter().for_each(|a| collect(a, out)),
             }
@@ -286,6 +300,30 @@ impl Template {
         out
     }
 
+    /// Every JSONPath expression in the template, including inside function arguments, in
+    /// source order.
+    pub fn selectors(&self) -> Vec<&Selector> {
+        fn collect<'a>(expr: &'a Expr, out: &mut Vec<&'a Selector>) {
+            match expr {
+                Expr::Literal(_) | Expr::Path(_) => {}
+                Expr::Select(s) => out.push(s),
+                Expr::Call { args, .. } => args.iter().for_each(|a| collect(a, out)),
+            }
+        }
+        let mut out = Vec::new();
+        for part in &self.parts {
+            if let Part::Expr(expr) = part {
+                collect(expr, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The source the template was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// True when the string has no `{{` at all (pure literal text).
     pub fn is_literal(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Text(_)))
@@ -295,6 +333,7 @@ impl Template {
         match expr {
             Expr::Literal(v) => Ok(v.clone()),
             Expr::Path(p) => Ok(p.resolve(ctx).cloned().unwrap_or(Value::Null)),
+            Expr::Select(s) => Ok(s.select(ctx)),
             Expr::Call {
                 func,
                 name,
@@ -502,6 +541,7 @@ impl<'a> Parser<'a> {
         let first = match self.peek() {
             Some(b'\'' | b'"') => return Ok(Expr::Literal(Value::String(self.string()?))),
             Some(b'-' | b'0'..=b'9') => return self.number(),
+            Some(b'$') => return self.selector(),
             Some(b'[') => self.bracket()?,
             Some(b) if is_ident_start(b) => match self.scan(is_ident_continue) {
                 name if self.peek() == Some(b'(') => return self.call(name, start),
@@ -525,6 +565,38 @@ impl<'a> Parser<'a> {
                 return Ok(Expr::Path(Path { segments }));
             }
         }
+    }
+
+    /// A JSONPath expression; the parser is at the `$`. It ends before the first `,`, `)` or
+    /// `}` that is outside brackets, parentheses and quoted strings.
+    fn selector(&mut self) -> Result<Expr, TemplateError> {
+        let start = self.pos;
+        let bytes = self.src.as_bytes();
+        let (mut depth, mut quote, mut escaped) = (0usize, None::<u8>, false);
+        while let Some(&b) = bytes.get(self.pos) {
+            match quote {
+                Some(_) if escaped => escaped = false,
+                Some(_) if b == b'\\' => escaped = true,
+                Some(q) if b == q => quote = None,
+                Some(_) => {}
+                None => match b {
+                    b'\'' | b'"' => quote = Some(b),
+                    b'[' | b'(' => depth += 1,
+                    b']' | b')' if depth > 0 => depth -= 1,
+                    b',' | b')' | b'}' if depth == 0 => break,
+                    _ => {}
+                },
+            }
+            self.pos += 1;
+        }
+        let text = self.src[start..self.pos].trim_end();
+        Selector::parse(text)
+            .map(Expr::Select)
+            .map_err(|e| TemplateError::Parse {
+                template: self.src.to_owned(),
+                position: start + e.position.min(text.len()),
+                reason: format!("JSONPath: {}", e.message),
+            })
     }
 
     /// The arguments of a call whose name starts at `start`; the parser is at the `(`.
@@ -600,13 +672,22 @@ impl<'a> Parser<'a> {
         Ok(segment)
     }
 
-    /// `-?digits(.digits)?` as a JSON number literal.
+    /// `-?digits(.digits)?` as a JSON number literal: an integer when it fits 64 bits, else
+    /// the correctly rounded `f64` (Rust's parser, so printing and re-parsing is exact).
     fn number(&mut self) -> Result<Expr, TemplateError> {
         let start = self.pos;
         let text = self.scan(|b| b == b'-' || b == b'.' || b.is_ascii_digit());
-        serde_json::from_str(text)
-            .map(Expr::Literal)
-            .map_err(|_| self.error(start, "malformed number"))
+        let value: Value =
+            serde_json::from_str(text).map_err(|_| self.error(start, "malformed number"))?;
+        let exact = match &value {
+            Value::Number(n) if n.is_f64() => text
+                .parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number),
+            _ => None,
+        };
+        Ok(Expr::Literal(exact.unwrap_or(value)))
     }
 
     /// A quoted string; the parser is at the opening quote.
@@ -635,6 +716,103 @@ impl<'a> Parser<'a> {
     }
 }
 
+impl fmt::Display for Template {
+    /// The canonical source: literal text as is, each expression inside `{{ … }}` with one
+    /// space on each side, strings single-quoted, keys that are not identifiers bracketed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => f.write_str(text)?,
+                Part::Expr(expr) => write!(f, "{{{{ {} }}}}", ExprSource(expr))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ExprSource<'a>(&'a Expr);
+
+impl fmt::Display for ExprSource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Expr::Literal(Value::String(s)) => write_quoted(f, s),
+            Expr::Literal(Value::Number(n)) => write_number(f, n),
+            Expr::Literal(v) => write!(f, "{v}"),
+            Expr::Select(s) => f.write_str(s.source()),
+            Expr::Path(p) => {
+                for (i, segment) in p.segments.iter().enumerate() {
+                    match segment {
+                        Segment::Index(n) => write!(f, "[{n}]")?,
+                        Segment::Key(k) if is_plain_key(k, i == 0) => {
+                            if i > 0 {
+                                f.write_str(".")?;
+                            }
+                            f.write_str(k)?;
+                        }
+                        Segment::Key(k) => {
+                            f.write_str("[")?;
+                            write_quoted(f, k)?;
+                            f.write_str("]")?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Expr::Call { name, args, .. } => {
+                write!(f, "{name}(")?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{}", ExprSource(a))?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// A key that can be written bare: an identifier, and at the start of a path not one of
+/// the literal words.
+fn is_plain_key(k: &str, first: bool) -> bool {
+    let b = k.as_bytes();
+    !b.is_empty()
+        && is_ident_start(b[0])
+        && b[1..].iter().all(|&c| is_ident_continue(c))
+        && !(first && matches!(k, "true" | "false" | "null"))
+}
+
+/// A number in the grammar's `-?digits(.digits)?` form: JSON text unless that uses an
+/// exponent (`3.3e29`), then Rust's exponent-free shortest form of the `f64`.
+fn write_number(f: &mut fmt::Formatter<'_>, n: &Number) -> fmt::Result {
+    let text = n.to_string();
+    match n.as_f64() {
+        Some(x) if text.contains(['e', 'E']) => {
+            let plain = x.to_string();
+            if plain.contains('.') {
+                f.write_str(&plain)
+            } else {
+                write!(f, "{plain}.0")
+            }
+        }
+        _ => f.write_str(&text),
+    }
+}
+
+fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("'")?;
+    for c in s.chars() {
+        match c {
+            '\\' => f.write_str("\\\\")?,
+            '\'' => f.write_str("\\'")?,
+            '\n' => f.write_str("\\n")?,
+            '\t' => f.write_str("\\t")?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("'")
+}
+
 /// Renders every string inside `value` as a template, recursing through arrays and object
 /// values (object keys are not templated); non-strings are returned unchanged.
 ///
@@ -658,8 +836,9 @@ pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, TemplateError> 
     })
 }
 
-/// Parses every string inside `value` (recursively; object keys excluded) and returns the
-/// names `NAME` of all `steps.NAME…` references, deduplicated, in first-seen order (object
+/// Parses every string inside `value` (recursively; object keys excluded) — as JSONPath when
+/// it starts with `$`, else as a template — and returns the names `NAME` of all
+/// `steps.NAME…` references (`$.steps.NAME…` for JSONPath), deduplicated, in first-seen order (object
 /// values in the map's iteration order).
 ///
 /// # Errors
@@ -667,9 +846,24 @@ pub fn render_value(value: &Value, ctx: &Value) -> Result<Value, TemplateError> 
 pub fn referenced_steps(value: &Value) -> Result<Vec<String>, TemplateError> {
     fn walk(value: &Value, out: &mut Vec<String>) -> Result<(), TemplateError> {
         match value {
+            Value::String(s) if super::jsonpath::is_jsonpath(s) => {
+                // A field-mapping JSONPath; a malformed one is reported by the mapping's own
+                // compilation.
+                if let Ok(selector) = Selector::parse(s.trim())
+                    && let [Segment::Key(root), Segment::Key(name), ..] = selector.prefix()
+                    && root == "steps"
+                    && !out.contains(name)
+                {
+                    out.push(name.clone());
+                }
+                Ok(())
+            }
             Value::String(s) => {
-                for path in Template::parse(s)?.paths() {
-                    if let [Segment::Key(root), Segment::Key(name), ..] = path.segments.as_slice()
+                let template = Template::parse(s)?;
+                let paths = template.paths().into_iter().map(|p| p.segments.as_slice());
+                let selectors = template.selectors().into_iter().map(Selector::prefix);
+                for segments in paths.chain(selectors) {
+                    if let [Segment::Key(root), Segment::Key(name), ..] = segments
                         && root == "steps"
                         && !out.contains(name)
                     {
@@ -891,7 +1085,25 @@ mod tests {
         ]);
         let steps = referenced_steps(&v).expect("parses");
         assert_eq!(steps, ["fetch", "enrich", "my step"]);
+        // Printing keeps numbers in the grammar (no exponents), found by the fuzzer.
+        for src in [
+            "{{ 333333333333333333333333333333 }}",
+            "{{ 0.00000001 }}",
+            "{{ 3.0 }}",
+            "{{ -12 }}",
+        ] {
+            let t = Template::parse(src).expect(src);
+            let again = Template::parse(&t.to_string()).expect("reparses");
+            assert_eq!(again.render(&json!({})), t.render(&json!({})), "{src}");
+            assert_eq!(again.to_string(), t.to_string(), "{src}");
+        }
         assert!(referenced_steps(&json!({"a": ["{{ BAD(1) }}"]})).is_err());
+        let v = json!({"a": "$.steps.first.output[*].id", "b": {"from": "$['steps']['second'].output"},
+                       "c": "{{ UPPER($.steps.third.output.name) }}"});
+        assert_eq!(
+            referenced_steps(&v).expect("parses"),
+            ["first", "second", "third"]
+        );
     }
 
     #[test]

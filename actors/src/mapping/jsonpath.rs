@@ -1,0 +1,233 @@
+//! JSONPath (RFC 9535) selection through `serde_json_path`, with the byte position of
+//! syntax errors and the RFC's notion of a *singular query*.
+//!
+//! In field mappings and templates a `$`-prefixed expression is JSONPath over the mapping's
+//! context document. What it yields there depends on its shape:
+//!
+//! - a singular query (only name and index selectors, one per segment, no `..`, e.g.
+//!   `$.customer.email`, `$.line_items[0].sku`, `$['odd key']`) yields the one node it
+//!   selects, or `null` when it selects nothing;
+//! - any other query (`$.line_items[*].sku`, `$..id`, `$.items[?@.qty > 1]`) yields the
+//!   nodelist as a JSON array, in document order, possibly empty.
+//!
+//! [`Selector::nodes`] always gives the nodelist (what the preview endpoint returns for an
+//! expression).
+
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+use super::template::Segment;
+
+/// A JSONPath expression that does not parse: the expression, the byte position of the
+/// problem in it, and the parser's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("JSONPath {expression:?}: parse error at byte {position}: {message}")]
+pub struct JsonPathError {
+    /// The expression.
+    pub expression: String,
+    /// Byte offset of the error.
+    pub position: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A parsed JSONPath expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    source: String,
+    path: JsonPath,
+    prefix: Vec<Segment>,
+    singular: bool,
+}
+
+/// True when `s` is meant as JSONPath: it starts with `$` (after leading spaces).
+pub fn is_jsonpath(s: &str) -> bool {
+    s.trim_start().starts_with('$')
+}
+
+impl Selector {
+    /// Parses an RFC 9535 query.
+    ///
+    /// # Errors
+    /// [`JsonPathError`] with the parser's position and message.
+    pub fn parse(src: &str) -> Result<Selector, JsonPathError> {
+        let path = JsonPath::parse(src).map_err(|e| JsonPathError {
+            expression: src.to_owned(),
+            position: e.position(),
+            message: e.message().to_owned(),
+        })?;
+        let (prefix, singular) = singular_prefix(src);
+        Ok(Selector {
+            source: src.to_owned(),
+            path,
+            prefix,
+            singular,
+        })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// True for a singular query (see the module docs).
+    pub fn is_singular(&self) -> bool {
+        self.singular
+    }
+
+    /// The leading name and index selectors of the query, up to the first other segment:
+    /// `$.steps.fetch.output[*]` gives `[Key("steps"), Key("fetch"), Key("output")]`. Used for
+    /// static checks (which steps a mapping reads).
+    pub fn prefix(&self) -> &[Segment] {
+        &self.prefix
+    }
+
+    /// The nodelist, in document order.
+    pub fn nodes(&self, doc: &Value) -> Vec<Value> {
+        self.path.query(doc).all().into_iter().cloned().collect()
+    }
+
+    /// A singular query's node (or `null`); any other query's nodelist as an array.
+    pub fn select(&self, doc: &Value) -> Value {
+        if self.singular {
+            self.path.query(doc).first().cloned().unwrap_or(Value::Null)
+        } else {
+            Value::Array(self.nodes(doc))
+        }
+    }
+}
+
+/// Reads the leading singular segments of a query that `serde_json_path` accepted, and
+/// whether they make up the whole query (RFC 9535 §2.3.5.1, singular queries).
+fn singular_prefix(src: &str) -> (Vec<Segment>, bool) {
+    let s = src.trim();
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 1; // past `$`
+    let skip_ws = |i: &mut usize| {
+        while chars
+            .get(*i)
+            .is_some_and(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+        {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        match chars.get(i) {
+            None => return (out, true),
+            Some('.') if chars.get(i + 1) == Some(&'.') => return (out, false),
+            Some('.') if chars.get(i + 1) == Some(&'*') => return (out, false),
+            Some('.') => {
+                let start = i + 1;
+                i = start;
+                while chars
+                    .get(i)
+                    .is_some_and(|c| !matches!(c, '.' | '[' | ' ' | '\t' | '\n' | '\r'))
+                {
+                    i += 1;
+                }
+                out.push(Segment::Key(chars[start..i].iter().collect()));
+            }
+            Some('[') => {
+                i += 1;
+                skip_ws(&mut i);
+                let segment = match chars.get(i) {
+                    Some(&q @ ('\'' | '"')) => {
+                        let mut name = String::new();
+                        i += 1;
+                        while let Some(&c) = chars.get(i) {
+                            i += 1;
+                            match c {
+                                '\\' => {
+                                    let e = chars.get(i).copied().unwrap_or('\\');
+                                    i += 1;
+                                    match e {
+                                        'n' => name.push('\n'),
+                                        't' => name.push('\t'),
+                                        'r' => name.push('\r'),
+                                        'b' => name.push('\u{8}'),
+                                        'f' => name.push('\u{c}'),
+                                        // \uXXXX and surrogates: leave the query non-static.
+                                        'u' => return (out, false),
+                                        other => name.push(other),
+                                    }
+                                }
+                                c if c == q => break,
+                                c => name.push(c),
+                            }
+                        }
+                        Segment::Key(name)
+                    }
+                    Some(c) if c.is_ascii_digit() => {
+                        let start = i;
+                        while chars.get(i).is_some_and(char::is_ascii_digit) {
+                            i += 1;
+                        }
+                        let digits: String = chars[start..i].iter().collect();
+                        match digits.parse() {
+                            Ok(n) => Segment::Index(n),
+                            Err(_) => return (out, false),
+                        }
+                    }
+                    // Negative indices, wildcards, slices and filters.
+                    _ => return (out, false),
+                };
+                skip_ws(&mut i);
+                if chars.get(i) != Some(&']') {
+                    return (out, false);
+                }
+                i += 1;
+                out.push(segment);
+            }
+            Some(_) => return (out, false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn singular_queries_yield_a_value_others_a_nodelist() {
+        let doc = json!({"a": {"b c": [10, 20, {"d": 1}]}, "items": [{"q": 1}, {"q": 3}]});
+        let cases = [
+            ("$", doc.clone(), true),
+            ("$.a['b c'][1]", json!(20), true),
+            ("$[\"a\"][ 'b c' ][2].d", json!(1), true),
+            ("$.nope", Value::Null, true),
+            ("$.a['b c'][-1]", json!([{"d": 1}]), false),
+            ("$.items[*].q", json!([1, 3]), false),
+            ("$.items[?@.q > 1]", json!([{"q": 3}]), false),
+            ("$..q", json!([1, 3]), false),
+            ("$.a['b c'][0,1]", json!([10, 20]), false),
+            ("$.items.*", json!([{"q": 1}, {"q": 3}]), false),
+            ("$.nope.*", json!([]), false),
+        ];
+        for (src, want, singular) in cases {
+            let s = Selector::parse(src).expect(src);
+            assert_eq!(s.is_singular(), singular, "{src}");
+            assert_eq!(s.select(&doc), want, "{src}");
+        }
+        let s = Selector::parse("$.steps.fetch.output[*].id").expect("parse");
+        assert_eq!(
+            s.prefix(),
+            [
+                Segment::Key("steps".into()),
+                Segment::Key("fetch".into()),
+                Segment::Key("output".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_carry_positions() {
+        let e = Selector::parse("$.a[").expect_err("bad");
+        assert_eq!(e.expression, "$.a[");
+        assert!(e.position <= 4, "{e}");
+        assert!(Selector::parse("a.b").is_err());
+        assert!(is_jsonpath("  $.x") && !is_jsonpath("{{ x }}"));
+    }
+}
