@@ -18,3 +18,4 @@ pub mod ids;
 pub mod mapping;
 pub mod pipeline;
 pub mod runtime;
+pub mod schedule;

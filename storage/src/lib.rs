@@ -24,12 +24,15 @@ pub mod codec;
 pub mod committer;
 mod error;
 pub mod keys;
+mod flow_records;
+mod flow_store;
 mod records;
 mod store;
 mod write_set;
 
 pub use committer::{Durability, IngestOutcome};
 pub use error::{Result, StorageError};
+pub use flow_records::*;
 pub use records::*;
 pub use store::{Ks, Store, StoreOptions};
 pub use write_set::WriteSet;

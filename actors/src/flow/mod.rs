@@ -1,7 +1,12 @@
 //! Flow definitions: the JSON document ([`spec`]) and save-time validation ([`validate`]).
 
+pub mod builder;
+pub mod condition;
 pub mod spec;
 pub mod validate;
+mod validate_steps;
 
-pub use spec::{FlowSpec, OnError, RetrySpec, StepSpec, Trigger};
-pub use validate::{FlowError, Plan, plan};
+pub use spec::{
+    EventWaitSpec, FlowSpec, GateCase, OnError, ResponseSpec, RetrySpec, StepSpec, Trigger,
+};
+pub use validate::{FlowError, NestedPlan, Plan, plan};
