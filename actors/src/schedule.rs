@@ -70,9 +70,7 @@ impl CatchUp {
             "each" => Ok(Self::Each {
                 window_ms: window_ms.unwrap_or(DEFAULT_CATCH_UP_WINDOW_MS),
             }),
-            other => Err(format!(
-                "catchUp {other:?} must be one of skip, once, each"
-            )),
+            other => Err(format!("catchUp {other:?} must be one of skip, once, each")),
         }
     }
 }
@@ -132,7 +130,12 @@ impl Schedule {
 /// The runs to fire now, given the last instant handled (`last_ms`) and the clock (`now_ms`):
 /// on-time runs (due within [`ON_TIME_GRACE_MS`]) always, missed ones per `policy`. The new
 /// "last handled" instant is the latest run in `(last_ms, now_ms]` (or `last_ms`).
-pub fn due_runs(schedule: &Schedule, last_ms: u64, now_ms: u64, policy: CatchUp) -> (Vec<u64>, u64) {
+pub fn due_runs(
+    schedule: &Schedule,
+    last_ms: u64,
+    now_ms: u64,
+    policy: CatchUp,
+) -> (Vec<u64>, u64) {
     let on_time_from = now_ms.saturating_sub(ON_TIME_GRACE_MS);
     // Never look further back than the catch-up window needs.
     let look_from = match policy {
@@ -143,7 +146,11 @@ pub fn due_runs(schedule: &Schedule, last_ms: u64, now_ms: u64, policy: CatchUp)
     let (missed, on_time): (Vec<u64>, Vec<u64>) = match policy {
         CatchUp::Once => {
             // Only the latest missed run matters: find it without walking every occurrence.
-            let on_time = schedule.between(last_ms.max(on_time_from.saturating_sub(1)), now_ms, MAX_CATCH_UP_RUNS);
+            let on_time = schedule.between(
+                last_ms.max(on_time_from.saturating_sub(1)),
+                now_ms,
+                MAX_CATCH_UP_RUNS,
+            );
             let latest_missed = latest_before(schedule, last_ms, on_time_from);
             (latest_missed.into_iter().collect(), on_time)
         }

@@ -56,7 +56,9 @@ impl Store {
     /// # Errors
     /// Engine or decode errors.
     pub fn due_timers(&self, now_ms: u64, limit: usize) -> Result<Vec<TimerRecord>> {
-        let end = keys::KeyBuilder::new().u64(now_ms.saturating_add(1)).build();
+        let end = keys::KeyBuilder::new()
+            .u64(now_ms.saturating_add(1))
+            .build();
         self.scan_range(Ks::Timers, &[], &end, limit)
     }
 
@@ -102,7 +104,12 @@ impl Store {
     ///
     /// # Errors
     /// Engine or decode errors.
-    pub fn flow_versions(&self, space: &str, tenant: &str, flow_id: &str) -> Result<Vec<FlowRecord>> {
+    pub fn flow_versions(
+        &self,
+        space: &str,
+        tenant: &str,
+        flow_id: &str,
+    ) -> Result<Vec<FlowRecord>> {
         self.scan_prefix(Ks::FlowVersions, &keys::flow(space, tenant, flow_id))
     }
 

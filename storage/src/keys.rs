@@ -219,7 +219,10 @@ pub fn cron_state(space: &str, tenant: &str, flow_id: &str) -> Vec<u8> {
 
 /// Key of a release version of a flow: `space tenant flow-id version`.
 pub fn flow_version(space: &str, tenant: &str, flow_id: &str, version: u32) -> Vec<u8> {
-    tenant_prefix(space, tenant).id(flow_id).u32(version).build()
+    tenant_prefix(space, tenant)
+        .id(flow_id)
+        .u32(version)
+        .build()
 }
 
 /// Key of an environment: `space tenant name`.
@@ -229,7 +232,10 @@ pub fn environment(space: &str, tenant: &str, name: &str) -> Vec<u8> {
 
 /// Key of a release: `space tenant environment flow-id`.
 pub fn release(space: &str, tenant: &str, environment: &str, flow_id: &str) -> Vec<u8> {
-    tenant_prefix(space, tenant).id(environment).id(flow_id).build()
+    tenant_prefix(space, tenant)
+        .id(environment)
+        .id(flow_id)
+        .build()
 }
 
 /// Key in the `meta` keyspace holding the highest outbox sequence ever assigned (big-endian

@@ -23,9 +23,9 @@
 pub mod codec;
 pub mod committer;
 mod error;
-pub mod keys;
 mod flow_records;
 mod flow_store;
+pub mod keys;
 mod records;
 mod store;
 mod write_set;

@@ -289,7 +289,11 @@ impl WriteSet {
         tenant: &str,
         r: &crate::EnvironmentRecord,
     ) -> Result<&mut Self> {
-        self.put(Ks::Environments, keys::environment(space, tenant, &r.name), r)
+        self.put(
+            Ks::Environments,
+            keys::environment(space, tenant, &r.name),
+            r,
+        )
     }
 
     /// Puts a release.

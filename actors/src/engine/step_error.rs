@@ -51,6 +51,23 @@ impl StepError {
         }
     }
 
+    /// An error of the engine's own making (a wait that timed out, a rejected approval, a
+    /// condition that could not be evaluated).
+    pub fn new(
+        code: &'static str,
+        status_code: u16,
+        step: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            code,
+            status_code,
+            step: step.to_owned(),
+            message: message.into(),
+            datasource_debug: None,
+        }
+    }
+
     /// The error body as JSON.
     pub fn to_json(&self) -> Value {
         let mut v = json!({

@@ -62,7 +62,11 @@ fn set(doc: &mut Value, key: &str, value: Value) {
 impl WorkflowBuilder {
     /// Triggered by app events `source`/`event`.
     pub fn on_event(mut self, source: &str, event: &str) -> Self {
-        set(&mut self.doc, "trigger", json!({"type": "event", "source": source, "event": event}));
+        set(
+            &mut self.doc,
+            "trigger",
+            json!({"type": "event", "source": source, "event": event}),
+        );
         self
     }
 
@@ -78,7 +82,11 @@ impl WorkflowBuilder {
 
     /// Triggered by every delivery to webhook endpoint `webhook_id`.
     pub fn on_webhook(mut self, webhook_id: &str) -> Self {
-        set(&mut self.doc, "trigger", json!({"type": "webhook", "webhookId": webhook_id}));
+        set(
+            &mut self.doc,
+            "trigger",
+            json!({"type": "webhook", "webhookId": webhook_id}),
+        );
         self
     }
 
@@ -104,7 +112,11 @@ impl WorkflowBuilder {
 
     /// The execute API's success answer: `status` and a body of templates.
     pub fn response(mut self, status: u16, body: Value) -> Self {
-        set(&mut self.doc, "response", json!({"status": status, "body": body}));
+        set(
+            &mut self.doc,
+            "response",
+            json!({"status": status, "body": body}),
+        );
         self
     }
 

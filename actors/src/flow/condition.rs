@@ -78,7 +78,10 @@ mod tests {
         );
         assert_eq!(evaluate("'a' in trigger.tags", &vars), Ok(true));
         assert_eq!(evaluate("trigger.total_price < 100.0", &vars), Ok(false));
-        assert!(evaluate("trigger.total_price", &vars).is_err(), "not a bool");
+        assert!(
+            evaluate("trigger.total_price", &vars).is_err(),
+            "not a bool"
+        );
         assert!(evaluate("trigger.missing == 1", &vars).is_err());
     }
 

@@ -5,6 +5,7 @@ pub mod condition;
 pub mod spec;
 pub mod validate;
 mod validate_steps;
+pub mod versions;
 
 pub use spec::{
     EventWaitSpec, FlowSpec, GateCase, OnError, ResponseSpec, RetrySpec, StepSpec, Trigger,

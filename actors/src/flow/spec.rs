@@ -86,11 +86,7 @@ pub enum Trigger {
         timezone: Option<String>,
         /// Runs missed while the server was down: `skip` (default), `once` (the latest
         /// missed run, once), `each` (every missed run within `catchUpWindowMs`).
-        #[serde(
-            default,
-            rename = "catchUp",
-            skip_serializing_if = "Option::is_none"
-        )]
+        #[serde(default, rename = "catchUp", skip_serializing_if = "Option::is_none")]
         catch_up: Option<String>,
         /// How far back `each` catches up, ms (default one day).
         #[serde(

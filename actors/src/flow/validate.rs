@@ -86,8 +86,12 @@ pub fn plan(spec: FlowSpec) -> Result<Plan, FlowError> {
             .iter()
             .map(|&j| spec.steps[j].name.clone())
             .collect();
-        let (nested_deps, nested_order, _) = plan_steps(&nested, &outer)
-            .map_err(|e| err(Some(&step.name), format!("loop {:?}: {}", step.name, e.message)))?;
+        let (nested_deps, nested_order, _) = plan_steps(&nested, &outer).map_err(|e| {
+            err(
+                Some(&step.name),
+                format!("loop {:?}: {}", step.name, e.message),
+            )
+        })?;
         super::validate_steps::check_nested(step, &nested)?;
         loops.insert(
             i,
@@ -533,8 +537,10 @@ mod tests {
     fn unsupported_features_are_refused_not_ignored() {
         let e = plan(flow(json!([{"name": "w", "type": "teleport"}]))).expect_err("teleport");
         assert!(e.message.contains("not supported"), "{e}");
-        let e = plan(flow(json!([{"name": "n", "type": "notification", "channel": "email", "message": "hi"}])))
-            .expect_err("email");
+        let e = plan(flow(
+            json!([{"name": "n", "type": "notification", "channel": "email", "message": "hi"}]),
+        ))
+        .expect_err("email");
         assert!(e.message.contains("email"), "{e}");
         let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "createInvoice"}])))
             .expect_err("xero");

@@ -13,8 +13,6 @@ pub const MAX_WAIT_MS: u64 = 30 * 86_400_000;
 pub const MIN_CHECK_EVERY_MS: u64 = 10;
 /// Highest `concurrency` of a loop.
 pub const MAX_LOOP_CONCURRENCY: u32 = 64;
-/// Most items a loop iterates.
-pub const MAX_LOOP_ITEMS: usize = 10_000;
 /// Notification channels available: in-app records. Email, Slack and webhook channels go
 /// through their connectors and are refused until those exist.
 pub const NOTIFICATION_CHANNELS: &[&str] = &["in_app"];
@@ -101,14 +99,18 @@ pub(super) fn check_fields_of_kind(step: &StepSpec) -> Result<(), FlowError> {
 
 /// Checks a step of a type other than `action`.
 pub(super) fn check_step_kind(step: &StepSpec) -> Result<(), FlowError> {
-    let bad = |what: String| Err(err(Some(&step.name), format!("step {:?}: {what}", step.name)));
+    let bad = |what: String| {
+        Err(err(
+            Some(&step.name),
+            format!("step {:?}: {what}", step.name),
+        ))
+    };
     if let Some(t) = step.timeout_ms
         && !(1..=MAX_WAIT_MS).contains(&t)
     {
         return bad(format!("timeoutMs must be 1 to {MAX_WAIT_MS}"));
     }
-    if step.timeout_ms.is_some() && matches!(step.kind.as_str(), "notification" | "gate" | "loop")
-    {
+    if step.timeout_ms.is_some() && matches!(step.kind.as_str(), "notification" | "gate" | "loop") {
         return bad(format!("timeoutMs does not apply to a {} step", step.kind));
     }
     match step.kind.as_str() {
@@ -127,7 +129,12 @@ pub(super) fn check_step_kind(step: &StepSpec) -> Result<(), FlowError> {
                 return bad(format!("durationMs must be at most {MAX_WAIT_MS}"));
             }
             if let Some(c) = &step.until {
-                super::condition::check(c).map_err(|e| err(Some(&step.name), format!("step {:?}: until: {e}", step.name)))?;
+                super::condition::check(c).map_err(|e| {
+                    err(
+                        Some(&step.name),
+                        format!("step {:?}: until: {e}", step.name),
+                    )
+                })?;
             }
             if let Some(every) = step.check_every_ms {
                 if step.until.is_none() {
@@ -145,7 +152,10 @@ pub(super) fn check_step_kind(step: &StepSpec) -> Result<(), FlowError> {
                 }
                 if let Some(c) = &ev.condition {
                     super::condition::check(c).map_err(|e| {
-                        err(Some(&step.name), format!("step {:?}: event condition: {e}", step.name))
+                        err(
+                            Some(&step.name),
+                            format!("step {:?}: event condition: {e}", step.name),
+                        )
                     })?;
                 }
             }
@@ -319,8 +329,12 @@ pub(super) fn check_trigger_options(trigger: &Trigger) -> Result<(), FlowError> 
         }
         Trigger::Manual { request_schema } => {
             if let Some(schema) = request_schema {
-                jsonschema::validator_for(schema)
-                    .map_err(|e| err(None, format!("requestSchema is not a valid JSON Schema: {e}")))?;
+                jsonschema::validator_for(schema).map_err(|e| {
+                    err(
+                        None,
+                        format!("requestSchema is not a valid JSON Schema: {e}"),
+                    )
+                })?;
             }
             Ok(())
         }
