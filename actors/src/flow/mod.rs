@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod condition;
+pub mod request_schema;
 pub mod spec;
 pub mod validate;
 mod validate_steps;
