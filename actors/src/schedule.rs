@@ -87,6 +87,7 @@ impl Schedule {
                 "schedule {expr:?} must have 5 fields (minute hour day month weekday) or 6 (seconds first)"
             ));
         }
+        check_fields(expr)?;
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
@@ -125,6 +126,35 @@ impl Schedule {
         }
         out
     }
+}
+
+/// Refuses what croner would accept loosely: empty list items (`,1`) and names in fields that
+/// take numbers (`mon` as a day of the month).
+fn check_fields(expr: &str) -> Result<(), String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let names = if fields.len() == 6 {
+        ["seconds", "minutes", "hours", "days of month", "months", "days of week"].as_slice()
+    } else {
+        ["minutes", "hours", "days of month", "months", "days of week"].as_slice()
+    };
+    for (field, name) in fields.iter().zip(names) {
+        if field.split(',').any(str::is_empty) {
+            return Err(format!("schedule {expr:?}: {name} field {field:?} has an empty list item"));
+        }
+        let letters_ok: &[char] = match *name {
+            "days of month" => &['L', 'W', 'l', 'w'],
+            "months" | "days of week" => &[],
+            _ => &[],
+        };
+        if !matches!(*name, "months" | "days of week")
+            && field
+                .chars()
+                .any(|c| c.is_ascii_alphabetic() && !letters_ok.contains(&c))
+        {
+            return Err(format!("schedule {expr:?}: {name} field {field:?} takes numbers"));
+        }
+    }
+    Ok(())
 }
 
 /// The runs to fire now, given the last instant handled (`last_ms`) and the clock (`now_ms`):
