@@ -99,7 +99,10 @@ async fn a_wait_spans_a_restart_and_an_approval_is_decided_after_one() {
             &json!({}),
         )
         .await;
-    assert!(s == 409 || s == 200, "a second decision is refused once decided");
+    assert!(
+        s == 409 || s == 200,
+        "a second decision is refused once decided"
+    );
     let done = server
         .wait_executions("default", 20, |e| {
             e.len() == 2 && e.iter().all(|x| x["status"] == "completed")
@@ -111,7 +114,9 @@ async fn a_wait_spans_a_restart_and_an_approval_is_decided_after_one() {
             .get_json(&format!("/tenants/default/executions/{id}"))
             .await;
         if e["flowName"] == "pause_then_post" {
-            let waited = step(&view, "pause")["output"]["waitedMs"].as_u64().expect("waited");
+            let waited = step(&view, "pause")["output"]["waitedMs"]
+                .as_u64()
+                .expect("waited");
             assert!(waited >= 1500, "{view}");
         } else {
             let out = &step(&view, "sign_off")["output"];
@@ -144,9 +149,7 @@ async fn the_execute_api_validates_input_answers_the_configured_response_or_408(
         )
         .await;
     let post = |body: Value, stage: Option<&'static str>| {
-        let mut req = server
-            .api(reqwest::Method::POST, "/quote")
-            .json(&body);
+        let mut req = server.api(reqwest::Method::POST, "/quote").json(&body);
         if let Some(s) = stage {
             req = req.header("stage", s);
         }
@@ -220,11 +223,16 @@ async fn cancel_through_the_api_skips_what_is_left() {
         .await;
     app_event(&server, "default", "go", json!({})).await;
     let running = server
-        .wait_executions("default", 20, |e| e.len() == 1 && e[0]["status"] == "running")
+        .wait_executions("default", 20, |e| {
+            e.len() == 1 && e[0]["status"] == "running"
+        })
         .await;
     let id = running[0]["id"].as_str().expect("id").to_owned();
     let (s, b) = server
-        .post_json(&format!("/tenants/default/executions/{id}/cancel"), &json!({}))
+        .post_json(
+            &format!("/tenants/default/executions/{id}/cancel"),
+            &json!({}),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "cancelled");
@@ -232,7 +240,10 @@ async fn cancel_through_the_api_skips_what_is_left() {
     assert_eq!(step(&view, "call")["status"], "skipped");
     assert_eq!(step(&view, "after")["status"], "skipped");
     let (s, _) = server
-        .post_json(&format!("/tenants/default/executions/{id}/cancel"), &json!({}))
+        .post_json(
+            &format!("/tenants/default/executions/{id}/cancel"),
+            &json!({}),
+        )
         .await;
     assert_eq!(s, 409, "already over");
 }
@@ -275,10 +286,16 @@ async fn sigkill_mid_five_step_flow_repeats_at_most_the_step_in_flight_with_its_
     }
     assert_eq!(by_step.len(), 5, "{by_step:?}");
     let repeated: Vec<_> = by_step.iter().filter(|(_, keys)| keys.len() > 1).collect();
-    assert!(repeated.len() <= 1, "only the step in flight may repeat: {by_step:?}");
+    assert!(
+        repeated.len() <= 1,
+        "only the step in flight may repeat: {by_step:?}"
+    );
     for (_, keys) in repeated {
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0], keys[1], "same Idempotency-Key both times");
     }
-    assert!(before >= 2, "the kill came mid-flow ({before} calls before it)");
+    assert!(
+        before >= 2,
+        "the kill came mid-flow ({before} calls before it)"
+    );
 }

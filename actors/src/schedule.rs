@@ -133,13 +133,30 @@ impl Schedule {
 fn check_fields(expr: &str) -> Result<(), String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let names = if fields.len() == 6 {
-        ["seconds", "minutes", "hours", "days of month", "months", "days of week"].as_slice()
+        [
+            "seconds",
+            "minutes",
+            "hours",
+            "days of month",
+            "months",
+            "days of week",
+        ]
+        .as_slice()
     } else {
-        ["minutes", "hours", "days of month", "months", "days of week"].as_slice()
+        [
+            "minutes",
+            "hours",
+            "days of month",
+            "months",
+            "days of week",
+        ]
+        .as_slice()
     };
     for (field, name) in fields.iter().zip(names) {
         if field.split(',').any(str::is_empty) {
-            return Err(format!("schedule {expr:?}: {name} field {field:?} has an empty list item"));
+            return Err(format!(
+                "schedule {expr:?}: {name} field {field:?} has an empty list item"
+            ));
         }
         let letters_ok: &[char] = match *name {
             "days of month" => &['L', 'W', 'l', 'w'],
@@ -151,7 +168,9 @@ fn check_fields(expr: &str) -> Result<(), String> {
                 .chars()
                 .any(|c| c.is_ascii_alphabetic() && !letters_ok.contains(&c))
         {
-            return Err(format!("schedule {expr:?}: {name} field {field:?} takes numbers"));
+            return Err(format!(
+                "schedule {expr:?}: {name} field {field:?} takes numbers"
+            ));
         }
     }
     Ok(())

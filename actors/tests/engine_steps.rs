@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use sluice_actors::connector::{ActionCall, ActionError, ActionInvoker};
 use sluice_actors::engine::{Engine, RunOutcome};
 use sluice_actors::flow::{FlowSpec, Plan, plan};
-use sluice_storage::{
-    ExecutionRecord, ExecutionStatus, StepRecord, Store, StoreOptions, WriteSet,
-};
+use sluice_storage::{ExecutionRecord, ExecutionStatus, StepRecord, Store, StoreOptions, WriteSet};
 
 /// Answers by URL from a script (then 200 `{"ok": true}`), records calls, tracks concurrency.
 #[derive(Default)]
@@ -61,7 +59,9 @@ impl ActionInvoker for Scripted {
             .expect("lock")
             .get_mut(&url)
             .and_then(VecDeque::pop_front);
-        next.unwrap_or_else(|| Ok(json!({"status": 200, "body": {"ok": true, "echo": call.input.get("body")}})))
+        next.unwrap_or_else(|| {
+            Ok(json!({"status": 200, "body": {"ok": true, "echo": call.input.get("body")}}))
+        })
     }
 }
 
@@ -186,11 +186,25 @@ async fn gate_takes_one_branch_skips_the_other_and_the_join_runs() {
     assert_eq!(output(&s["route"])["branch"], 0);
     assert_eq!(s["big_order"].status.as_str(), "completed");
     assert_eq!(s["small_order"].status.as_str(), "skipped");
-    assert_eq!(s["after_small"].status.as_str(), "skipped", "a branch's chain is skipped");
-    assert_eq!(s["join"].status.as_str(), "completed", "the join after a gate runs");
+    assert_eq!(
+        s["after_small"].status.as_str(),
+        "skipped",
+        "a branch's chain is skipped"
+    );
+    assert_eq!(
+        s["join"].status.as_str(),
+        "completed",
+        "the join after a gate runs"
+    );
     assert_eq!(output(&s["join"])["message"], "done 150");
-    let urls: Vec<String> = f.invoker.calls.lock().expect("lock").iter()
-        .map(|c| c.input["url"].as_str().unwrap_or_default().to_owned()).collect();
+    let urls: Vec<String> = f
+        .invoker
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|c| c.input["url"].as_str().unwrap_or_default().to_owned())
+        .collect();
     assert_eq!(urls, ["http://big"]);
 
     let e = f.exec("e2", json!({"total_price": 5})).await;
@@ -228,7 +242,9 @@ async fn loop_runs_100_items_four_at_a_time_and_keeps_item_order() {
                           "body": {"sku": "{{item.sku}}", "n": "{{index}}"}}}))]}]),
         json!({}),
     );
-    let items: Vec<Value> = (0..100).map(|i| json!({"sku": format!("sku-{i}")})).collect();
+    let items: Vec<Value> = (0..100)
+        .map(|i| json!({"sku": format!("sku-{i}")}))
+        .collect();
     let e = f.exec("e", json!({"line_items": items})).await;
     f.run(e, &p).await;
     assert_eq!(f.status("e"), ExecutionStatus::Completed);
@@ -256,8 +272,12 @@ async fn retries_show_every_attempt_and_its_delay() {
     let p = flow(
         json!([
             call("first", "http://one", json!({})),
-            call("second", "http://flaky", json!({"retry": {"maxAttempts": 3, "backoff": "exponential",
-                                                   "initialDelayMs": 40, "maxDelayMs": 1000}})),
+            call(
+                "second",
+                "http://flaky",
+                json!({"retry": {"maxAttempts": 3, "backoff": "exponential",
+                                                   "initialDelayMs": 40, "maxDelayMs": 1000}})
+            ),
             call("third", "http://three", json!({})),
         ]),
         json!({}),
@@ -268,11 +288,18 @@ async fn retries_show_every_attempt_and_its_delay() {
     let s = f.steps("e");
     let a = &s["second"].attempts;
     assert_eq!(a.len(), 3);
-    assert!(a[0].error_json.as_deref().is_some_and(|e| e.contains("503")));
+    assert!(
+        a[0].error_json
+            .as_deref()
+            .is_some_and(|e| e.contains("503"))
+    );
     assert!(a[1].error_json.is_some() && a[2].error_json.is_none());
     let gap1 = a[1].started_at_ms - a[0].finished_at_ms;
     let gap2 = a[2].started_at_ms - a[1].finished_at_ms;
-    assert!(gap1 >= 40 && gap2 >= 80, "exponential delays: {gap1} then {gap2}");
+    assert!(
+        gap1 >= 40 && gap2 >= 80,
+        "exponential delays: {gap1} then {gap2}"
+    );
     assert_eq!(s["third"].status.as_str(), "completed");
 }
 
@@ -286,7 +313,11 @@ async fn on_error_continue_completes_and_keeps_the_error() {
         .insert("http://bad".into(), VecDeque::from([Err(permanent())]));
     let p = flow(
         json!([
-            call("bad", "http://bad", json!({"onError": "continue", "retry": {"maxAttempts": 3}})),
+            call(
+                "bad",
+                "http://bad",
+                json!({"onError": "continue", "retry": {"maxAttempts": 3}})
+            ),
             call("next", "http://ok", json!({})),
         ]),
         json!({}),
@@ -297,7 +328,12 @@ async fn on_error_continue_completes_and_keeps_the_error() {
     let s = f.steps("e");
     assert_eq!(s["bad"].status.as_str(), "failed");
     assert_eq!(s["bad"].attempts.len(), 1, "a 400 is not retried");
-    assert!(s["bad"].error_json.as_deref().is_some_and(|e| e.contains("DATASOURCE_CONNECTION_ERROR")));
+    assert!(
+        s["bad"]
+            .error_json
+            .as_deref()
+            .is_some_and(|e| e.contains("DATASOURCE_CONNECTION_ERROR"))
+    );
     assert_eq!(s["next"].status.as_str(), "completed");
 }
 
@@ -346,8 +382,16 @@ async fn a_long_wait_parks_the_execution_with_a_durable_timer_and_resumes_when_d
     assert!(matches!(done, RunOutcome::Finished(_)));
     assert_eq!(f.status("e"), ExecutionStatus::Completed);
     let s = f.steps("e");
-    assert!(output(&s["pause"])["waitedMs"].as_u64().is_some_and(|w| w >= 700));
-    assert_eq!(f.invoker.calls.lock().expect("lock").len(), 2, "before ran once");
+    assert!(
+        output(&s["pause"])["waitedMs"]
+            .as_u64()
+            .is_some_and(|w| w >= 700)
+    );
+    assert_eq!(
+        f.invoker.calls.lock().expect("lock").len(),
+        2,
+        "before ran once"
+    );
     assert!(f.store.waits("sp", "t", "e").expect("waits").is_empty());
 }
 
@@ -367,9 +411,18 @@ async fn wait_until_checks_the_condition_and_times_out() {
     assert_eq!(f.status("e"), ExecutionStatus::Completed);
     let s = f.steps("e");
     assert_eq!(s["until_late"].status.as_str(), "completed");
-    assert!(output(&s["until_late"])["checks"].as_u64().is_some_and(|c| c >= 2));
+    assert!(
+        output(&s["until_late"])["checks"]
+            .as_u64()
+            .is_some_and(|c| c >= 2)
+    );
     assert_eq!(s["never"].status.as_str(), "failed");
-    assert!(s["never"].error_json.as_deref().is_some_and(|e| e.contains("TIMED_OUT")));
+    assert!(
+        s["never"]
+            .error_json
+            .as_deref()
+            .is_some_and(|e| e.contains("TIMED_OUT"))
+    );
 }
 
 #[tokio::test]
@@ -379,17 +432,32 @@ async fn an_execution_over_its_limit_is_timed_out_and_the_rest_skipped() {
         ..Scripted::default()
     });
     let p = flow(
-        json!([call("slow", "http://slow", json!({})), call("next", "http://n", json!({}))]),
+        json!([
+            call("slow", "http://slow", json!({})),
+            call("next", "http://n", json!({}))
+        ]),
         json!({"timeoutMs": 100}),
     );
     let e = f.exec("e", json!({})).await;
     f.run(e, &p).await;
     assert_eq!(f.status("e"), ExecutionStatus::TimedOut);
     let s = f.steps("e");
-    assert_eq!(s["slow"].status.as_str(), "skipped", "the in-flight call was abandoned");
+    assert_eq!(
+        s["slow"].status.as_str(),
+        "skipped",
+        "the in-flight call was abandoned"
+    );
     assert_eq!(s["next"].status.as_str(), "skipped");
-    let exec = f.store.execution("sp", "t", "e").expect("read").expect("exists");
-    assert!(exec.error_json.as_deref().is_some_and(|e| e.contains("TIMED_OUT")));
+    let exec = f
+        .store
+        .execution("sp", "t", "e")
+        .expect("read")
+        .expect("exists");
+    assert!(
+        exec.error_json
+            .as_deref()
+            .is_some_and(|e| e.contains("TIMED_OUT"))
+    );
 }
 
 #[tokio::test]
@@ -399,7 +467,10 @@ async fn cancel_stops_a_running_execution_and_a_waiting_one() {
         ..Scripted::default()
     });
     let p = flow(
-        json!([call("slow", "http://slow", json!({})), call("next", "http://n", json!({}))]),
+        json!([
+            call("slow", "http://slow", json!({})),
+            call("next", "http://n", json!({}))
+        ]),
         json!({}),
     );
     let e = f.exec("run", json!({})).await;
@@ -408,20 +479,36 @@ async fn cancel_stops_a_running_execution_and_a_waiting_one() {
     let task = tokio::spawn(async move { engine.run(e, &p2).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
-    let c = f.engine.cancel("sp", "t", "run", Some(&p)).await.expect("cancel").expect("exists");
+    let c = f
+        .engine
+        .cancel("sp", "t", "run", Some(&p))
+        .await
+        .expect("cancel")
+        .expect("exists");
     assert_eq!(c.status, ExecutionStatus::Cancelled);
-    assert!(started.elapsed() < Duration::from_millis(1500), "did not wait for the call");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "did not wait for the call"
+    );
     task.await.expect("join").expect("run");
     let s = f.steps("run");
     assert_eq!(s["slow"].status.as_str(), "skipped");
     assert_eq!(s["next"].status.as_str(), "skipped");
 
-    let waiting = flow(json!([{"name": "sign_off", "type": "approval", "timeoutMs": 3600000},
-                              call("after", "http://a", json!({}))]), json!({}));
+    let waiting = flow(
+        json!([{"name": "sign_off", "type": "approval", "timeoutMs": 3600000},
+                              call("after", "http://a", json!({}))]),
+        json!({}),
+    );
     let e = f.exec("wait", json!({})).await;
     f.run(e, &waiting).await;
     assert_eq!(f.status("wait"), ExecutionStatus::Waiting);
-    let c = f.engine.cancel("sp", "t", "wait", Some(&waiting)).await.expect("cancel").expect("exists");
+    let c = f
+        .engine
+        .cancel("sp", "t", "wait", Some(&waiting))
+        .await
+        .expect("cancel")
+        .expect("exists");
     assert_eq!(c.status, ExecutionStatus::Cancelled);
     assert_eq!(f.steps("wait")["sign_off"].status.as_str(), "skipped");
     assert!(f.store.waits("sp", "t", "wait").expect("waits").is_empty());
@@ -440,7 +527,8 @@ async fn approval_waits_for_a_decision_and_records_it() {
         f.run(e.clone(), &p).await;
         assert_eq!(f.status(id), ExecutionStatus::Waiting);
         let mut w = f.store.waits("sp", "t", id).expect("waits").remove(0);
-        w.resolution = Some(json!({"approved": approved, "approver": "admin", "comment": "ok"}).to_string());
+        w.resolution =
+            Some(json!({"approved": approved, "approver": "admin", "comment": "ok"}).to_string());
         let mut ws = WriteSet::new();
         ws.put_wait("sp", "t", id, &w).expect("put");
         f.store.commit(ws).await.expect("commit");
@@ -452,7 +540,12 @@ async fn approval_waits_for_a_decision_and_records_it() {
             assert_eq!(s["after"].status.as_str(), "completed");
         } else {
             assert_eq!(f.status(id), ExecutionStatus::Failed);
-            assert!(s["sign_off"].error_json.as_deref().is_some_and(|e| e.contains("REJECTED")));
+            assert!(
+                s["sign_off"]
+                    .error_json
+                    .as_deref()
+                    .is_some_and(|e| e.contains("REJECTED"))
+            );
             assert_eq!(s["after"].status.as_str(), "skipped");
         }
     }

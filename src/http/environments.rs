@@ -75,7 +75,11 @@ async fn create_env(
             "environment name must be 1-64 letters, digits, '_' or '-', and not DRAFT",
         ));
     }
-    if state.store.environment(space, &tenant, &body.name)?.is_some() {
+    if state
+        .store
+        .environment(space, &tenant, &body.name)?
+        .is_some()
+    {
         return Err(ApiError::conflict(format!(
             "environment {:?} already exists",
             body.name
@@ -98,7 +102,9 @@ async fn list_envs(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let envs = state.store.environments(caller.space(), &tenant)?;
-    Ok(Json(json!({"environments": envs.iter().map(env_view).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"environments": envs.iter().map(env_view).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -178,5 +184,7 @@ async fn list_releases(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let releases = state.store.releases(caller.space(), &tenant)?;
-    Ok(Json(json!({"releases": releases.iter().map(release_view).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"releases": releases.iter().map(release_view).collect::<Vec<_>>()}),
+    ))
 }

@@ -66,7 +66,8 @@ fn select(
             if flow.status != FlowStatus::Live {
                 return Err(ApiError::not_found());
             }
-            Ok(versions::live(&state.store, space, tenant, &flow.id)?.unwrap_or_else(|| flow.clone()))
+            Ok(versions::live(&state.store, space, tenant, &flow.id)?
+                .unwrap_or_else(|| flow.clone()))
         }
     }
 }
@@ -233,7 +234,10 @@ fn answer(state: &AppState, plan: &Plan, exec: &ExecutionRecord) -> Result<Respo
                 Some(t) => render_value(t, &ctx).map_err(|e| ApiError::internal(e.to_string()))?,
                 None => json!({"executionId": exec.id, "status": "completed"}),
             };
-            (StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK), body)
+            (
+                StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
+                body,
+            )
         }
         None => (
             StatusCode::OK,

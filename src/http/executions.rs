@@ -31,9 +31,18 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tenants/{tid}/executions", get(list))
         .route("/api/v1/tenants/{tid}/executions/{eid}", get(show))
-        .route("/api/v1/tenants/{tid}/executions/{eid}/cancel", post(cancel))
-        .route("/api/v1/tenants/{tid}/executions/{eid}/approve", post(approve))
-        .route("/api/v1/tenants/{tid}/executions/{eid}/reject", post(reject))
+        .route(
+            "/api/v1/tenants/{tid}/executions/{eid}/cancel",
+            post(cancel),
+        )
+        .route(
+            "/api/v1/tenants/{tid}/executions/{eid}/approve",
+            post(approve),
+        )
+        .route(
+            "/api/v1/tenants/{tid}/executions/{eid}/reject",
+            post(reject),
+        )
 }
 
 fn wait_view(w: &WaitRecord) -> Value {
@@ -124,7 +133,9 @@ async fn decide(
         .into_iter()
         .find(|w| w.kind == "approval" && w.resolution.is_none())
     else {
-        return Err(ApiError::conflict("no approval is pending in this execution"));
+        return Err(ApiError::conflict(
+            "no approval is pending in this execution",
+        ));
     };
     let decision = json!({
         "approved": approved,
@@ -141,7 +152,9 @@ async fn decide(
         .root
         .cast(RootMsg::run(&exec))
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({"executionId": eid, "step": wait.name, "decision": decision})))
+    Ok(Json(
+        json!({"executionId": eid, "step": wait.name, "decision": decision}),
+    ))
 }
 
 /// An optional `{"comment"}` body (empty means no comment).

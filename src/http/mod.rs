@@ -3,8 +3,8 @@
 
 mod auth;
 mod dlq;
-mod error;
 mod environments;
+mod error;
 mod events;
 mod execute;
 mod executions;

@@ -16,9 +16,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use sluice_actors::flow::versions;
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use sluice_actors::flow::versions;
 use sluice_actors::flow::{FlowSpec, plan};
 use sluice_actors::ids::now_ms;
 use sluice_actors::runtime::RootMsg;
@@ -33,8 +33,14 @@ use crate::time::rfc3339;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tenants/{tid}/workflows", post(create).get(list))
-        .route("/api/v1/tenants/{tid}/workflows/{wid}", get(show).put(update))
-        .route("/api/v1/tenants/{tid}/workflows/{wid}/versions", get(list_versions))
+        .route(
+            "/api/v1/tenants/{tid}/workflows/{wid}",
+            get(show).put(update),
+        )
+        .route(
+            "/api/v1/tenants/{tid}/workflows/{wid}/versions",
+            get(list_versions),
+        )
         .route(
             "/api/v1/tenants/{tid}/workflows/{wid}/publish",
             post(publish),

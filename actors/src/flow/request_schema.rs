@@ -46,7 +46,11 @@ mod tests {
     fn violations_name_the_field() {
         let schema = json!({"type": "object", "required": ["since"],
                             "properties": {"since": {"type": "string"}, "n": {"type": "integer"}}});
-        assert!(violations(&schema, &json!({"since": "2026-03-01"})).expect("ok").is_empty());
+        assert!(
+            violations(&schema, &json!({"since": "2026-03-01"}))
+                .expect("ok")
+                .is_empty()
+        );
         let v = violations(&schema, &json!({"n": "x"})).expect("ok");
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v.iter().any(|x| x.path == "/n"));
