@@ -299,3 +299,88 @@ async fn sigkill_mid_five_step_flow_repeats_at_most_the_step_in_flight_with_its_
         "the kill came mid-flow ({before} calls before it)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_wait_ends_on_the_matching_event_even_one_sent_as_it_begins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "await_payment",
+                    "trigger": {"type": "event", "source": "myapp", "event": "invoice.created"},
+                    "steps": [{"name": "make", "type": "action", "mapping": {"id": "{{trigger.invoice}}"}},
+                              {"name": "paid", "type": "wait", "timeoutMs": 60000,
+                               "event": {"source": "myapp", "event": "invoice.paid",
+                                         "condition": "event.id == steps.make.output.id"}},
+                              {"name": "done", "type": "notification", "message": "paid {{steps.paid.output.amount}}"}]}),
+        )
+        .await;
+    // Invoice A: its payment is sent right behind the trigger, as the wait begins.
+    app_event(
+        &server,
+        "default",
+        "invoice.created",
+        json!({"invoice": "A"}),
+    )
+    .await;
+    app_event(
+        &server,
+        "default",
+        "invoice.paid",
+        json!({"id": "A", "amount": 5}),
+    )
+    .await;
+    // Invoice B: a payment for another invoice does not end its wait; its own does.
+    app_event(
+        &server,
+        "default",
+        "invoice.created",
+        json!({"invoice": "B"}),
+    )
+    .await;
+    server
+        .wait_executions("default", 20, |e| {
+            e.len() == 2
+                && e.iter().any(|x| x["status"] == "completed")
+                && e.iter().any(|x| x["status"] == "waiting")
+        })
+        .await;
+    app_event(
+        &server,
+        "default",
+        "invoice.paid",
+        json!({"id": "Z", "amount": 1}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = server.executions("default").await;
+    assert_eq!(e.iter().filter(|x| x["status"] == "waiting").count(), 1);
+    app_event(
+        &server,
+        "default",
+        "invoice.paid",
+        json!({"id": "B", "amount": 7}),
+    )
+    .await;
+    let all = server
+        .wait_executions("default", 20, |e| {
+            e.len() == 2 && e.iter().all(|x| x["status"] == "completed")
+        })
+        .await;
+    let mut amounts = Vec::new();
+    for x in &all {
+        let id = x["id"].as_str().expect("id");
+        let (_, view) = server
+            .get_json(&format!("/tenants/default/executions/{id}"))
+            .await;
+        amounts.push(
+            step(&view, "done")["output"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    amounts.sort();
+    assert_eq!(amounts, ["paid 5", "paid 7"]);
+}

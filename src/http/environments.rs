@@ -13,7 +13,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_actors::flow::versions;
 use sluice_actors::ids::now_ms;
 use sluice_storage::{EnvironmentRecord, ReleaseRecord, WriteSet};
 
@@ -153,12 +152,10 @@ async fn create_release(
             v
         }
         None => {
-            if versions::find(&state.store, space, &tenant, &flow.id, flow.version)?
-                .is_some_and(|f| f.version == flow.version)
-                && state
-                    .store
-                    .flow_version(space, &tenant, &flow.id, flow.version)?
-                    .is_none()
+            if state
+                .store
+                .flow_version(space, &tenant, &flow.id, flow.version)?
+                .is_none()
             {
                 snapshot(&mut w, space, &flow)?;
             }

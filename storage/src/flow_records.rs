@@ -48,7 +48,7 @@ pub struct EventWaitRecord {
     /// The execution's template context when the wait began (`{"trigger", "input",
     /// "steps"}`), as JSON text; the condition is evaluated against it plus `event`.
     pub context_json: String,
-    /// Events received before this time (Unix ms) do not end the wait.
+    /// When the execution began (Unix ms): events received before it do not end the wait.
     pub since_ms: u64,
 }
 

@@ -1,10 +1,14 @@
 //! Ending event waits: an event routed in a tenant ends every `wait` for its source and name
-//! whose condition holds (and that began no later than the event was received).
+//! whose condition holds. Events count from the execution's start: an event routed after the
+//! one that triggered the execution (or, for executions not started by an event, received
+//! after the execution was created) can end its waits, even if it arrived before the
+//! execution reached the wait step.
 //!
 //! No race with a wait that begins as the event arrives: the tenant supervisor routes events
 //! and checks newly parked executions one message at a time, and keeps the last
 //! [`RECENT_EVENTS`] events it routed. An event routed before the wait's index entry existed
 //! is found in that buffer when the execution parks; one routed after finds the index entry.
+//! The buffer lives in memory: after a restart, only events routed from then on are seen.
 //! Ending a wait twice is harmless (the second finds it already resolved).
 
 use std::collections::VecDeque;
@@ -20,6 +24,8 @@ pub const RECENT_EVENTS: usize = 256;
 /// An event as the waits see it.
 #[derive(Debug, Clone)]
 pub struct SeenEvent {
+    /// Event id.
+    pub event_id: String,
     /// Source connector.
     pub source: String,
     /// Normalized event name.
@@ -43,24 +49,30 @@ impl RecentEvents {
         self.0.push_back(e);
     }
 
-    /// Events of `source`/`event_type` received at or after `since_ms`, oldest first.
+    /// Events of `source`/`event_type` routed after event `after_event` when it is
+    /// remembered, else received at or after `since_ms`; oldest first.
     pub fn matching<'a>(
         &'a self,
         source: &'a str,
         event_type: &'a str,
+        after_event: &str,
         since_ms: u64,
     ) -> impl Iterator<Item = &'a SeenEvent> + 'a {
-        self.0.iter().filter(move |e| {
-            e.source == source && e.event_type == event_type && e.received_at_ms >= since_ms
-        })
+        let start = self.0.iter().position(|e| e.event_id == after_event);
+        self.0
+            .iter()
+            .enumerate()
+            .filter(move |(i, e)| match start {
+                Some(s) => *i > s,
+                None => e.received_at_ms >= since_ms,
+            })
+            .map(|(_, e)| e)
+            .filter(move |e| e.source == source && e.event_type == event_type)
     }
 }
 
-/// True when `event` ends the wait `w`.
+/// True when `event`, received after the wait's execution began, ends the wait `w`.
 pub fn accepts(w: &EventWaitRecord, event: &SeenEvent) -> bool {
-    if event.received_at_ms < w.since_ms {
-        return false;
-    }
     let Some(cond) = &w.condition else {
         return true;
     };

@@ -113,6 +113,8 @@ pub struct TenantState {
     flow_queue: HashMap<String, VecDeque<ExecutionRecord>>,
     /// The last events routed, for event waits that are just beginning.
     recent: RecentEvents,
+    /// Executions asked to run while running: queued again when their run ends.
+    rerun: HashMap<String, ExecutionRef>,
     queued: HashSet<String>,
     lanes: PriorityLanes<Waiting>,
     /// A lane was full and some executions were left in storage only; sweep for them when
@@ -138,6 +140,7 @@ impl Actor for TenantSupervisor {
             flow_running: HashMap::new(),
             flow_queue: HashMap::new(),
             recent: RecentEvents::default(),
+            rerun: HashMap::new(),
             queued: HashSet::new(),
             lanes,
             overflowed: false,
@@ -189,6 +192,9 @@ impl Actor for TenantSupervisor {
                 if let Some(flow) = state.running.remove(&id) {
                     state.release_flow_slot(&myself, &flow);
                 }
+                if let Some(again) = state.rerun.remove(&id) {
+                    state.enqueue(again, None);
+                }
                 if state.overflowed && state.lanes.is_empty() {
                     state.sweep()?;
                 }
@@ -239,7 +245,13 @@ impl TenantState {
     }
 
     fn enqueue(&mut self, exec: ExecutionRef, permit: Option<Arc<RelayPermit>>) {
-        if self.running.contains_key(&exec.id) || self.queued.contains(&exec.id) {
+        if self.running.contains_key(&exec.id) {
+            // Something changed while it runs (a wait ended as it was parking): run it again
+            // once this run ends, so the change is not lost.
+            self.rerun.insert(exec.id.clone(), exec);
+            return;
+        }
+        if self.queued.contains(&exec.id) {
             return;
         }
         let waiting = Waiting {
@@ -342,7 +354,7 @@ impl TenantState {
             };
             let hit = self
                 .recent
-                .matching(&ev.source, &ev.event, ew.since_ms)
+                .matching(&ev.source, &ev.event, &record.event_id, ew.since_ms)
                 .find(|e| event_waits::accepts(&ew, e))
                 .cloned();
             if let Some(event) = hit {
@@ -433,6 +445,7 @@ impl TenantState {
                 metrics::counter!("sluice_events_routed_total", "source" => entry.connector.clone())
                     .increment(1);
                 let seen = SeenEvent {
+                    event_id: normalized.event_id.clone(),
                     source: normalized.source.clone(),
                     event_type: normalized.event_type.clone(),
                     received_at_ms: normalized.received_at_ms,

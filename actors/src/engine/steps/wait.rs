@@ -11,7 +11,8 @@
 //!   1000); it sees `trigger`, `input`, `steps` and `now` (Unix ms). Output `{"checks",
 //!   "waitedMs"}`.
 //! - `event`: ends when an event of the source and name arrives whose condition (over
-//!   `event` and the context) holds; events received from the moment the step started count.
+//!   `event` and the context) holds; events that arrived after the execution began count,
+//!   even before it reached this step (see [`crate::runtime::event_waits`]).
 //!   Output: the event payload.
 //! - `approval`: ends on `…/approve` (completed, output `{"approved": true, "approver",
 //!   "comment", "at"}`) or `…/reject` (failed with `REJECTED`).
@@ -98,7 +99,7 @@ pub async fn poll(
                         priority: exec.priority,
                         condition: ev.condition.clone(),
                         context_json: ctx.to_string(),
-                        since_ms: now,
+                        since_ms: exec.created_at_ms,
                     },
                 )?;
             }
