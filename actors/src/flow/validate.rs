@@ -551,4 +551,107 @@ mod tests {
         )])));
         assert!(bad_template.is_err());
     }
+    #[test]
+    fn the_issue_shapes_are_accepted_as_written() {
+        let p = plan(flow(json!([
+            {"name": "make", "type": "action", "mapping": {"id": "{{trigger.id}}"}},
+            {"name": "pause", "type": "wait", "durationMs": 5000},
+            {"name": "until_paid", "type": "wait", "until": "steps.make.output.paid == true",
+             "checkEveryMs": 1000, "timeoutMs": 60000},
+            {"name": "await_payment", "type": "wait",
+             "event": {"source": "stripe", "event": "invoice.paid",
+                       "condition": "event.data.object.id == steps.make.output.id"},
+             "timeoutMs": 86400000},
+            {"name": "sign_off", "type": "approval", "timeoutMs": 3600000},
+            {"name": "route", "type": "gate",
+             "cases": [{"when": "trigger.total_price > 100", "steps": ["big_order"]}],
+             "default": ["small_order"]},
+            http_step("big_order", json!({"dependsOn": ["route"]})),
+            http_step("small_order", json!({"dependsOn": ["route"]})),
+            {"name": "each_line", "type": "loop", "over": "{{trigger.line_items}}", "concurrency": 4,
+             "dependsOn": ["big_order", "small_order"],
+             "steps": [{"name": "push", "type": "action", "connector": "http", "action": "request",
+                        "input": {"method": "POST", "url": "http://x"},
+                        "mapping": {"sku": "{{item.sku}}", "n": "{{index}}"}}]},
+            http_step("call", json!({"retry": {"maxAttempts": 3, "backoff": "exponential",
+                                               "initialDelayMs": 100, "maxDelayMs": 5000},
+                                     "timeoutMs": 10000, "onError": "continue"})),
+        ])))
+        .expect("the issue's shapes");
+        assert_eq!(p.branch_of[6], Some((5, 0)));
+        assert_eq!(p.branch_of[7], Some((5, 1)));
+        assert!(p.loops.contains_key(&8));
+    }
+
+    #[test]
+    fn new_step_types_are_checked_at_save_and_name_the_step() {
+        for (steps, step, needle) in [
+            (
+                json!([{"name": "g", "type": "gate", "cases": [{"when": "trigger.x >", "steps": []}]}]),
+                "g",
+                "invalid condition",
+            ),
+            (
+                json!([{"name": "w", "type": "wait", "durationMs": 5, "until": "true"}]),
+                "w",
+                "exactly one",
+            ),
+            (json!([{"name": "w", "type": "wait"}]), "w", "exactly one"),
+            (
+                json!([{"name": "a", "type": "action", "mapping": {"x": "1"}, "durationMs": 5}]),
+                "a",
+                "does not apply",
+            ),
+            (
+                json!([{"name": "g", "type": "gate", "default": ["b"]}, http_step("b", json!({"dependsOn": []}))]),
+                "b",
+                "must depend on it",
+            ),
+            (
+                json!([{"name": "l", "type": "loop", "over": "{{trigger.items}}",
+                     "steps": [{"name": "w", "type": "wait", "durationMs": 1}]}]),
+                "l",
+                "nest",
+            ),
+            (
+                json!([{"name": "l", "type": "loop", "over": "trigger.items", "steps": [http_step("p", json!({}))]}]),
+                "l",
+                "template",
+            ),
+        ] {
+            let e = plan(flow(steps.clone())).expect_err(needle);
+            assert_eq!(e.step.as_deref(), Some(step), "{steps}: {e}");
+            assert!(e.message.contains(needle), "{steps}: {e}");
+        }
+    }
+
+    #[test]
+    fn cron_and_manual_triggers_are_checked() {
+        let with = |trigger: Value| -> Result<Plan, FlowError> {
+            plan(
+                serde_json::from_value(json!({"name": "f", "trigger": trigger,
+                "steps": [{"name": "m", "type": "action", "mapping": {"a": "1"}}]}))
+                .expect("spec"),
+            )
+        };
+        with(
+            json!({"type": "cron", "schedule": "0 9 * * MON-FRI", "timezone": "Europe/London",
+                    "catchUp": "each", "catchUpWindowMs": 3600000, "overlap": "skip"}),
+        )
+        .expect("cron");
+        assert!(with(json!({"type": "cron", "schedule": "0 9 * *"})).is_err());
+        assert!(
+            with(json!({"type": "cron", "schedule": "0 9 * * *", "timezone": "Nowhere/Land"}))
+                .is_err()
+        );
+        assert!(
+            with(json!({"type": "cron", "schedule": "0 9 * * *", "overlap": "queue"})).is_err()
+        );
+        with(json!({"type": "manual", "requestSchema": {"type": "object"}})).expect("manual");
+        assert!(with(json!({"type": "manual", "requestSchema": {"type": 5}})).is_err());
+        let e =
+            with(json!({"type": "event", "source": "s", "event": "e", "condition": "trigger.("}))
+                .expect_err("cel");
+        assert!(e.message.contains("condition"), "{e}");
+    }
 }
