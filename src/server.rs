@@ -63,7 +63,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         RootSupervisor,
         RootArgs {
             store: store.clone(),
-            engine,
+            engine: engine.clone(),
             tenant_concurrency: args.tenant_concurrency,
             lane_capacity: LANE_CAPACITY,
             relay: RelayLimits {
@@ -82,6 +82,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         root.cast(RootMsg::run(exec))?;
     }
     metrics::gauge!("sluice_dlq_depth").set(store.dlq_open_count()? as f64);
+    let timers = tokio::spawn(sluice_actors::runtime::timers::run(
+        store.clone(),
+        root.clone(),
+        engine.timer_wakeups(),
+    ));
+    let scheduler = tokio::spawn(sluice_actors::runtime::scheduler::run(store.clone()));
     let pruner = tokio::spawn(prune_dedup(
         store.clone(),
         Duration::from_secs(args.dedup_window_hours.saturating_mul(3600)),
@@ -90,6 +96,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         store,
         root: root.clone(),
+        engine,
         metrics,
         max_webhook_bytes: args.max_webhook_bytes,
         vault,
@@ -117,6 +124,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     pruner.abort();
+    timers.abort();
+    scheduler.abort();
     tracing::info!("shutting down: stopping actors");
     root.stop(Some("shutdown".into()));
     // Executions still running are journaled step by step and resume at the next start.

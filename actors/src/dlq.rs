@@ -177,7 +177,9 @@ pub async fn replay(
             let run_version = match version {
                 VersionChoice::Pinned => {
                     let pinned = item.flow_version.unwrap_or(flow.version);
-                    if pinned != flow.version {
+                    if crate::flow::versions::find(store, space, tenant, &flow_id, pinned)?
+                        .is_none()
+                    {
                         return Err(ReplayError::FlowUnavailable(format!(
                             "flow {flow_id} version {pinned} is no longer stored; replay with the live version"
                         )));
@@ -190,7 +192,8 @@ pub async fn replay(
                             "flow {flow_id} is not live"
                         )));
                     }
-                    flow.version
+                    crate::flow::versions::live(store, space, tenant, &flow_id)?
+                        .map_or(flow.version, |f| f.version)
                 }
             };
             let exec_id = execution_id(

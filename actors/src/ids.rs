@@ -25,6 +25,12 @@ pub fn step_idempotency_key(execution_id: &str, step: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// Idempotency key for one iteration of a nested step in a loop: SHA-256 of (execution id,
+/// `loop/step`, iteration index), hex. Stable across restarts, distinct per item.
+pub fn iteration_idempotency_key(execution_id: &str, step: &str, iteration: usize) -> String {
+    step_idempotency_key(execution_id, &format!("{step}#{iteration}"))
+}
+
 /// Now, Unix milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -23,4 +23,5 @@ pub mod ids;
 pub mod mapping;
 pub mod pipeline;
 pub mod runtime;
+pub mod schedule;
 pub mod sync;

@@ -6,8 +6,10 @@ mod cdm;
 mod connectors;
 mod credentials;
 mod dlq;
+mod environments;
 mod error;
 mod events;
+mod execute;
 mod executions;
 mod extract;
 mod ops;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub store: Store,
     /// The root supervisor (flow changes are announced to it).
     pub root: ActorRef<RootMsg>,
+    /// The engine (cancellation, completion notices for the execute API).
+    pub engine: std::sync::Arc<sluice_actors::engine::Engine>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Largest webhook body accepted, bytes.
@@ -57,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .merge(credentials::routes())
         .merge(sync::routes())
         .merge(dlq::routes())
+        .merge(environments::routes())
+        .merge(execute::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
         .layer(axum::middleware::map_response(timeout_as_api_error))

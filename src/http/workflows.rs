@@ -3,15 +3,22 @@
 //! - `POST /api/v1/tenants/{tid}/workflows` with the flow JSON → 201
 //!   `{"id", "name", "version", "status": "draft"}`; an invalid flow is 400 `INVALID_FLOW`
 //!   with the offending `step`; a name already used in the tenant is 409.
-//! - `GET …/workflows`, `GET …/workflows/{wid}` (the full spec).
-//! - `POST …/workflows/{wid}/publish` makes it `live`; `POST …/workflows/{wid}/archive`
-//!   deactivates it. Both tell the tenant's supervisor to reload its routing table.
+//! - `GET …/workflows`, `GET …/workflows/{wid}` (the full draft spec, `version`,
+//!   `liveVersion`).
+//! - `PUT …/workflows/{wid}` with the flow JSON edits the draft (validated like a create). When
+//!   the draft's version was published, the edit starts version n+1; what runs live does not
+//!   change until the next publish.
+//! - `POST …/workflows/{wid}/publish` stores the draft as an immutable release version and
+//!   makes it `live`; `POST …/workflows/{wid}/archive` deactivates the flow (its triggers stop
+//!   matching; history and versions stay). Both tell the tenant's supervisor to reload.
+//! - `GET …/workflows/{wid}/versions` lists the release versions.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use sluice_actors::flow::versions;
 use sluice_actors::flow::{FlowSpec, plan};
 use sluice_actors::ids::now_ms;
 use sluice_actors::runtime::RootMsg;
@@ -26,7 +33,14 @@ use crate::time::rfc3339;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tenants/{tid}/workflows", post(create).get(list))
-        .route("/api/v1/tenants/{tid}/workflows/{wid}", get(show))
+        .route(
+            "/api/v1/tenants/{tid}/workflows/{wid}",
+            get(show).put(update),
+        )
+        .route(
+            "/api/v1/tenants/{tid}/workflows/{wid}/versions",
+            get(list_versions),
+        )
         .route(
             "/api/v1/tenants/{tid}/workflows/{wid}/publish",
             post(publish),
@@ -42,6 +56,7 @@ fn summary(f: &FlowRecord) -> Value {
         "id": f.id,
         "name": f.name,
         "version": f.version,
+        "triggerType": serde_json::from_str::<FlowSpec>(&f.spec_json).ok().map(|s| s.trigger.kind()),
         "status": f.status.as_str(),
         "createdAt": rfc3339(f.created_at_ms),
         "updatedAt": rfc3339(f.updated_at_ms),
@@ -117,12 +132,86 @@ async fn show(
     Path((tid, wid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let flow = load(&state, &caller, &tid, &wid)?;
+    let live = versions::live(&state.store, caller.space(), &flow.tenant_id, &flow.id)?;
     let mut view = summary(&flow);
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert("liveVersion".into(), json!(live.map(|l| l.version)));
+    }
     let spec: Value = serde_json::from_str(&flow.spec_json).map_err(ApiError::internal)?;
     if let Some(obj) = view.as_object_mut() {
         obj.insert("spec".into(), spec);
     }
     Ok(Json(view))
+}
+
+/// Adds to `w` the immutable release version of `flow`'s current draft.
+///
+/// # Errors
+/// Encoding errors.
+pub fn snapshot(w: &mut WriteSet, space: &str, flow: &FlowRecord) -> Result<(), ApiError> {
+    let mut release = flow.clone();
+    release.status = FlowStatus::Live;
+    release.updated_at_ms = now_ms();
+    w.put_flow_version(space, &release)?;
+    Ok(())
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, wid)): Path<(String, String)>,
+    JsonBody(doc): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let mut flow = load(&state, &caller, &tid, &wid)?;
+    let spec: FlowSpec = serde_json::from_value(doc)
+        .map_err(|e| ApiError::invalid_flow(format!("invalid flow document: {e}"), None))?;
+    let plan = plan(spec).map_err(|e| ApiError::invalid_flow(e.message, e.step))?;
+    let space = caller.space();
+    if plan.spec.name != flow.name
+        && state
+            .store
+            .flows(space, &flow.tenant_id)?
+            .iter()
+            .any(|f| f.name == plan.spec.name)
+    {
+        return Err(ApiError::conflict(format!(
+            "a flow named {:?} already exists in this tenant",
+            plan.spec.name
+        )));
+    }
+    if state
+        .store
+        .flow_version(space, &flow.tenant_id, &flow.id, flow.version)?
+        .is_some()
+    {
+        flow.version += 1;
+    }
+    flow.name = plan.spec.name.clone();
+    flow.spec_json = serde_json::to_string(&plan.spec).map_err(ApiError::internal)?;
+    flow.updated_at_ms = now_ms();
+    let mut w = WriteSet::new();
+    w.put_flow(space, &flow)?;
+    state.store.commit(w).await?;
+    Ok(Json(summary(&flow)))
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tid, wid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let flow = load(&state, &caller, &tid, &wid)?;
+    let all = state
+        .store
+        .flow_versions(caller.space(), &flow.tenant_id, &flow.id)?;
+    let list: Vec<Value> = all
+        .iter()
+        .map(|v| {
+            json!({"version": v.version, "publishedAt": rfc3339(v.updated_at_ms),
+                   "spec": serde_json::from_str::<Value>(&v.spec_json).unwrap_or(Value::Null)})
+        })
+        .collect();
+    Ok(Json(json!({"versions": list})))
 }
 
 async fn set_status(
@@ -133,10 +222,18 @@ async fn set_status(
     status: FlowStatus,
 ) -> Result<Json<Value>, ApiError> {
     let mut flow = load(&state, &caller, &tid, &wid)?;
-    if flow.status != status {
+    let unreleased = status == FlowStatus::Live
+        && state
+            .store
+            .flow_version(caller.space(), &flow.tenant_id, &flow.id, flow.version)?
+            .is_none();
+    if flow.status != status || unreleased {
         flow.status = status;
         flow.updated_at_ms = now_ms();
         let mut w = WriteSet::new();
+        if unreleased {
+            snapshot(&mut w, caller.space(), &flow)?;
+        }
         w.put_flow(caller.space(), &flow)?;
         state.store.commit(w).await?;
         state

@@ -226,6 +226,67 @@ pub fn blob(space: &str, tenant: &str, event_id: &str) -> Vec<u8> {
     tenant_prefix(space, tenant).id(event_id).build()
 }
 
+/// Key of a waiting step: `space tenant execution-id step-index`.
+pub fn wait(space: &str, tenant: &str, execution_id: &str, step_index: u32) -> Vec<u8> {
+    journal(space, tenant, execution_id, step_index)
+}
+
+/// Key of an event wait: `space tenant source event execution-id step-index`.
+pub fn event_wait(
+    space: &str,
+    tenant: &str,
+    source: &str,
+    event: &str,
+    execution_id: &str,
+    step_index: u32,
+) -> Vec<u8> {
+    event_wait_prefix(space, tenant, source, event)
+        .id(execution_id)
+        .u32(step_index)
+        .build()
+}
+
+/// Prefix of the event waits for one source and event name.
+pub fn event_wait_prefix(space: &str, tenant: &str, source: &str, event: &str) -> KeyBuilder {
+    tenant_prefix(space, tenant).id(source).id(event)
+}
+
+/// Key of a timer: `due-ms space tenant execution-id`, so the earliest timers come first.
+pub fn timer(due_ms: u64, space: &str, tenant: &str, execution_id: &str) -> Vec<u8> {
+    KeyBuilder::new()
+        .u64(due_ms)
+        .id(space)
+        .id(tenant)
+        .id(execution_id)
+        .build()
+}
+
+/// Key of a cron trigger's state: `space tenant flow-id`.
+pub fn cron_state(space: &str, tenant: &str, flow_id: &str) -> Vec<u8> {
+    flow(space, tenant, flow_id)
+}
+
+/// Key of a release version of a flow: `space tenant flow-id version`.
+pub fn flow_version(space: &str, tenant: &str, flow_id: &str, version: u32) -> Vec<u8> {
+    tenant_prefix(space, tenant)
+        .id(flow_id)
+        .u32(version)
+        .build()
+}
+
+/// Key of an environment: `space tenant name`.
+pub fn environment(space: &str, tenant: &str, name: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(name).build()
+}
+
+/// Key of a release: `space tenant environment flow-id`.
+pub fn release(space: &str, tenant: &str, environment: &str, flow_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant)
+        .id(environment)
+        .id(flow_id)
+        .build()
+}
+
 /// Key in the `meta` keyspace holding the highest outbox sequence ever assigned (big-endian
 /// u64), so sequence numbers and event ids are never reused after the outbox drains.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";

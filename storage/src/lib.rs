@@ -23,6 +23,8 @@
 pub mod codec;
 pub mod committer;
 mod error;
+mod flow_records;
+mod flow_store;
 pub mod keys;
 mod records;
 mod store;
@@ -30,6 +32,7 @@ mod write_set;
 
 pub use committer::{Durability, IngestOutcome};
 pub use error::{Result, StorageError};
+pub use flow_records::*;
 pub use records::*;
 pub use store::{Ks, Store, StoreOptions};
 pub use write_set::WriteSet;

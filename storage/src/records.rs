@@ -288,10 +288,14 @@ pub enum ExecutionStatus {
     Cancelled,
     /// Exceeded its maximum execution time.
     TimedOut,
+    /// Paused on a `wait` or `approval` step (or a retry backoff): nothing runs it until a
+    /// durable timer fires, an event arrives or a person decides. Holds no concurrency slot.
+    Waiting,
 }
 
 impl ExecutionStatus {
-    /// The API spelling: `pending`, `running`, `completed`, `failed`, `cancelled`, `timed_out`.
+    /// The API spelling: `pending`, `running`, `completed`, `failed`, `cancelled`, `timed_out`,
+    /// `waiting`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -300,12 +304,13 @@ impl ExecutionStatus {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
+            Self::Waiting => "waiting",
         }
     }
 
     /// True once the execution can no longer change.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
+        !matches!(self, Self::Pending | Self::Running | Self::Waiting)
     }
 }
 

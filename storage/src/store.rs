@@ -60,11 +60,25 @@ pub enum Ks {
     SyncState,
     /// [`crate::SyncConflictRecord`] by (space, tenant, pair id, conflict id).
     SyncConflicts,
+    /// [`crate::WaitRecord`] by (space, tenant, execution id, step index).
+    Waits,
+    /// [`crate::EventWaitRecord`] by (space, tenant, source, event, execution id, step index).
+    EventWaits,
+    /// [`crate::TimerRecord`] by (due ms, space, tenant, execution id).
+    Timers,
+    /// [`crate::CronStateRecord`] by (space, tenant, flow id).
+    CronState,
+    /// Immutable release versions: [`FlowRecord`] by (space, tenant, flow id, version).
+    FlowVersions,
+    /// [`crate::EnvironmentRecord`] by (space, tenant, name).
+    Environments,
+    /// [`crate::ReleaseRecord`] by (space, tenant, environment, flow id).
+    Releases,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 20] = [
+    pub const ALL: [Ks; 27] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -85,6 +99,13 @@ impl Ks {
         Ks::SyncPairs,
         Ks::SyncState,
         Ks::SyncConflicts,
+        Ks::Waits,
+        Ks::EventWaits,
+        Ks::Timers,
+        Ks::CronState,
+        Ks::FlowVersions,
+        Ks::Environments,
+        Ks::Releases,
     ];
 
     /// The keyspace's name on disk.
@@ -110,6 +131,13 @@ impl Ks {
             Ks::SyncPairs => "sync_pairs",
             Ks::SyncState => "sync_state",
             Ks::SyncConflicts => "sync_conflicts",
+            Ks::Waits => "waits",
+            Ks::EventWaits => "event_waits",
+            Ks::Timers => "timers",
+            Ks::CronState => "cron_state",
+            Ks::FlowVersions => "flow_versions",
+            Ks::Environments => "environments",
+            Ks::Releases => "releases",
         }
     }
 
@@ -308,6 +336,43 @@ impl Store {
     pub fn scan_prefix<R: Record>(&self, ks: Ks, prefix: &[u8]) -> Result<Vec<R>> {
         let mut out = Vec::new();
         for guard in self.handles.get(ks).prefix(prefix) {
+            let (_, value) = guard.into_inner()?;
+            out.push(decode(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// Decodes up to `limit` records with keys in `start..end`, in key order.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn scan_range<R: Record>(
+        &self,
+        ks: Ks,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<R>> {
+        let mut out = Vec::new();
+        for guard in self
+            .handles
+            .get(ks)
+            .range(start.to_vec()..end.to_vec())
+            .take(limit)
+        {
+            let (_, value) = guard.into_inner()?;
+            out.push(decode(&value)?);
+        }
+        Ok(out)
+    }
+
+    /// The first `limit` records of `ks` in key order.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn first_records<R: Record>(&self, ks: Ks, limit: usize) -> Result<Vec<R>> {
+        let mut out = Vec::new();
+        for guard in self.handles.get(ks).iter().take(limit) {
             let (_, value) = guard.into_inner()?;
             out.push(decode(&value)?);
         }

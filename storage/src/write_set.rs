@@ -260,4 +260,148 @@ impl WriteSet {
         }
         self.delete(Ks::Outbox, keys::outbox(entry.seq))
     }
+
+    /// Puts a waiting step.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_wait(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        r: &crate::WaitRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::Waits,
+            keys::wait(space, tenant, execution_id, r.index),
+            r,
+        )
+    }
+
+    /// Deletes a waiting step.
+    pub fn delete_wait(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        index: u32,
+    ) -> &mut Self {
+        self.delete(Ks::Waits, keys::wait(space, tenant, execution_id, index))
+    }
+
+    /// Puts an event wait's index entry.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_event_wait(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        source: &str,
+        event: &str,
+        r: &crate::EventWaitRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::EventWaits,
+            keys::event_wait(space, tenant, source, event, &r.execution_id, r.index),
+            r,
+        )
+    }
+
+    /// Deletes an event wait's index entry.
+    pub fn delete_event_wait(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        source: &str,
+        event: &str,
+        execution_id: &str,
+        index: u32,
+    ) -> &mut Self {
+        self.delete(
+            Ks::EventWaits,
+            keys::event_wait(space, tenant, source, event, execution_id, index),
+        )
+    }
+
+    /// Puts a durable timer.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_timer(&mut self, r: &crate::TimerRecord) -> Result<&mut Self> {
+        self.put(
+            Ks::Timers,
+            keys::timer(r.due_ms, &r.space_id, &r.tenant_id, &r.execution_id),
+            r,
+        )
+    }
+
+    /// Deletes a durable timer.
+    pub fn delete_timer(&mut self, r: &crate::TimerRecord) -> &mut Self {
+        self.delete(
+            Ks::Timers,
+            keys::timer(r.due_ms, &r.space_id, &r.tenant_id, &r.execution_id),
+        )
+    }
+
+    /// Puts a cron trigger's state.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_cron_state(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        flow_id: &str,
+        r: &crate::CronStateRecord,
+    ) -> Result<&mut Self> {
+        self.put(Ks::CronState, keys::cron_state(space, tenant, flow_id), r)
+    }
+
+    /// Puts an immutable release version of a flow (`r.version`).
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_flow_version(&mut self, space: &str, r: &FlowRecord) -> Result<&mut Self> {
+        self.put(
+            Ks::FlowVersions,
+            keys::flow_version(space, &r.tenant_id, &r.id, r.version),
+            r,
+        )
+    }
+
+    /// Puts an environment.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_environment(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        r: &crate::EnvironmentRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::Environments,
+            keys::environment(space, tenant, &r.name),
+            r,
+        )
+    }
+
+    /// Puts a release.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_release(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        r: &crate::ReleaseRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::Releases,
+            keys::release(space, tenant, &r.environment, &r.flow_id),
+            r,
+        )
+    }
 }

@@ -1,7 +1,11 @@
 //! The workflow engine: runs one execution of a validated [`Plan`](crate::flow::Plan), step by
 //! step, journaling every step before the next starts.
 //!
-//! - Steps run in the plan's topological order.
+//! - Steps start once their dependencies are settled; independent steps run concurrently.
+//!   Joins: a step runs if at least one dependency completed for it; it is skipped when all
+//!   were skipped (a gate counts as skipped for the steps of its untaken branches).
+//! - `wait` and `approval` steps park the execution as `waiting` with durable timers.
+//! - Cancellation and the flow's `timeoutMs` abandon in-flight calls and skip what is left.
 //! - Resume: steps already in the journal are not run again; their outputs are loaded back
 //!   into the template context. A step that was in flight at a crash has no journal record and
 //!   runs again, with the same outbound idempotency key.
@@ -11,8 +15,10 @@
 //! - `onError: halt` (default) stops the execution as `failed`; later steps are journaled as
 //!   `skipped`. `onError: continue` records the failure and goes on; its output is `null`.
 
+pub mod context;
 mod run;
 mod step_error;
+pub mod steps;
 
-pub use run::Engine;
+pub use run::{Engine, RunOutcome};
 pub use step_error::StepError;

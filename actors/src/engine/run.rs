@@ -1,41 +1,86 @@
-//! Running one execution.
+//! Running one execution: the scheduler. Steps start as soon as their dependencies have
+//! finished (independent steps run concurrently); each outcome is journaled before any step
+//! that depends on it starts. Step types live in [`super::steps`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sluice_storage::{
-    AttemptRecord, ExecutionRecord, ExecutionStatus, StepRecord, StepStatus, StorageError, Store,
+    ExecutionRecord, ExecutionStatus, StepRecord, StepStatus, StorageError, Store, TimerRecord,
     WriteSet,
 };
+use tokio::sync::{Mutex, Notify, broadcast, watch};
+use tokio::task::JoinSet;
 
+use super::context::{self, failed_error, record_output, skipped};
 use super::step_error::StepError;
-use crate::connector::{ActionCall, ActionInvoker};
+use super::steps::action::ActionEnv;
+use super::steps::{action, gate, loop_step, notification, wait};
+use crate::connector::ActionInvoker;
 use crate::dlq;
-use crate::flow::{OnError, Plan, StepSpec, Trigger};
+use crate::flow::{OnError, Plan, Trigger};
 use crate::ids::{now_ms, step_idempotency_key};
-use crate::mapping::{field_map, template::render_value};
-use crate::sync::{IdMaps, RecordRef};
+use crate::sync::IdMaps;
 
-/// Default per-attempt time limit when a step sets none.
-pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How a call to [`Engine::run`] ended.
+#[derive(Debug, Clone)]
+pub enum RunOutcome {
+    /// The execution reached a terminal status (or already had one).
+    Finished(ExecutionRecord),
+    /// The execution is `waiting`; `event_waits` is true when one of its steps waits for an
+    /// event (the tenant then checks events that arrived as the wait began).
+    Parked {
+        /// The record.
+        exec: ExecutionRecord,
+        /// A step waits for an event.
+        event_waits: bool,
+    },
+    /// The execution is running in another task already; nothing was done.
+    AlreadyRunning,
+}
 
 /// Runs executions against a store (for the journal) and an invoker (for connector calls).
 #[derive(Clone)]
 pub struct Engine {
     store: Store,
     invoker: Arc<dyn ActionInvoker>,
+    /// Executions running in this process, with their cancel switch.
+    live: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+    /// Woken when a timer is written, so the timer task re-reads the earliest due time.
+    timers: Arc<Notify>,
+    /// Execution ids, sent when an execution reaches a terminal status.
+    done: broadcast::Sender<String>,
+    /// Where `idMap` steps record their links.
     id_maps: IdMaps,
+}
+
+/// What the scheduler knows of one step.
+enum Slot {
+    NotStarted,
+    Running,
+    Waiting(Vec<u64>),
+    Done(StepRecord),
+}
+
+/// What a step task hands back.
+enum StepResult {
+    Done(StepRecord),
+    Pending(Vec<u64>),
 }
 
 impl Engine {
     /// An engine writing to `store` and calling out through `invoker`.
     pub fn new(store: Store, invoker: Arc<dyn ActionInvoker>) -> Self {
+        let (done, _) = broadcast::channel(1024);
         let id_maps = IdMaps::new(store.clone());
         Self {
             store,
             invoker,
+            live: Arc::default(),
+            timers: Arc::new(Notify::new()),
+            done,
             id_maps,
         }
     }
@@ -45,62 +90,225 @@ impl Engine {
         &self.id_maps
     }
 
-    /// Runs (or resumes) `exec` to a terminal status and returns the final record.
+    /// The store the engine journals to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Notified whenever a durable timer is written (for the timer task).
+    pub fn timer_wakeups(&self) -> Arc<Notify> {
+        self.timers.clone()
+    }
+
+    /// A receiver of the ids of executions that reach a terminal status.
+    pub fn completions(&self) -> broadcast::Receiver<String> {
+        self.done.subscribe()
+    }
+
+    /// Runs (or resumes) `exec` until it is terminal or parks on a wait, and returns how it
+    /// ended. Safe to call for an execution that is already terminal (returns it).
     ///
     /// # Errors
     /// Storage errors only: step failures are outcomes recorded in the journal, not errors.
     pub async fn run(
         &self,
-        mut exec: ExecutionRecord,
+        exec: ExecutionRecord,
         plan: &Plan,
-    ) -> Result<ExecutionRecord, StorageError> {
-        if exec.status.is_terminal() {
-            return Ok(exec);
-        }
+    ) -> Result<RunOutcome, StorageError> {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let mut exec = {
+            let mut live = self.live.lock().await;
+            if live.contains_key(&exec.id) {
+                return Ok(RunOutcome::AlreadyRunning);
+            }
+            // Re-read under the lock: a cancel may have finished it meanwhile.
+            let fresh = self
+                .store
+                .execution(&exec.space_id, &exec.tenant_id, &exec.id)?
+                .unwrap_or(exec);
+            if fresh.status.is_terminal() {
+                return Ok(RunOutcome::Finished(fresh));
+            }
+            live.insert(fresh.id.clone(), cancel_tx);
+            fresh
+        };
+        let id = exec.id.clone();
+        let outcome = self.drive(&mut exec, plan, cancel_rx).await;
+        self.live.lock().await.remove(&id);
+        outcome
+    }
+
+    async fn drive(
+        &self,
+        exec: &mut ExecutionRecord,
+        plan: &Plan,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Result<RunOutcome, StorageError> {
+        let (space, tenant) = (exec.space_id.clone(), exec.tenant_id.clone());
         let journal: HashMap<u32, StepRecord> = self
             .store
-            .journal(&exec.space_id, &exec.tenant_id, &exec.id)?
+            .journal(&space, &tenant, &exec.id)?
             .into_iter()
             .map(|r| (r.index, r))
             .collect();
-        let mut ctx = json!({
-            "trigger": parse_json(&exec.trigger_json),
-            "input": parse_json(&exec.input_json),
-            "steps": {},
-        });
-        if exec.status == ExecutionStatus::Pending {
+        let mut ctx = context::initial(exec);
+        if matches!(
+            exec.status,
+            ExecutionStatus::Pending | ExecutionStatus::Waiting
+        ) {
+            if exec.started_at_ms.is_none() {
+                exec.started_at_ms = Some(now_ms());
+            }
             exec.status = ExecutionStatus::Running;
-            exec.started_at_ms = Some(now_ms());
             let mut w = WriteSet::new();
-            w.put_execution(&exec)?;
+            w.put_execution(exec)?;
             self.store.commit(w).await?;
         }
+        let deadline = plan
+            .spec
+            .timeout_ms
+            .map(|t| exec.started_at_ms.unwrap_or_else(now_ms).saturating_add(t));
+        let n = plan.spec.steps.len();
+        let mut slots: Vec<Slot> = (0..n).map(|_| Slot::NotStarted).collect();
         let mut halted: Option<StepError> = None;
-        for &i in &plan.order {
-            let Some(step) = plan.spec.steps.get(i) else {
-                continue;
-            };
-            let index = i as u32;
-            if let Some(done) = journal.get(&index) {
+        for (i, step) in plan.spec.steps.iter().enumerate() {
+            if let Some(done) = journal.get(&(i as u32)) {
                 record_output(&mut ctx, &step.name, done);
                 if done.status == StepStatus::Failed && step.on_error == OnError::Halt {
-                    halted = Some(failed_error(done, &step.name));
+                    halted.get_or_insert_with(|| failed_error(done, &step.name));
                 }
+                slots[i] = Slot::Done(done.clone());
+            }
+        }
+        let mut tasks: JoinSet<(usize, Result<StepResult, StorageError>)> = JoinSet::new();
+        let mut end: Option<ExecutionStatus> = None;
+        loop {
+            if end.is_none() {
+                if *cancel.borrow() {
+                    end = Some(ExecutionStatus::Cancelled);
+                } else if deadline.is_some_and(|d| now_ms() >= d) {
+                    end = Some(ExecutionStatus::TimedOut);
+                }
+            }
+            if let Some(status) = end {
+                // In-flight calls are abandoned; every step without an outcome is skipped.
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                let mut w = WriteSet::new();
+                for (i, slot) in slots.iter().enumerate() {
+                    if matches!(slot, Slot::Done(_)) {
+                        continue;
+                    }
+                    let step = &plan.spec.steps[i];
+                    wait::clear(&mut w, exec, i as u32, step);
+                    w.put_step(&space, &tenant, &exec.id, &skipped(i as u32, &step.name))?;
+                }
+                self.store.commit(w).await?;
+                exec.status = status;
+                let (code, http, message) = if status == ExecutionStatus::Cancelled {
+                    ("CANCELLED", 409, "the execution was cancelled".to_owned())
+                } else {
+                    (
+                        "TIMED_OUT",
+                        408,
+                        format!(
+                            "the execution exceeded its limit of {} ms",
+                            plan.spec.timeout_ms.unwrap_or_default()
+                        ),
+                    )
+                };
+                exec.error_json = Some(
+                    json!({"code": code, "statusCode": http, "isCustomAuthError": false, "message": message})
+                        .to_string(),
+                );
+                return self
+                    .finish(exec.clone(), plan)
+                    .await
+                    .map(RunOutcome::Finished);
+            }
+            // Start, skip or re-poll every step whose dependencies are settled.
+            let mut progressed = false;
+            for &i in &plan.order {
+                if !matches!(slots[i], Slot::NotStarted) {
+                    continue;
+                }
+                let Some(join) = join_state(plan, &slots, i) else {
+                    continue;
+                };
+                let step = &plan.spec.steps[i];
+                if halted.is_some() || join == Join::Skip {
+                    let record = skipped(i as u32, &step.name);
+                    self.journal(exec, i, &record, plan).await?;
+                    record_output(&mut ctx, &step.name, &record);
+                    slots[i] = Slot::Done(record);
+                    progressed = true;
+                    continue;
+                }
+                slots[i] = Slot::Running;
+                self.spawn_step(&mut tasks, exec, plan, i, &ctx);
+            }
+            if progressed {
                 continue;
             }
-            let record = if halted.is_some() {
-                skipped(index, &step.name)
-            } else {
-                let record = self.run_step(&exec, index, step, &ctx).await;
-                if record.status == StepStatus::Failed && step.on_error == OnError::Halt {
-                    halted = Some(failed_error(&record, &step.name));
+            if tasks.is_empty() {
+                let waiting: Vec<u64> = slots
+                    .iter()
+                    .filter_map(|s| match s {
+                        Slot::Waiting(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                let any_waiting = slots.iter().any(|s| matches!(s, Slot::Waiting(_)));
+                if any_waiting && halted.is_none() {
+                    return self.park(exec, plan, waiting, deadline).await;
                 }
-                record
-            };
-            let mut w = WriteSet::new();
-            w.put_step(&exec.space_id, &exec.tenant_id, &exec.id, &record)?;
-            self.store.commit(w).await?;
-            record_output(&mut ctx, &step.name, &record);
+                if any_waiting {
+                    // Halted while others wait: those waits end as skipped.
+                    for (i, slot) in slots.iter_mut().enumerate() {
+                        if matches!(slot, Slot::Waiting(_)) {
+                            let step = &plan.spec.steps[i];
+                            let record = skipped(i as u32, &step.name);
+                            self.journal(exec, i, &record, plan).await?;
+                            *slot = Slot::Done(record);
+                        }
+                    }
+                    continue;
+                }
+                break;
+            }
+            let sleep_for = deadline.map_or(Duration::from_secs(3600), |d| {
+                Duration::from_millis(d.saturating_sub(now_ms()))
+            });
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (i, result) = match joined {
+                        Ok(v) => v,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        Err(_) => continue,
+                    };
+                    let step = &plan.spec.steps[i];
+                    match result? {
+                        StepResult::Done(record) => {
+                            if record.status == StepStatus::Failed && step.on_error == OnError::Halt {
+                                halted.get_or_insert_with(|| failed_error(&record, &step.name));
+                            }
+                            self.journal(exec, i, &record, plan).await?;
+                            record_output(&mut ctx, &step.name, &record);
+                            slots[i] = Slot::Done(record);
+                        }
+                        StepResult::Pending(times) => slots[i] = Slot::Waiting(times),
+                    }
+                }
+                changed = cancel.changed() => {
+                    if changed.is_err() {
+                        // The sender is gone only if the engine forgot the execution; go on.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                () = tokio::time::sleep(sleep_for) => {}
+            }
         }
         exec.status = if halted.is_some() {
             ExecutionStatus::Failed
@@ -108,11 +316,190 @@ impl Engine {
             ExecutionStatus::Completed
         };
         exec.error_json = halted.map(|e| e.to_json().to_string());
-        self.finish(exec, plan).await
+        self.finish(exec.clone(), plan)
+            .await
+            .map(RunOutcome::Finished)
+    }
+
+    fn spawn_step(
+        &self,
+        tasks: &mut JoinSet<(usize, Result<StepResult, StorageError>)>,
+        exec: &ExecutionRecord,
+        plan: &Plan,
+        i: usize,
+        ctx: &Value,
+    ) {
+        let step = plan.spec.steps[i].clone();
+        let ctx = ctx.clone();
+        let exec = exec.clone();
+        let env = ActionEnv {
+            invoker: self.invoker.clone(),
+            id_maps: self.id_maps.clone(),
+            space: exec.space_id.clone(),
+            tenant: exec.tenant_id.clone(),
+        };
+        let store = self.store.clone();
+        let nested = plan.loops.get(&i).cloned();
+        let index = i as u32;
+        tasks.spawn(async move {
+            let result = match step.kind.as_str() {
+                "wait" | "approval" => {
+                    wait::poll(&store, &exec, index, &step, &ctx)
+                        .await
+                        .map(|p| match p {
+                            wait::Poll::Done(r) => StepResult::Done(r),
+                            wait::Poll::Pending(t) => StepResult::Pending(t),
+                        })
+                }
+                "gate" => Ok(StepResult::Done(gate::run(index, &step, &ctx))),
+                "notification" => Ok(StepResult::Done(notification::run(index, &step, &ctx))),
+                "loop" => match nested {
+                    Some(nested) => Ok(StepResult::Done(
+                        loop_step::run(env, &exec.id, index, &step, &nested, &ctx).await,
+                    )),
+                    None => Ok(StepResult::Done(context::failed(
+                        index,
+                        &step.name,
+                        now_ms(),
+                        &Value::Null,
+                        &StepError::new("INTERNAL_ERROR", 500, &step.name, "loop has no plan"),
+                    ))),
+                },
+                _ => {
+                    let key = step_idempotency_key(&exec.id, &step.name);
+                    Ok(StepResult::Done(
+                        action::run(&env, key, index, &step, &ctx).await,
+                    ))
+                }
+            };
+            (i, result)
+        });
+    }
+
+    /// Journals a step's outcome (ending its wait, if it had one).
+    async fn journal(
+        &self,
+        exec: &ExecutionRecord,
+        i: usize,
+        record: &StepRecord,
+        plan: &Plan,
+    ) -> Result<(), StorageError> {
+        let mut w = WriteSet::new();
+        if matches!(plan.spec.steps[i].kind.as_str(), "wait" | "approval") {
+            wait::clear(&mut w, exec, i as u32, &plan.spec.steps[i]);
+        }
+        w.put_step(&exec.space_id, &exec.tenant_id, &exec.id, record)?;
+        self.store.commit(w).await
+    }
+
+    /// Records `waiting` and the timers that will wake the execution.
+    async fn park(
+        &self,
+        exec: &mut ExecutionRecord,
+        plan: &Plan,
+        mut times: Vec<u64>,
+        deadline: Option<u64>,
+    ) -> Result<RunOutcome, StorageError> {
+        times.extend(deadline);
+        times.sort_unstable();
+        times.dedup();
+        exec.status = ExecutionStatus::Waiting;
+        let mut w = WriteSet::new();
+        w.put_execution(exec)?;
+        for due_ms in times {
+            w.put_timer(&TimerRecord {
+                due_ms,
+                space_id: exec.space_id.clone(),
+                tenant_id: exec.tenant_id.clone(),
+                execution_id: exec.id.clone(),
+                priority: exec.priority,
+            })?;
+        }
+        self.store.commit(w).await?;
+        self.timers.notify_one();
+        let event_waits = plan.spec.steps.iter().any(|s| s.event.is_some());
+        Ok(RunOutcome::Parked {
+            exec: exec.clone(),
+            event_waits,
+        })
+    }
+
+    /// Cancels an execution: a running one is stopped by its task (in-flight calls abandoned);
+    /// a pending or waiting one is finished here. Remaining steps end as `skipped`. Returns the
+    /// record as it stands (`None` for an unknown execution).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn cancel(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+        plan: Option<&Plan>,
+    ) -> Result<Option<ExecutionRecord>, StorageError> {
+        let live = self.live.lock().await;
+        let Some(mut exec) = self.store.execution(space, tenant, id)? else {
+            return Ok(None);
+        };
+        if exec.status.is_terminal() {
+            return Ok(Some(exec));
+        }
+        if let Some(switch) = live.get(id) {
+            let _ = switch.send(true);
+            drop(live);
+            // Give the task a moment to record it, so the answer shows `cancelled`.
+            let mut done = self.completions();
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match done.recv().await {
+                        Ok(x) if x == id => return,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+            return self.store.execution(space, tenant, id);
+        }
+        let journal: HashSet<u32> = self
+            .store
+            .journal(space, tenant, id)?
+            .into_iter()
+            .map(|r| r.index)
+            .collect();
+        let mut w = WriteSet::new();
+        if let Some(plan) = plan {
+            for (i, step) in plan.spec.steps.iter().enumerate() {
+                if !journal.contains(&(i as u32)) {
+                    wait::clear(&mut w, &exec, i as u32, step);
+                    w.put_step(space, tenant, id, &skipped(i as u32, &step.name))?;
+                }
+            }
+        }
+        self.store.commit(w).await?;
+        exec.status = ExecutionStatus::Cancelled;
+        exec.error_json = Some(
+            json!({"code": "CANCELLED", "statusCode": 409, "isCustomAuthError": false,
+                   "message": "the execution was cancelled"})
+            .to_string(),
+        );
+        let exec = match plan {
+            Some(plan) => self.finish(exec, plan).await?,
+            None => {
+                exec.finished_at_ms = Some(now_ms());
+                let mut w = WriteSet::new();
+                w.put_execution(&exec)?;
+                self.store.commit(w).await?;
+                exec
+            }
+        };
+        drop(live);
+        Ok(Some(exec))
     }
 
     /// Records a terminal status, and with it (in the same batch) the DLQ bookkeeping: a
-    /// failed execution becomes a DLQ item, and a replay updates the item it replays.
+    /// failed or timed-out execution becomes a DLQ item, and a replay updates the item it
+    /// replays.
     async fn finish(
         &self,
         mut exec: ExecutionRecord,
@@ -121,7 +508,10 @@ impl Engine {
         exec.finished_at_ms = Some(now_ms());
         let mut w = WriteSet::new();
         w.put_execution(&exec)?;
-        let failed = exec.status == ExecutionStatus::Failed;
+        let failed = matches!(
+            exec.status,
+            ExecutionStatus::Failed | ExecutionStatus::TimedOut
+        );
         match &exec.replay_of {
             Some(item_id) => {
                 if let Some(item) = self
@@ -158,6 +548,7 @@ impl Engine {
         }
         self.store.commit(w).await?;
         metrics::counter!("sluice_executions_total", "status" => exec.status.as_str()).increment(1);
+        let _ = self.done.send(exec.id.clone());
         Ok(exec)
     }
 
@@ -172,6 +563,7 @@ impl Engine {
         plan: &Plan,
         reason: &str,
     ) -> Result<ExecutionRecord, StorageError> {
+        self.live.lock().await.remove(&exec.id);
         exec.status = ExecutionStatus::Failed;
         exec.error_json = Some(
             json!({"code": "INTERNAL_ERROR", "statusCode": 500, "isCustomAuthError": false,
@@ -180,331 +572,40 @@ impl Engine {
         );
         self.finish(exec, plan).await
     }
+}
 
-    async fn run_step(
-        &self,
-        exec: &ExecutionRecord,
-        index: u32,
-        step: &StepSpec,
-        ctx: &Value,
-    ) -> StepRecord {
-        let started = now_ms();
-        let clock = Instant::now();
-        let mut record = StepRecord {
-            index,
-            name: step.name.clone(),
-            status: StepStatus::Failed,
-            input_json: "null".into(),
-            output_json: "null".into(),
-            error_json: None,
-            attempts: Vec::new(),
-            started_at_ms: started,
-            finished_at_ms: started,
+/// Whether a step whose dependencies are all settled runs or is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Join {
+    Run,
+    Skip,
+}
+
+/// `None` while a dependency is unsettled. A step runs once every dependency has finished,
+/// if at least one of them counts as completed for it (failed under `continue` counts); it is
+/// skipped when every dependency was skipped, where a gate counts as skipped for the steps
+/// on the branches it did not take. A step without dependencies runs.
+fn join_state(plan: &Plan, slots: &[Slot], i: usize) -> Option<Join> {
+    let deps = &plan.deps[i];
+    if deps.is_empty() {
+        return Some(Join::Run);
+    }
+    let mut any_ran = false;
+    for &d in deps {
+        let Slot::Done(record) = &slots[d] else {
+            return None;
         };
-        let input = match render_input(step, ctx) {
-            Ok(v) => v,
-            Err(e) => {
-                record.error_json = Some(e.to_json().to_string());
-                record.attempts.push(AttemptRecord {
-                    started_at_ms: started,
-                    finished_at_ms: now_ms(),
-                    error_json: record.error_json.clone(),
-                });
-                record.finished_at_ms = now_ms();
-                return record;
-            }
-        };
-        record.input_json = input.to_string();
-        let (Some(connector), Some(action)) = (&step.connector, &step.action) else {
-            // A data-mapping step: its output is the rendered mapping.
-            record.status = StepStatus::Completed;
-            record.output_json = input.to_string();
-            record.attempts.push(AttemptRecord {
-                started_at_ms: started,
-                finished_at_ms: now_ms(),
-                error_json: None,
-            });
-            record.finished_at_ms = now_ms();
-            observe_step(step, clock);
-            return record;
-        };
-        let max_attempts = step.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
-        let timeout = step
-            .timeout_ms
-            .map_or(DEFAULT_STEP_TIMEOUT, Duration::from_millis);
-        let upsert = match self.plan_upsert(exec, step, ctx, connector, action) {
-            Ok(u) => u,
-            Err(e) => {
-                let error = StepError {
-                    code: "INTERNAL_ERROR",
-                    status_code: 500,
-                    step: step.name.clone(),
-                    message: e,
-                    datasource_debug: None,
-                    is_custom_auth_error: false,
-                };
-                record.error_json = Some(error.to_json().to_string());
-                record.finished_at_ms = now_ms();
-                return record;
-            }
-        };
-        let mut input = input;
-        let mut action = action.clone();
-        if let Some(u) = &upsert
-            && let Some(existing) = &u.existing
+        let mut skipped_for_me = record.status == StepStatus::Skipped;
+        if let Some((gate_index, branch)) = plan.branch_of[i]
+            && gate_index == d
+            && !skipped_for_me
         {
-            action = u.update_action.clone();
-            if let Value::Object(obj) = &mut input {
-                obj.insert("id".into(), Value::String(existing.id.clone()));
-            }
-            record.input_json = input.to_string();
+            let taken = gate::taken_branch(&context::parse_json(&record.output_json));
+            skipped_for_me = taken != Some(branch);
         }
-        let action = &action;
-        let call = ActionCall {
-            connector: connector.clone(),
-            action: action.clone(),
-            input,
-            idempotency_key: step_idempotency_key(&exec.id, &step.name),
-            timeout,
-            space: exec.space_id.clone(),
-            tenant: exec.tenant_id.clone(),
-            credential: step.credential.clone(),
-        };
-        for attempt in 1..=max_attempts {
-            let attempt_start = now_ms();
-            let outcome = tokio::time::timeout(timeout, self.invoker.invoke(call.clone())).await;
-            let (error, retryable, retry_after) = match outcome {
-                Ok(Ok(output)) => {
-                    if let Some(u) = &upsert
-                        && let Err(e) = self.link_upsert(exec, u, &output).await
-                    {
-                        tracing::error!(error = %e, step = %step.name, "recording the ID map link failed");
-                    }
-                    record.attempts.push(AttemptRecord {
-                        started_at_ms: attempt_start,
-                        finished_at_ms: now_ms(),
-                        error_json: None,
-                    });
-                    record.status = StepStatus::Completed;
-                    record.output_json = output.to_string();
-                    record.error_json = None;
-                    break;
-                }
-                Ok(Err(e)) => (
-                    StepError::from_action(&step.name, action, &e, false),
-                    e.retryable,
-                    e.retry_after,
-                ),
-                Err(_) => (
-                    StepError::from_action(
-                        &step.name,
-                        action,
-                        &crate::connector::ActionError::new(
-                            format!("attempt timed out after {} ms", timeout.as_millis()),
-                            true,
-                        ),
-                        true,
-                    ),
-                    true,
-                    None,
-                ),
-            };
-            let error_json = error.to_json().to_string();
-            record.attempts.push(AttemptRecord {
-                started_at_ms: attempt_start,
-                finished_at_ms: now_ms(),
-                error_json: Some(error_json.clone()),
-            });
-            record.error_json = Some(error_json);
-            if !retryable || attempt == max_attempts {
-                break;
-            }
-            let Some(retry) = step.retry.as_ref() else {
-                break;
-            };
-            // The provider's Retry-After is honoured up to the step's maxDelayMs; a provider
-            // that asks for longer ends the retries rather than being called early.
-            let asked = retry_after.unwrap_or_default();
-            if asked > Duration::from_millis(retry.max_delay_ms) {
-                break;
-            }
-            let wait = Duration::from_millis(retry.delay_ms(attempt + 1)).max(asked);
-            tokio::time::sleep(wait).await;
-        }
-        record.finished_at_ms = now_ms();
-        observe_step(step, clock);
-        record
-    }
-}
-
-/// What an `idMap` step will do: the source record, the target entity, the link found (if
-/// any) and the update action used when it exists.
-struct Upsert {
-    source: RecordRef,
-    target_system: String,
-    target_entity: String,
-    existing: Option<RecordRef>,
-    update_action: String,
-}
-
-impl Engine {
-    fn plan_upsert(
-        &self,
-        exec: &ExecutionRecord,
-        step: &StepSpec,
-        ctx: &Value,
-        connector: &str,
-        action: &str,
-    ) -> Result<Option<Upsert>, String> {
-        let Some(spec) = &step.id_map else {
-            return Ok(None);
-        };
-        let (def, act) = crate::connectors::registry()
-            .action(connector, action)
-            .ok_or_else(|| format!("unknown action {connector}.{action}"))?;
-        let entity = act
-            .entity
-            .as_deref()
-            .and_then(|e| def.entities.iter().find(|d| d.name == e))
-            .ok_or_else(|| format!("{connector}.{action} has no entity for idMap"))?;
-        let update_action = entity
-            .update
-            .clone()
-            .ok_or_else(|| format!("{connector}.{} has no update action", entity.name))?;
-        let id = render_value(&Value::String(spec.id.clone()), ctx)
-            .ok()
-            .as_ref()
-            .and_then(crate::connectors::select::id_text)
-            .ok_or_else(|| format!("idMap.id {:?} rendered to no id", spec.id))?;
-        let source = RecordRef {
-            system: spec.system.clone(),
-            entity: spec.entity.clone(),
-            id,
-        };
-        let existing = self
-            .id_maps
-            .lookup(&exec.space_id, &exec.tenant_id, &source, connector)
-            .map_err(|e| e.to_string())?;
-        Ok(Some(Upsert {
-            source,
-            target_system: connector.to_owned(),
-            target_entity: entity.name.clone(),
-            existing,
-            update_action,
-        }))
-    }
-
-    async fn link_upsert(
-        &self,
-        exec: &ExecutionRecord,
-        u: &Upsert,
-        output: &Value,
-    ) -> Result<(), StorageError> {
-        let id = u.existing.as_ref().map(|e| e.id.clone()).or_else(|| {
-            output
-                .get("id")
-                .and_then(crate::connectors::select::id_text)
-        });
-        let Some(id) = id else {
-            tracing::warn!("idMap: the action answered without an id; no link recorded");
-            return Ok(());
-        };
-        let target = RecordRef {
-            system: u.target_system.clone(),
-            entity: u.target_entity.clone(),
-            id,
-        };
-        self.id_maps
-            .link(&exec.space_id, &exec.tenant_id, &u.source, &target)
-            .await
-    }
-}
-
-fn observe_step(step: &StepSpec, clock: Instant) {
-    let connector = step.connector.clone().unwrap_or_else(|| "mapping".into());
-    metrics::histogram!("sluice_step_duration_seconds", "connector" => connector)
-        .record(clock.elapsed().as_secs_f64());
-}
-
-/// The step's rendered input: `input` rendered, with the rendered `mapping` as `body` for a
-/// connector call that has no body of its own, or as the whole input of a mapping step.
-fn render_input(step: &StepSpec, ctx: &Value) -> Result<Value, StepError> {
-    let tmpl = |e| StepError::from_template(&step.name, &e);
-    let mut input = match &step.input {
-        Some(v) => render_value(v, ctx).map_err(tmpl)?,
-        None => Value::Object(Map::new()),
-    };
-    if let Some(mapping) = &step.mapping {
-        let mapped =
-            field_map::apply(mapping, ctx).map_err(|e| StepError::from_mapping(&step.name, &e))?;
-        if step.connector.is_none() {
-            return Ok(mapped);
-        }
-        if let Value::Object(obj) = &mut input {
-            obj.entry("body").or_insert(mapped);
+        if !skipped_for_me {
+            any_ran = true;
         }
     }
-    Ok(input)
-}
-
-fn skipped(index: u32, name: &str) -> StepRecord {
-    let now = now_ms();
-    StepRecord {
-        index,
-        name: name.to_owned(),
-        status: StepStatus::Skipped,
-        input_json: "null".into(),
-        output_json: "null".into(),
-        error_json: None,
-        attempts: Vec::new(),
-        started_at_ms: now,
-        finished_at_ms: now,
-    }
-}
-
-/// The execution-level error for a step that failed: the step's own error body.
-fn failed_error(record: &StepRecord, step: &str) -> StepError {
-    let parsed = record
-        .error_json
-        .as_deref()
-        .map(parse_json)
-        .unwrap_or(Value::Null);
-    let code = match parsed.get("code").and_then(Value::as_str) {
-        Some("DATASOURCE_CONNECTION_ERROR") => "DATASOURCE_CONNECTION_ERROR",
-        Some("TIMED_OUT") => "TIMED_OUT",
-        Some("MAPPING_ERROR") => "MAPPING_ERROR",
-        _ => "INTERNAL_ERROR",
-    };
-    StepError {
-        code,
-        status_code: parsed
-            .get("statusCode")
-            .and_then(Value::as_u64)
-            .and_then(|s| u16::try_from(s).ok())
-            .unwrap_or(500),
-        step: step.to_owned(),
-        message: parsed
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("step failed")
-            .to_owned(),
-        datasource_debug: parsed.get("datasourceDebug").cloned(),
-        is_custom_auth_error: parsed.get("isCustomAuthError").and_then(Value::as_bool)
-            == Some(true),
-    }
-}
-
-fn record_output(ctx: &mut Value, name: &str, record: &StepRecord) {
-    let output = parse_json(&record.output_json);
-    let error = record.error_json.as_deref().map(parse_json);
-    if let Some(steps) = ctx.get_mut("steps").and_then(Value::as_object_mut) {
-        steps.insert(
-            name.to_owned(),
-            json!({"output": output, "status": record.status.as_str(), "error": error}),
-        );
-    }
-}
-
-fn parse_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
+    Some(if any_ran { Join::Run } else { Join::Skip })
 }

@@ -68,6 +68,24 @@ impl StepError {
         }
     }
 
+    /// An error of the engine's own making (a wait that timed out, a rejected approval, a
+    /// condition that could not be evaluated).
+    pub fn new(
+        code: &'static str,
+        status_code: u16,
+        step: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            code,
+            status_code,
+            step: step.to_owned(),
+            message: message.into(),
+            datasource_debug: None,
+            is_custom_auth_error: false,
+        }
+    }
+
     /// The error body as JSON.
     pub fn to_json(&self) -> Value {
         let mut v = json!({

@@ -26,6 +26,33 @@ pub struct FlowSpec {
     pub trigger: Trigger,
     /// The steps, in document order.
     pub steps: Vec<StepSpec>,
+    /// What `POST /api/v1/{flow_name}` answers once the execution completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseSpec>,
+    /// Longest time one execution may take, ms (waits included); past it the execution
+    /// becomes `timed_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Most executions of this flow running at once in a tenant; more wait in their queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// The success answer of the execute API: `{"status": 200, "body": {…templates…}}`, rendered
+/// over `trigger`, `input` and `steps` once the execution completed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// HTTP status, 200-299 (default 200).
+    #[serde(default = "default_response_status")]
+    pub status: u16,
+    /// Body template; absent means `{"executionId", "status"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+fn default_response_status() -> u16 {
+    200
 }
 
 /// What starts an execution.
@@ -38,7 +65,8 @@ pub enum Trigger {
         source: String,
         /// Event name, e.g. `order.created`; `*` matches every event of the source.
         event: String,
-        /// A condition over the event (CEL); not supported yet, refused at save.
+        /// A CEL condition over `trigger` (the event payload); the flow starts only when it
+        /// is true.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         condition: Option<String>,
     },
@@ -48,15 +76,31 @@ pub enum Trigger {
         #[serde(rename = "webhookId")]
         webhook_id: String,
     },
-    /// A schedule (not supported yet, refused at save).
+    /// A schedule: 5 fields (minute hour day month weekday) or 6 (seconds first), in an
+    /// IANA time zone (default `UTC`). See [`crate::schedule`] for the DST rule.
     Cron {
         /// Cron expression.
         schedule: String,
-        /// IANA time zone.
+        /// IANA time zone, e.g. `America/New_York`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timezone: Option<String>,
+        /// Runs missed while the server was down: `skip` (default), `once` (the latest
+        /// missed run, once), `each` (every missed run within `catchUpWindowMs`).
+        #[serde(default, rename = "catchUp", skip_serializing_if = "Option::is_none")]
+        catch_up: Option<String>,
+        /// How far back `each` catches up, ms (default one day).
+        #[serde(
+            default,
+            rename = "catchUpWindowMs",
+            skip_serializing_if = "Option::is_none"
+        )]
+        catch_up_window_ms: Option<u64>,
+        /// A run due while the previous one is unfinished: `allow` (default) starts it
+        /// anyway, `skip` drops it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overlap: Option<String>,
     },
-    /// The execute API (not supported yet, refused at save).
+    /// The execute API `POST /api/v1/{flow_name}` with `{"input": {…}}`.
     Manual {
         /// JSON Schema of `input`.
         #[serde(
@@ -86,8 +130,7 @@ impl Trigger {
 pub struct StepSpec {
     /// Unique within the flow; referenced as `{{steps.NAME.output}}`.
     pub name: String,
-    /// Step type: `action` today (`wait`, `approval`, `notification`, `gate`, `loop` are refused
-    /// at save until the engine supports them).
+    /// Step type: `action`, `wait`, `approval`, `notification`, `gate` or `loop`.
     #[serde(rename = "type")]
     pub kind: String,
     /// Connector to call; absent for a data-mapping step.
@@ -112,7 +155,7 @@ pub struct StepSpec {
     /// What a failure does to the execution.
     #[serde(default)]
     pub on_error: OnError,
-    /// Per-attempt time limit in ms.
+    /// Per-attempt time limit in ms (`action`); how long a `wait` or `approval` may last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Id of the tenant's credential for the connector (`POST …/credentials`); checked at
@@ -122,6 +165,39 @@ pub struct StepSpec {
     /// Upsert through the ID map: the source record this step's target record stands for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_map: Option<IdMapSpec>,
+    /// `wait`: how long to pause, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// `wait`: a CEL condition over `trigger`, `input`, `steps`; the wait ends when it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// `wait` with `until`: how often the condition is checked, ms (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_every_ms: Option<u64>,
+    /// `wait`: the event that ends the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventWaitSpec>,
+    /// `gate`: ordered cases; the first whose condition holds is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cases: Option<Vec<GateCase>>,
+    /// `gate`: steps of the branch taken when no case holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Vec<String>>,
+    /// `loop`: a template giving the collection (an array) to iterate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over: Option<String>,
+    /// `loop`: most iterations running at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// `loop`: the nested steps run for each item (`{{item}}`, `{{index}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<StepSpec>>,
+    /// `notification`: the channel (`in_app`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// `notification`: the message template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `"idMap": {"system": "shopify", "entity": "order", "id": "{{trigger.id}}"}`: the engine
@@ -136,6 +212,30 @@ pub struct IdMapSpec {
     pub entity: String,
     /// Template of the source record's id.
     pub id: String,
+}
+
+/// An event wait: `{"source", "event", "condition"?}`; the condition (CEL) sees `event` (the
+/// payload) beside `trigger`, `input` and `steps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventWaitSpec {
+    /// Source connector (`stripe`).
+    pub source: String,
+    /// Normalized event name (`invoice.paid`).
+    pub event: String,
+    /// CEL condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+/// One case of a gate: `{"when": "<CEL>", "steps": ["…"]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GateCase {
+    /// Condition (CEL).
+    pub when: String,
+    /// Steps of this branch.
+    pub steps: Vec<String>,
 }
 
 /// A step's retry policy. Only errors the connector marks retryable (timeouts, 429, 5xx) are
@@ -154,6 +254,10 @@ pub struct RetrySpec {
     /// Upper bound of any delay, ms.
     #[serde(default = "default_max_delay")]
     pub max_delay_ms: u64,
+    /// Randomize each delay to between half and all of its value ("equal jitter"), so
+    /// retries of many executions do not arrive together.
+    #[serde(default)]
+    pub jitter: bool,
 }
 
 fn default_initial_delay() -> u64 {
@@ -175,7 +279,19 @@ pub enum Backoff {
 }
 
 impl RetrySpec {
-    /// Delay before attempt `attempt` (2 = first retry), capped at `max_delay_ms`.
+    /// Delay before attempt `attempt` (2 = first retry), capped at `max_delay_ms`, with
+    /// jitter applied when enabled.
+    pub fn jittered_delay_ms(&self, attempt: u32) -> u64 {
+        let d = self.delay_ms(attempt);
+        if !self.jitter || d < 2 {
+            return d;
+        }
+        let half = d / 2;
+        half + rand::random_range(0..=d - half)
+    }
+
+    /// Delay before attempt `attempt` (2 = first retry), capped at `max_delay_ms`, without
+    /// jitter.
     pub fn delay_ms(&self, attempt: u32) -> u64 {
         let exp = attempt.saturating_sub(2).min(30);
         let d = match self.backoff {

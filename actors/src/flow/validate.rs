@@ -20,7 +20,7 @@ pub struct FlowError {
     pub message: String,
 }
 
-fn err(step: Option<&str>, message: String) -> FlowError {
+pub(super) fn err(step: Option<&str>, message: String) -> FlowError {
     FlowError {
         step: step.map(str::to_owned),
         message,
@@ -45,6 +45,22 @@ pub struct Plan {
     /// Step indices in an order where every step comes after its dependencies (ties keep
     /// document order).
     pub order: Vec<usize>,
+    /// For each step listed in a gate's branch: `(gate index, branch)`, where branch is the
+    /// case index, or the number of cases for the `default` branch.
+    pub branch_of: Vec<Option<(usize, usize)>>,
+    /// The nested plan of each `loop` step, by step index.
+    pub loops: HashMap<usize, NestedPlan>,
+}
+
+/// The nested steps of a `loop`, validated: they run in `order` for each item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NestedPlan {
+    /// The nested steps.
+    pub steps: Vec<StepSpec>,
+    /// Indices of each nested step's dependencies.
+    pub deps: Vec<Vec<usize>>,
+    /// A topological order of the nested steps.
+    pub order: Vec<usize>,
 }
 
 /// Validates `spec` and computes its [`Plan`].
@@ -62,11 +78,66 @@ pub fn plan(spec: FlowSpec) -> Result<Plan, FlowError> {
         ));
     }
     check_trigger(&spec.trigger)?;
-    if spec.steps.is_empty() {
+    super::validate_steps::check_flow_options(&spec)?;
+    let (deps, order, ancestors) = plan_steps(&spec.steps, &HashSet::new())?;
+    let branch_of = super::validate_steps::gate_branches(&spec.steps, &deps)?;
+    let mut loops = HashMap::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        if step.kind != "loop" {
+            continue;
+        }
+        let nested = step.steps.clone().unwrap_or_default();
+        // Nested steps may read the loop's ancestors and each other.
+        let outer: HashSet<String> = ancestors[i]
+            .iter()
+            .map(|&j| spec.steps[j].name.clone())
+            .collect();
+        let (nested_deps, nested_order, _) = plan_steps(&nested, &outer).map_err(|e| {
+            err(
+                Some(&step.name),
+                format!("loop {:?}: {}", step.name, e.message),
+            )
+        })?;
+        super::validate_steps::check_nested(step, &nested)?;
+        loops.insert(
+            i,
+            NestedPlan {
+                steps: nested,
+                deps: nested_deps,
+                order: nested_order,
+            },
+        );
+    }
+    if let Some(body) = spec.response.as_ref().and_then(|r| r.body.as_ref()) {
+        let names: HashSet<&str> = spec.steps.iter().map(|s| s.name.as_str()).collect();
+        for referenced in referenced_steps(body).map_err(|e| err(None, format!("response: {e}")))? {
+            if !names.contains(referenced.as_str()) {
+                return Err(err(
+                    None,
+                    format!("response references unknown step {referenced:?}"),
+                ));
+            }
+        }
+    }
+    Ok(Plan {
+        spec,
+        deps,
+        order,
+        branch_of,
+        loops,
+    })
+}
+
+type StepsPlan = (Vec<Vec<usize>>, Vec<usize>, Vec<HashSet<usize>>);
+
+/// Names, dependencies, order, per-step checks and template references of one step list;
+/// `outer` names steps outside the list that templates may also read (a loop's ancestors).
+fn plan_steps(steps: &[StepSpec], outer: &HashSet<String>) -> Result<StepsPlan, FlowError> {
+    if steps.is_empty() {
         return Err(err(None, "a flow needs at least one step".into()));
     }
     let mut index = HashMap::new();
-    for (i, step) in spec.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         if !is_step_name(&step.name) {
             return Err(err(
                 Some(&step.name),
@@ -83,8 +154,8 @@ pub fn plan(spec: FlowSpec) -> Result<Plan, FlowError> {
             ));
         }
     }
-    let mut deps = Vec::with_capacity(spec.steps.len());
-    for (i, step) in spec.steps.iter().enumerate() {
+    let mut deps = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
         let d = match &step.depends_on {
             Some(names) => names
                 .iter()
@@ -102,11 +173,14 @@ pub fn plan(spec: FlowSpec) -> Result<Plan, FlowError> {
         };
         deps.push(d);
     }
-    let order = topological_order(&spec.steps, &deps)?;
+    let order = topological_order(steps, &deps)?;
     let ancestors = ancestors(&deps, &order);
-    for (i, step) in spec.steps.iter().enumerate() {
+    for (i, step) in steps.iter().enumerate() {
         check_step(step)?;
         for referenced in step_references(step)? {
+            if outer.contains(&referenced) {
+                continue;
+            }
             let Some(&j) = index.get(referenced.as_str()) else {
                 return Err(err(
                     Some(&step.name),
@@ -127,7 +201,7 @@ pub fn plan(spec: FlowSpec) -> Result<Plan, FlowError> {
             }
         }
     }
-    Ok(Plan { spec, deps, order })
+    Ok((deps, order, ancestors))
 }
 
 fn check_trigger(trigger: &Trigger) -> Result<(), FlowError> {
@@ -143,11 +217,9 @@ fn check_trigger(trigger: &Trigger) -> Result<(), FlowError> {
                     "event trigger needs a source and an event".into(),
                 ));
             }
-            if condition.is_some() {
-                return Err(err(
-                    None,
-                    "trigger conditions are not supported yet; remove \"condition\"".into(),
-                ));
+            if let Some(c) = condition {
+                super::condition::check(c)
+                    .map_err(|e| err(None, format!("trigger condition: {e}")))?;
             }
             Ok(())
         }
@@ -155,25 +227,16 @@ fn check_trigger(trigger: &Trigger) -> Result<(), FlowError> {
             Err(err(None, "webhook trigger needs a webhookId".into()))
         }
         Trigger::Webhook { .. } => Ok(()),
-        other => Err(err(
-            None,
-            format!(
-                "trigger type {:?} is not supported yet (supported: event, webhook)",
-                other.kind()
-            ),
-        )),
+        Trigger::Cron { .. } | Trigger::Manual { .. } => {
+            super::validate_steps::check_trigger_options(trigger)
+        }
     }
 }
 
 fn check_step(step: &StepSpec) -> Result<(), FlowError> {
+    super::validate_steps::check_fields_of_kind(step)?;
     if step.kind != "action" {
-        return Err(err(
-            Some(&step.name),
-            format!(
-                "step {:?} has type {:?}, which is not supported yet (supported: action)",
-                step.name, step.kind
-            ),
-        ));
+        return super::validate_steps::check_step_kind(step);
     }
     match (&step.connector, &step.action) {
         (None, None) => {
@@ -352,7 +415,12 @@ pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HE
 
 fn step_references(step: &StepSpec) -> Result<Vec<String>, FlowError> {
     let mut all = Vec::new();
-    let docs = [step.input.clone(), step.mapping.clone().map(Value::Object)];
+    let docs = [
+        step.input.clone(),
+        step.mapping.clone().map(Value::Object),
+        step.over.clone().map(Value::String),
+        step.message.clone().map(Value::String),
+    ];
     for doc in docs.into_iter().flatten() {
         let names = referenced_steps(&doc)
             .map_err(|e| err(Some(&step.name), format!("step {:?}: {e}", step.name)))?;
@@ -530,8 +598,13 @@ mod tests {
 
     #[test]
     fn unsupported_features_are_refused_not_ignored() {
-        let e = plan(flow(json!([{"name": "w", "type": "wait"}]))).expect_err("wait");
-        assert!(e.message.contains("not supported yet"), "{e}");
+        let e = plan(flow(json!([{"name": "w", "type": "teleport"}]))).expect_err("teleport");
+        assert!(e.message.contains("not supported"), "{e}");
+        let e = plan(flow(
+            json!([{"name": "n", "type": "notification", "channel": "email", "message": "hi"}]),
+        ))
+        .expect_err("email");
+        assert!(e.message.contains("email"), "{e}");
         let e = plan(flow(json!([{"name": "x", "type": "action", "connector": "xero", "action": "makeInvoice", "credential": "c"}])))
             .expect_err("xero");
         assert!(e.message.contains("xero.makeInvoice"), "{e}");
@@ -551,5 +624,108 @@ mod tests {
             json!({"input": {"url": "{{NOPE(trigger.x)}}"}})
         )])));
         assert!(bad_template.is_err());
+    }
+    #[test]
+    fn the_issue_shapes_are_accepted_as_written() {
+        let p = plan(flow(json!([
+            {"name": "make", "type": "action", "mapping": {"id": "{{trigger.id}}"}},
+            {"name": "pause", "type": "wait", "durationMs": 5000},
+            {"name": "until_paid", "type": "wait", "until": "steps.make.output.paid == true",
+             "checkEveryMs": 1000, "timeoutMs": 60000},
+            {"name": "await_payment", "type": "wait",
+             "event": {"source": "stripe", "event": "invoice.paid",
+                       "condition": "event.data.object.id == steps.make.output.id"},
+             "timeoutMs": 86400000},
+            {"name": "sign_off", "type": "approval", "timeoutMs": 3600000},
+            {"name": "route", "type": "gate",
+             "cases": [{"when": "trigger.total_price > 100", "steps": ["big_order"]}],
+             "default": ["small_order"]},
+            http_step("big_order", json!({"dependsOn": ["route"]})),
+            http_step("small_order", json!({"dependsOn": ["route"]})),
+            {"name": "each_line", "type": "loop", "over": "{{trigger.line_items}}", "concurrency": 4,
+             "dependsOn": ["big_order", "small_order"],
+             "steps": [{"name": "push", "type": "action", "connector": "http", "action": "request",
+                        "input": {"method": "POST", "url": "http://x"},
+                        "mapping": {"sku": "{{item.sku}}", "n": "{{index}}"}}]},
+            http_step("call", json!({"retry": {"maxAttempts": 3, "backoff": "exponential",
+                                               "initialDelayMs": 100, "maxDelayMs": 5000},
+                                     "timeoutMs": 10000, "onError": "continue"})),
+        ])))
+        .expect("the issue's shapes");
+        assert_eq!(p.branch_of[6], Some((5, 0)));
+        assert_eq!(p.branch_of[7], Some((5, 1)));
+        assert!(p.loops.contains_key(&8));
+    }
+
+    #[test]
+    fn new_step_types_are_checked_at_save_and_name_the_step() {
+        for (steps, step, needle) in [
+            (
+                json!([{"name": "g", "type": "gate", "cases": [{"when": "trigger.x >", "steps": []}]}]),
+                "g",
+                "invalid condition",
+            ),
+            (
+                json!([{"name": "w", "type": "wait", "durationMs": 5, "until": "true"}]),
+                "w",
+                "exactly one",
+            ),
+            (json!([{"name": "w", "type": "wait"}]), "w", "exactly one"),
+            (
+                json!([{"name": "a", "type": "action", "mapping": {"x": "1"}, "durationMs": 5}]),
+                "a",
+                "does not apply",
+            ),
+            (
+                json!([{"name": "g", "type": "gate", "default": ["b"]}, http_step("b", json!({"dependsOn": []}))]),
+                "b",
+                "must depend on it",
+            ),
+            (
+                json!([{"name": "l", "type": "loop", "over": "{{trigger.items}}",
+                     "steps": [{"name": "w", "type": "wait", "durationMs": 1}]}]),
+                "l",
+                "nest",
+            ),
+            (
+                json!([{"name": "l", "type": "loop", "over": "trigger.items", "steps": [http_step("p", json!({}))]}]),
+                "l",
+                "template",
+            ),
+        ] {
+            let e = plan(flow(steps.clone())).expect_err(needle);
+            assert_eq!(e.step.as_deref(), Some(step), "{steps}: {e}");
+            assert!(e.message.contains(needle), "{steps}: {e}");
+        }
+    }
+
+    #[test]
+    fn cron_and_manual_triggers_are_checked() {
+        let with = |trigger: Value| -> Result<Plan, FlowError> {
+            plan(
+                serde_json::from_value(json!({"name": "f", "trigger": trigger,
+                "steps": [{"name": "m", "type": "action", "mapping": {"a": "1"}}]}))
+                .expect("spec"),
+            )
+        };
+        with(
+            json!({"type": "cron", "schedule": "0 9 * * MON-FRI", "timezone": "Europe/London",
+                    "catchUp": "each", "catchUpWindowMs": 3600000, "overlap": "skip"}),
+        )
+        .expect("cron");
+        assert!(with(json!({"type": "cron", "schedule": "0 9 * *"})).is_err());
+        assert!(
+            with(json!({"type": "cron", "schedule": "0 9 * * *", "timezone": "Nowhere/Land"}))
+                .is_err()
+        );
+        assert!(
+            with(json!({"type": "cron", "schedule": "0 9 * * *", "overlap": "queue"})).is_err()
+        );
+        with(json!({"type": "manual", "requestSchema": {"type": "object"}})).expect("manual");
+        assert!(with(json!({"type": "manual", "requestSchema": {"type": 5}})).is_err());
+        let e =
+            with(json!({"type": "event", "source": "s", "event": "e", "condition": "trigger.("}))
+                .expect_err("cel");
+        assert!(e.message.contains("condition"), "{e}");
     }
 }

@@ -10,10 +10,13 @@
 //! (routing is idempotent: an entry already routed is no longer in the outbox, and execution
 //! ids are derived, so nothing starts twice).
 
+pub mod event_waits;
 mod lanes;
 mod relay;
 mod root;
+pub mod scheduler;
 mod tenant;
+pub mod timers;
 
 pub use lanes::PriorityLanes;
 pub use relay::{Dispatched, OutboxRelay, RelayLimits, RelayMsg, RelayPermit};

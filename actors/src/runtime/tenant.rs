@@ -11,7 +11,7 @@
 //! the last of them starts running, so a tenant whose executions cannot keep up stops
 //! receiving entries (the relay defers it) while the others keep flowing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -20,10 +20,11 @@ use sluice_storage::{
     WriteSet, keys,
 };
 
+use super::event_waits::{self, RecentEvents, SeenEvent};
 use super::lanes::PriorityLanes;
 use super::relay::{Dispatched, RelayPermit};
 use crate::dlq;
-use crate::engine::Engine;
+use crate::engine::{Engine, RunOutcome};
 use crate::flow::{FlowSpec, Plan, plan};
 use crate::ids::{execution_id, now_ms};
 use crate::pipeline::{normalize, router};
@@ -65,6 +66,9 @@ pub enum TenantMsg {
     Run(ExecutionRef),
     /// An execution task ended (normally or not).
     Finished(String),
+    /// An execution parked on a wait for an event: check the events that arrived as the wait
+    /// began.
+    Parked(ExecutionRef),
 }
 
 /// Arguments of a tenant supervisor.
@@ -102,7 +106,16 @@ struct Waiting {
 pub struct TenantState {
     args: TenantArgs,
     live: Vec<LiveFlow>,
-    running: HashSet<String>,
+    /// Running executions, with their flow id.
+    running: HashMap<String, String>,
+    /// Running executions per flow id (for the flows' concurrency limits).
+    flow_running: HashMap<String, usize>,
+    /// Executions held back by their flow's concurrency limit, per flow id, in order.
+    flow_queue: HashMap<String, VecDeque<ExecutionRecord>>,
+    /// The last events routed, for event waits that are just beginning.
+    recent: RecentEvents,
+    /// Executions asked to run while running: queued again when their run ends.
+    rerun: HashMap<String, ExecutionRef>,
     queued: HashSet<String>,
     lanes: PriorityLanes<Waiting>,
     /// A lane was full and some executions were left in storage only; sweep for them when
@@ -124,7 +137,11 @@ impl Actor for TenantSupervisor {
         let mut state = TenantState {
             args,
             live: Vec::new(),
-            running: HashSet::new(),
+            running: HashMap::new(),
+            flow_running: HashMap::new(),
+            flow_queue: HashMap::new(),
+            recent: RecentEvents::default(),
+            rerun: HashMap::new(),
             queued: HashSet::new(),
             lanes,
             overflowed: false,
@@ -158,11 +175,13 @@ impl Actor for TenantSupervisor {
             TenantMsg::Route(batch) => {
                 let mut writes = WriteSet::new();
                 let mut started = Vec::with_capacity(batch.len());
+                let mut resumed = Vec::new();
                 let mut routed = 0;
                 for (entry, permit) in batch {
-                    if let Some(created) = state.route(&entry, &mut writes)? {
+                    if let Some((created, woken)) = state.route(&entry, &mut writes).await? {
                         routed += 1;
                         started.push((created, permit));
+                        resumed.extend(woken);
                     }
                 }
                 // One durable commit for the whole batch: executions, event records, DLQ
@@ -175,11 +194,24 @@ impl Actor for TenantSupervisor {
                         state.enqueue(ExecutionRef::of(&exec), Some(permit.clone()));
                     }
                 }
+                for exec in resumed {
+                    state.enqueue(exec, None);
+                }
+            }
+            TenantMsg::Parked(exec) => {
+                if state.check_recent_events(&exec).await? {
+                    state.enqueue(exec, None);
+                }
             }
             TenantMsg::FlowsChanged => state.reload_flows()?,
             TenantMsg::Run(exec) => state.enqueue(exec, None),
             TenantMsg::Finished(id) => {
-                state.running.remove(&id);
+                if let Some(flow) = state.running.remove(&id) {
+                    state.release_flow_slot(&myself, &flow);
+                }
+                if let Some(again) = state.rerun.remove(&id) {
+                    state.enqueue(again, None);
+                }
                 if state.overflowed && state.lanes.is_empty() {
                     state.sweep()?;
                 }
@@ -202,9 +234,19 @@ fn priority_label(p: u8) -> &'static str {
 impl TenantState {
     fn reload_flows(&mut self) -> Result<(), ActorProcessingErr> {
         let flows = self.args.store.flows(&self.args.space, &self.args.tenant)?;
-        self.live = flows
+        let store = &self.args.store;
+        let mut live = Vec::new();
+        for f in flows.into_iter().filter(|f| f.status == FlowStatus::Live) {
+            // What runs is the latest release version; a flow published before releases
+            // were kept runs its record.
+            let release = store
+                .flow_versions(&self.args.space, &self.args.tenant, &f.id)?
+                .pop()
+                .unwrap_or(f);
+            live.push(release);
+        }
+        self.live = live
             .into_iter()
-            .filter(|f| f.status == FlowStatus::Live)
             .filter_map(|record| match load_plan(&record) {
                 Ok(plan) => Some(LiveFlow {
                     record,
@@ -220,7 +262,13 @@ impl TenantState {
     }
 
     fn enqueue(&mut self, exec: ExecutionRef, permit: Option<Arc<RelayPermit>>) {
-        if self.running.contains(&exec.id) || self.queued.contains(&exec.id) {
+        if self.running.contains_key(&exec.id) {
+            // Something changed while it runs (a wait ended as it was parking): run it again
+            // once this run ends, so the change is not lost.
+            self.rerun.insert(exec.id.clone(), exec);
+            return;
+        }
+        if self.queued.contains(&exec.id) {
             return;
         }
         let waiting = Waiting {
@@ -279,17 +327,74 @@ impl TenantState {
         }
     }
 
-    /// Normalizes and routes one entry into `w`; returns the executions it creates, or `None`
-    /// when the entry was already routed (a rewind re-read it while it was in flight).
-    fn route(
+    /// A flow's execution ended: frees its slot and starts the next one held back.
+    fn release_flow_slot(&mut self, myself: &ActorRef<TenantMsg>, flow: &str) {
+        if let Some(n) = self.flow_running.get_mut(flow) {
+            *n = n.saturating_sub(1);
+        }
+        let next = self.flow_queue.get_mut(flow).and_then(VecDeque::pop_front);
+        if let Some(exec) = next {
+            self.spawn_run(myself, exec);
+        }
+    }
+
+    /// Checks the remembered events against the open event waits of a parked execution and
+    /// ends those that match; true when one did.
+    async fn check_recent_events(
+        &mut self,
+        exec: &ExecutionRef,
+    ) -> Result<bool, ActorProcessingErr> {
+        let store = self.args.store.clone();
+        let Some(record) = store.execution(&exec.space, &exec.tenant, &exec.id)? else {
+            return Ok(false);
+        };
+        let plan = self.plan_for(&record)?;
+        let mut resolved = false;
+        for wait in store.waits(&exec.space, &exec.tenant, &exec.id)? {
+            if wait.kind != "event" || wait.resolution.is_some() {
+                continue;
+            }
+            let Some(ev) = plan
+                .spec
+                .steps
+                .get(wait.index as usize)
+                .and_then(|s| s.event.clone())
+            else {
+                continue;
+            };
+            let Some(ew) = store
+                .event_waits(&exec.space, &exec.tenant, &ev.source, &ev.event)?
+                .into_iter()
+                .find(|w| w.execution_id == exec.id && w.index == wait.index)
+            else {
+                continue;
+            };
+            let hit = self
+                .recent
+                .matching(&ev.source, &ev.event, &record.event_id, ew.since_ms)
+                .find(|e| event_waits::accepts(&ew, e))
+                .cloned();
+            if let Some(event) = hit {
+                resolved |=
+                    event_waits::resolve(&store, &exec.space, &exec.tenant, &ew, &event).await?;
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Normalizes and routes one entry into `w`; returns the executions it creates and those
+    /// whose event wait it ended, or `None` when the entry was already routed (a rewind re-read
+    /// it while it was in flight). Ending an event wait is committed on its own.
+    async fn route(
         &mut self,
         entry: &OutboxEntry,
         w: &mut WriteSet,
-    ) -> Result<Option<Vec<ExecutionRecord>>, ActorProcessingErr> {
-        let store = &self.args.store;
+    ) -> Result<Option<(Vec<ExecutionRecord>, Vec<ExecutionRef>)>, ActorProcessingErr> {
+        let store = &self.args.store.clone();
         if !store.contains(Ks::Outbox, &keys::outbox(entry.seq))? {
             return Ok(None);
         }
+        let mut resumed = Vec::new();
         let (space, tenant) = (&self.args.space, &self.args.tenant);
         let mut created = Vec::new();
         let mut event = EventRecord {
@@ -312,7 +417,12 @@ impl TenantState {
                 event.event_type = normalized.event_type.clone();
                 let trigger_json = normalized.payload.to_string();
                 for flow in &self.live {
-                    if !router::matches(&flow.plan.spec.trigger, &normalized, &entry.webhook_id) {
+                    if !router::matches(
+                        &flow.plan.spec.trigger,
+                        &flow.record.name,
+                        &normalized,
+                        &entry.webhook_id,
+                    ) {
                         continue;
                     }
                     let id =
@@ -351,6 +461,26 @@ impl TenantState {
                 }
                 metrics::counter!("sluice_events_routed_total", "source" => entry.connector.clone())
                     .increment(1);
+                let seen = SeenEvent {
+                    event_id: normalized.event_id.clone(),
+                    source: normalized.source.clone(),
+                    event_type: normalized.event_type.clone(),
+                    received_at_ms: normalized.received_at_ms,
+                    payload: normalized.payload.clone(),
+                };
+                for w in store.event_waits(space, tenant, &seen.source, &seen.event_type)? {
+                    if event_waits::accepts(&w, &seen)
+                        && event_waits::resolve(store, space, tenant, &w, &seen).await?
+                    {
+                        resumed.push(ExecutionRef {
+                            space: space.clone(),
+                            tenant: tenant.clone(),
+                            id: w.execution_id.clone(),
+                            priority: w.priority,
+                        });
+                    }
+                }
+                self.recent.push(seen);
             }
             Err(e) => {
                 tracing::warn!(event = %entry.event_id, error = %e, "event dead-lettered");
@@ -368,7 +498,7 @@ impl TenantState {
         }
         w.put_event(space, tenant, &event)?;
         w.delete_outbox(entry);
-        Ok(Some(created))
+        Ok(Some((created, resumed)))
     }
 
     fn spawn_run(&mut self, myself: &ActorRef<TenantMsg>, exec: ExecutionRecord) {
@@ -379,9 +509,22 @@ impl TenantState {
                 return;
             }
         };
-        self.running.insert(exec.id.clone());
+        if let Some(limit) = plan.spec.concurrency {
+            let n = self.flow_running.entry(exec.flow_id.clone()).or_default();
+            if *n >= limit as usize {
+                // Held back by the flow's limit; started when one of its executions ends.
+                self.flow_queue
+                    .entry(exec.flow_id.clone())
+                    .or_default()
+                    .push_back(exec);
+                return;
+            }
+            *n += 1;
+        }
+        self.running.insert(exec.id.clone(), exec.flow_id.clone());
         let engine = self.args.engine.clone();
         let me = myself.clone();
+        let parked_ref = ExecutionRef::of(&exec);
         tokio::spawn(async move {
             let id = exec.id.clone();
             let fallback = exec.clone();
@@ -389,6 +532,11 @@ impl TenantState {
             let run_plan = plan.clone();
             let outcome = tokio::spawn(async move { run_engine.run(exec, &run_plan).await }).await;
             match outcome {
+                Ok(Ok(RunOutcome::Parked {
+                    event_waits: true, ..
+                })) => {
+                    let _ = me.cast(TenantMsg::Parked(parked_ref));
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::error!(execution = %id, error = %e, "storage failed during execution; it resumes at next start");
@@ -412,11 +560,14 @@ impl TenantState {
         {
             return Ok(f.plan.clone());
         }
-        let record = self
-            .args
-            .store
-            .flow(&exec.space_id, &exec.tenant_id, &exec.flow_id)?
-            .ok_or("flow deleted")?;
+        let record = crate::flow::versions::find(
+            &self.args.store,
+            &exec.space_id,
+            &exec.tenant_id,
+            &exec.flow_id,
+            exec.flow_version,
+        )?
+        .ok_or("flow version no longer stored")?;
         Ok(Arc::new(load_plan(&record)?))
     }
 }

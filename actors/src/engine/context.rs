@@ -1,0 +1,139 @@
+//! The template context of an execution (`{"trigger", "input", "steps"}`) and the small
+//! helpers that build journal records.
+
+use serde_json::{Value, json};
+use sluice_storage::{AttemptRecord, ExecutionRecord, StepRecord, StepStatus};
+
+use super::step_error::StepError;
+use crate::ids::now_ms;
+
+/// The context of `exec` with no step outputs yet.
+pub fn initial(exec: &ExecutionRecord) -> Value {
+    json!({
+        "trigger": parse_json(&exec.trigger_json),
+        "input": parse_json(&exec.input_json),
+        "steps": {},
+    })
+}
+
+/// Adds a journaled step to the context: `steps.NAME = {"output", "status", "error"}`.
+pub fn record_output(ctx: &mut Value, name: &str, record: &StepRecord) {
+    let output = parse_json(&record.output_json);
+    let error = record.error_json.as_deref().map(parse_json);
+    if let Some(steps) = ctx.get_mut("steps").and_then(Value::as_object_mut) {
+        steps.insert(
+            name.to_owned(),
+            json!({"output": output, "status": record.status.as_str(), "error": error}),
+        );
+    }
+}
+
+/// JSON text to a value; `null` when it does not parse.
+pub fn parse_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// A record for a step that did not run.
+pub fn skipped(index: u32, name: &str) -> StepRecord {
+    let now = now_ms();
+    StepRecord {
+        index,
+        name: name.to_owned(),
+        status: StepStatus::Skipped,
+        input_json: "null".into(),
+        output_json: "null".into(),
+        error_json: None,
+        attempts: Vec::new(),
+        started_at_ms: now,
+        finished_at_ms: now,
+    }
+}
+
+/// A completed record with one attempt.
+pub fn completed(
+    index: u32,
+    name: &str,
+    started: u64,
+    input: &Value,
+    output: &Value,
+) -> StepRecord {
+    let now = now_ms();
+    StepRecord {
+        index,
+        name: name.to_owned(),
+        status: StepStatus::Completed,
+        input_json: input.to_string(),
+        output_json: output.to_string(),
+        error_json: None,
+        attempts: vec![AttemptRecord {
+            started_at_ms: started,
+            finished_at_ms: now,
+            error_json: None,
+        }],
+        started_at_ms: started,
+        finished_at_ms: now,
+    }
+}
+
+/// A failed record with one attempt carrying `error`.
+pub fn failed(
+    index: u32,
+    name: &str,
+    started: u64,
+    input: &Value,
+    error: &StepError,
+) -> StepRecord {
+    let now = now_ms();
+    let e = error.to_json().to_string();
+    StepRecord {
+        index,
+        name: name.to_owned(),
+        status: StepStatus::Failed,
+        input_json: input.to_string(),
+        output_json: "null".into(),
+        error_json: Some(e.clone()),
+        attempts: vec![AttemptRecord {
+            started_at_ms: started,
+            finished_at_ms: now,
+            error_json: Some(e),
+        }],
+        started_at_ms: started,
+        finished_at_ms: now,
+    }
+}
+
+/// The execution-level error for a step that failed: the step's own error body.
+pub fn failed_error(record: &StepRecord, step: &str) -> StepError {
+    let parsed = record
+        .error_json
+        .as_deref()
+        .map(parse_json)
+        .unwrap_or(Value::Null);
+    let code = match parsed.get("code").and_then(Value::as_str) {
+        Some("DATASOURCE_CONNECTION_ERROR") => "DATASOURCE_CONNECTION_ERROR",
+        Some("TIMED_OUT") => "TIMED_OUT",
+        Some("MAPPING_ERROR") => "MAPPING_ERROR",
+        Some("REJECTED") => "REJECTED",
+        Some("CONDITION_ERROR") => "CONDITION_ERROR",
+        _ => "INTERNAL_ERROR",
+    };
+    StepError {
+        code,
+        status_code: parsed
+            .get("statusCode")
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(500),
+        step: step.to_owned(),
+        message: parsed
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("step failed")
+            .to_owned(),
+        datasource_debug: parsed.get("datasourceDebug").cloned(),
+        is_custom_auth_error: parsed
+            .get("isCustomAuthError")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }
+}

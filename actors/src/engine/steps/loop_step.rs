@@ -1,0 +1,177 @@
+//! `loop` steps: the `over` template gives an array; for each item the nested steps run in
+//! their order with `{{item}}` and `{{index}}` in scope and earlier nested outputs under
+//! `steps.NAME`. At most `concurrency` iterations run at once. The output is an array with
+//! one entry per item, in item order: an object of the nested steps' outputs by name, or
+//! `{"error": …}` for an iteration that failed under the loop's `onError: continue`. Under
+//! `halt` (default) a failed iteration fails the loop. An empty array gives `[]`.
+//!
+//! Each nested call carries the idempotency key of (execution, `loop/step`, index), so a loop
+//! re-run after a crash repeats calls with the same keys.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use sluice_storage::{StepRecord, StepStatus};
+use tokio::sync::Semaphore;
+
+use super::action::ActionEnv;
+use super::{action, notification};
+use crate::engine::StepError;
+use crate::engine::context::{completed, failed, parse_json, record_output};
+use crate::flow::{NestedPlan, OnError, StepSpec};
+use crate::ids::{iteration_idempotency_key, now_ms};
+use crate::mapping::template::render_value;
+
+/// Most items a loop iterates.
+pub const MAX_LOOP_ITEMS: usize = 10_000;
+
+/// Runs the loop to a record.
+pub async fn run(
+    env: ActionEnv,
+    execution_id: &str,
+    index: u32,
+    step: &StepSpec,
+    nested: &NestedPlan,
+    ctx: &Value,
+) -> StepRecord {
+    let started = now_ms();
+    let over = Value::String(step.over.clone().unwrap_or_default());
+    let items = match render_value(&over, ctx) {
+        Ok(Value::Array(items)) => items,
+        Ok(Value::Null) => Vec::new(),
+        Ok(other) => {
+            let e = StepError::new(
+                "MAPPING_ERROR",
+                400,
+                &step.name,
+                format!("over must give an array, got {}", kind_of(&other)),
+            );
+            return failed(index, &step.name, started, &Value::Null, &e);
+        }
+        Err(e) => {
+            return failed(
+                index,
+                &step.name,
+                started,
+                &Value::Null,
+                &StepError::from_template(&step.name, &e),
+            );
+        }
+    };
+    if items.len() > MAX_LOOP_ITEMS {
+        let e = StepError::new(
+            "MAPPING_ERROR",
+            400,
+            &step.name,
+            format!(
+                "over gave {} items; a loop takes at most {MAX_LOOP_ITEMS}",
+                items.len()
+            ),
+        );
+        return failed(index, &step.name, started, &Value::Null, &e);
+    }
+    let input = json!({"items": items.len()});
+    let limit = step.concurrency.unwrap_or(1).max(1) as usize;
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let permits = permits.clone();
+        let env = env.clone();
+        let nested = nested.clone();
+        let mut ctx = ctx.clone();
+        let exec = execution_id.to_owned();
+        let loop_name = step.name.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            if let Value::Object(obj) = &mut ctx {
+                obj.insert("item".into(), item);
+                obj.insert("index".into(), json!(i));
+            }
+            (i, iteration(&env, &exec, &loop_name, i, &nested, ctx).await)
+        });
+    }
+    let mut results: Vec<Option<Result<Value, Value>>> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, outcome) = match joined {
+            Ok(v) => v,
+            Err(e) => {
+                let err = StepError::new("INTERNAL_ERROR", 500, &step.name, e.to_string());
+                return failed(index, &step.name, started, &input, &err);
+            }
+        };
+        if results.len() <= i {
+            results.resize(i + 1, None);
+        }
+        results[i] = Some(outcome);
+    }
+    let mut output = Vec::with_capacity(results.len());
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Some(Ok(v)) => output.push(v),
+            Some(Err(e)) if step.on_error == OnError::Continue => output.push(json!({"error": e})),
+            Some(Err(e)) => {
+                let message = format!(
+                    "iteration {i} failed: {}",
+                    e.get("message").and_then(Value::as_str).unwrap_or("error")
+                );
+                let mut err = StepError::new("INTERNAL_ERROR", 500, &step.name, message);
+                if let Some(code) = e.get("code").and_then(Value::as_str) {
+                    err.code = match code {
+                        "DATASOURCE_CONNECTION_ERROR" => "DATASOURCE_CONNECTION_ERROR",
+                        "TIMED_OUT" => "TIMED_OUT",
+                        "MAPPING_ERROR" => "MAPPING_ERROR",
+                        _ => "INTERNAL_ERROR",
+                    };
+                }
+                err.datasource_debug = e.get("datasourceDebug").cloned();
+                return failed(index, &step.name, started, &input, &err);
+            }
+            None => output.push(Value::Null),
+        }
+    }
+    completed(index, &step.name, started, &input, &Value::Array(output))
+}
+
+/// One iteration: the nested steps in order. `Ok` holds the outputs by name; `Err` the error
+/// body of the nested step that failed under `halt`.
+async fn iteration(
+    env: &ActionEnv,
+    execution_id: &str,
+    loop_name: &str,
+    i: usize,
+    nested: &NestedPlan,
+    mut ctx: Value,
+) -> Result<Value, Value> {
+    let mut outputs = Map::new();
+    for &n in &nested.order {
+        let Some(s) = nested.steps.get(n) else {
+            continue;
+        };
+        let key = iteration_idempotency_key(execution_id, &format!("{loop_name}/{}", s.name), i);
+        let record = match s.kind.as_str() {
+            "notification" => notification::run(n as u32, s, &ctx),
+            _ => action::run(env, key, n as u32, s, &ctx).await,
+        };
+        record_output(&mut ctx, &s.name, &record);
+        if record.status == StepStatus::Failed && s.on_error == OnError::Halt {
+            return Err(record
+                .error_json
+                .as_deref()
+                .map(parse_json)
+                .unwrap_or(Value::Null));
+        }
+        outputs.insert(s.name.clone(), parse_json(&record.output_json));
+    }
+    Ok(Value::Object(outputs))
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
