@@ -10,6 +10,11 @@ mod time;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: the ingest and execution paths allocate many
+/// short-lived buffers, where glibc's malloc showed up in profiles (free-list consolidation).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     observability::init_tracing();

@@ -15,7 +15,7 @@ use sluice_storage::{Durability, Store, StoreOptions};
 
 use crate::cli::ServeArgs;
 use crate::connectors::{ConnectorInvoker, NetPolicy, Vault};
-use crate::http::{self, AppState};
+use crate::http::{self, AppParts, AppState};
 use crate::{bootstrap, observability};
 
 /// Outbox entries in flight between the relay and all tenants.
@@ -93,7 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.dedup_window_hours.saturating_mul(3600)),
     ));
 
-    let state = AppState {
+    let state = AppState::new(AppParts {
         store,
         root: root.clone(),
         engine,
@@ -101,7 +101,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_webhook_bytes: args.max_webhook_bytes,
         vault,
         sync,
-    };
+    });
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");
     println!("Listening on http://{local}");

@@ -130,6 +130,7 @@ pub struct OutboxEntry {
     pub headers: Vec<(String, String)>,
     /// The raw body bytes exactly as received (signatures are over these); empty when the
     /// body was large and is kept in the `blobs` keyspace instead (`body_in_blob`).
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// True when the body is stored once in the `blobs` keyspace (a claim check); read it
     /// with [`crate::Store::entry_body`].
@@ -259,6 +260,7 @@ pub struct DlqRecord {
     /// Retained headers of the delivery.
     pub headers: Vec<(String, String)>,
     /// The raw body.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Why it failed, as JSON text in the reference's error shape (executions) or a sentence
     /// (events).

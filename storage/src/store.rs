@@ -246,6 +246,20 @@ impl Store {
         rx.await.map_err(|_| StorageError::CommitterGone)?
     }
 
+    /// Queues `writes` behind every write already queued and returns without waiting for
+    /// them to be durable. The single committer applies requests in arrival order, so any
+    /// commit made after this call lands after these writes. For state whose loss in a crash
+    /// is harmless (an execution's `running` mark: a restart resumes `pending` and `running`
+    /// alike); a failure shows up in the next awaited commit.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] or [`StorageError::CommitterGone`] when it cannot be
+    /// queued.
+    pub fn commit_queued(&self, writes: WriteSet) -> Result<()> {
+        let (reply, _ignored) = oneshot::channel();
+        self.send(Request::Apply { writes, reply })
+    }
+
     /// Blocking form of [`Store::commit`] for code outside an async runtime (start-up, tools).
     ///
     /// # Errors

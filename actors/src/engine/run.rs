@@ -162,7 +162,9 @@ impl Engine {
             exec.status = ExecutionStatus::Running;
             let mut w = WriteSet::new();
             w.put_execution(exec)?;
-            self.store.commit(w).await?;
+            // Not awaited: the journal, not this mark, is what a restart resumes from, and
+            // every later write of this execution is applied after it.
+            self.store.commit_queued(w)?;
         }
         let deadline = plan
             .spec
