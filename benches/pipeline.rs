@@ -68,6 +68,15 @@ fn benches(c: &mut Criterion) {
         .expect("template");
     c.bench_function("template/render", |b| b.iter(|| t.render(&ctx)));
     c.bench_function("codec/encode_outbox_entry", |b| b.iter(|| encode(&e)));
+    let mut lanes = sluice_actors::runtime::PriorityLanes::new(1 << 20);
+    let mut p = 0u8;
+    c.bench_function("mailbox/push_pop", |b| {
+        b.iter(|| {
+            p = p % 4 + 1;
+            let _ = lanes.push(p, 7u64);
+            lanes.pop()
+        })
+    });
     let bytes = encode(&e).expect("encode");
     c.bench_function("codec/decode_outbox_entry", |b| {
         b.iter(|| decode::<OutboxEntry>(&bytes))

@@ -94,6 +94,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let state = AppState::new(AppParts {
+        admin_writes: tokio::sync::Mutex::new(()),
         store,
         root: root.clone(),
         engine,

@@ -20,6 +20,7 @@ pub mod dlq;
 pub mod engine;
 pub mod flow;
 pub mod ids;
+pub mod limits;
 pub mod mapping;
 pub mod pipeline;
 pub mod runtime;

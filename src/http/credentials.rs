@@ -205,7 +205,20 @@ pub fn check_flow_credentials(
     tenant: &str,
     spec: &FlowSpec,
 ) -> Result<(), ApiError> {
-    for step in &spec.steps {
+    check_steps_credentials(state, space, tenant, &spec.steps)
+}
+
+/// Checks `steps` and, recursively, the nested steps of loops.
+fn check_steps_credentials(
+    state: &AppState,
+    space: &str,
+    tenant: &str,
+    steps: &[sluice_actors::flow::StepSpec],
+) -> Result<(), ApiError> {
+    for step in steps {
+        if let Some(nested) = &step.steps {
+            check_steps_credentials(state, space, tenant, nested)?;
+        }
         let Some(cid) = &step.credential else {
             continue;
         };

@@ -14,13 +14,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_actors::ids::now_ms;
-use sluice_storage::{EnvironmentRecord, ReleaseRecord, WriteSet};
+use sluice_storage::{EnvironmentRecord, FlowStatus, ReleaseRecord, WriteSet};
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use super::workflows::snapshot;
+use super::workflows::snapshot_as;
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -157,7 +157,7 @@ async fn create_release(
                 .flow_version(space, &tenant, &flow.id, flow.version)?
                 .is_none()
             {
-                snapshot(&mut w, space, &flow)?;
+                snapshot_as(&mut w, space, &flow, FlowStatus::Draft)?;
             }
             flow.version
         }

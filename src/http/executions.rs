@@ -82,6 +82,8 @@ async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let space = caller.space();
+    // One decision per approval: the check below and the write it guards must not race.
+    let _serialized = state.admin_writes.lock().await;
     let exec = state
         .store
         .execution(space, &tenant, &eid)?
@@ -117,6 +119,8 @@ async fn decide(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let space = caller.space();
+    // One decision per approval: the check below and the write it guards must not race.
+    let _serialized = state.admin_writes.lock().await;
     let exec = state
         .store
         .execution(space, &tenant, &eid)?

@@ -48,6 +48,10 @@ impl std::ops::Deref for AppState {
 
 /// What handlers share.
 pub struct AppParts {
+    /// Serializes the read-check-write sequences of management writes that must not race:
+    /// flow names (unique per tenant) and approval decisions (one per approval). These are
+    /// rare writes; ingestion never takes it.
+    pub admin_writes: tokio::sync::Mutex<()>,
     /// The data directory.
     pub store: Store,
     /// The root supervisor (flow changes are announced to it).

@@ -17,7 +17,7 @@
 //!
 //! A connector failure is 400 `DATASOURCE_CONNECTION_ERROR` with `datasourceDebug`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +33,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use super::extract::QueryParams;
 use crate::time::{rfc3339, rfc3339_opt};
 
 pub fn routes() -> Router<AppState> {
@@ -343,7 +344,7 @@ async fn conflicts(
     State(state): State<AppState>,
     caller: Caller,
     Path((tid, sid)): Path<(String, String)>,
-    Query(q): Query<ConflictQuery>,
+    QueryParams(q): QueryParams<ConflictQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (tenant, pair) = load(&state, &caller, &tid, &sid)?;
     let all: Vec<Value> = state
@@ -416,7 +417,7 @@ async fn id_maps(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-    Query(q): Query<IdMapQuery>,
+    QueryParams(q): QueryParams<IdMapQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let from = RecordRef {

@@ -75,6 +75,7 @@ async fn create(
     let plan = plan(spec).map_err(|e| ApiError::invalid_flow(e.message, e.step))?;
     let space = caller.space();
     super::credentials::check_flow_credentials(&state, space, &tenant, &plan.spec)?;
+    let _serialized = state.admin_writes.lock().await;
     if state
         .store
         .flows(space, &tenant)?
@@ -149,8 +150,20 @@ async fn show(
 /// # Errors
 /// Encoding errors.
 pub fn snapshot(w: &mut WriteSet, space: &str, flow: &FlowRecord) -> Result<(), ApiError> {
+    snapshot_as(w, space, flow, FlowStatus::Live)
+}
+
+/// Stores the draft as its immutable release version with `status`: `live` when published
+/// (what event triggers and the execute API run), `draft` when only released into an
+/// environment (what `stage: <env>` runs; it does not change the published version).
+pub fn snapshot_as(
+    w: &mut WriteSet,
+    space: &str,
+    flow: &FlowRecord,
+    status: FlowStatus,
+) -> Result<(), ApiError> {
     let mut release = flow.clone();
-    release.status = FlowStatus::Live;
+    release.status = status;
     release.updated_at_ms = now_ms();
     w.put_flow_version(space, &release)?;
     Ok(())
@@ -162,11 +175,13 @@ async fn update(
     Path((tid, wid)): Path<(String, String)>,
     JsonBody(doc): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut flow = load(&state, &caller, &tid, &wid)?;
     let spec: FlowSpec = serde_json::from_value(doc)
         .map_err(|e| ApiError::invalid_flow(format!("invalid flow document: {e}"), None))?;
     let plan = plan(spec).map_err(|e| ApiError::invalid_flow(e.message, e.step))?;
     let space = caller.space();
+    let _serialized = state.admin_writes.lock().await;
+    let mut flow = load(&state, &caller, &tid, &wid)?;
+    super::credentials::check_flow_credentials(&state, space, &flow.tenant_id, &plan.spec)?;
     if plan.spec.name != flow.name
         && state
             .store
@@ -222,11 +237,13 @@ async fn set_status(
     status: FlowStatus,
 ) -> Result<Json<Value>, ApiError> {
     let mut flow = load(&state, &caller, &tid, &wid)?;
+    // Publishing stores the published release, also when the same version was released
+    // into an environment before (that snapshot does not count as published).
     let unreleased = status == FlowStatus::Live
         && state
             .store
             .flow_version(caller.space(), &flow.tenant_id, &flow.id, flow.version)?
-            .is_none();
+            .is_none_or(|v| v.status != FlowStatus::Live);
     if flow.status != status || unreleased {
         flow.status = status;
         flow.updated_at_ms = now_ms();

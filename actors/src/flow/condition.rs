@@ -31,12 +31,18 @@ pub fn check(expr: &str) -> Result<(), ConditionError> {
             reason: "empty expression".into(),
         });
     }
-    cel::Program::compile(expr)
-        .map(|_| ())
-        .map_err(|e| ConditionError {
-            expr: expr.to_owned(),
-            reason: e.to_string(),
-        })
+    compile(expr).map(|_| ())
+}
+
+/// Compiles `expr` after checking it against [`crate::limits`] (the CEL parser recurses per
+/// nesting level and member access).
+fn compile(expr: &str) -> Result<cel::Program, ConditionError> {
+    let fail = |reason: String| ConditionError {
+        expr: expr.chars().take(200).collect(),
+        reason,
+    };
+    crate::limits::check_expression(expr).map_err(fail)?;
+    cel::Program::compile(expr).map_err(|e| fail(e.to_string()))
 }
 
 /// Evaluates `expr` with the top-level keys of `vars` (a JSON object) as variables.
@@ -48,7 +54,7 @@ pub fn evaluate(expr: &str, vars: &Value) -> Result<bool, ConditionError> {
         expr: expr.to_owned(),
         reason,
     };
-    let program = cel::Program::compile(expr).map_err(|e| fail(e.to_string()))?;
+    let program = compile(expr)?;
     let mut ctx = cel::Context::default();
     if let Value::Object(map) = vars {
         for (name, value) in map {

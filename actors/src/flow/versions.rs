@@ -1,7 +1,8 @@
 //! Flow versions. A flow's record holds its draft at version `v`; publishing copies it into
 //! an immutable release version `v` (kept forever, so executions and pinned DLQ replays of
 //! old versions still find their flow) and the next edit of the draft becomes version `v+1`.
-//! The live version of a flow is its latest release.
+//! The live version of a flow is its latest *published* release; a release made only for an
+//! environment is kept with status `draft` and runs only for `stage: <environment>`.
 
 use sluice_storage::{FlowRecord, StorageError, Store};
 
@@ -24,7 +25,8 @@ pub fn find(
         .filter(|f| f.version == version))
 }
 
-/// The latest release of a flow, if it was ever published.
+/// The latest *published* release of a flow, if it was ever published (releases made only
+/// for an environment are not published and do not count).
 ///
 /// # Errors
 /// Storage errors.
@@ -34,5 +36,8 @@ pub fn live(
     tenant: &str,
     flow_id: &str,
 ) -> Result<Option<FlowRecord>, StorageError> {
-    Ok(store.flow_versions(space, tenant, flow_id)?.pop())
+    Ok(store
+        .flow_versions(space, tenant, flow_id)?
+        .into_iter()
+        .rfind(|v| v.status == sluice_storage::FlowStatus::Live))
 }

@@ -51,6 +51,11 @@ impl Selector {
     /// # Errors
     /// [`JsonPathError`] with the parser's position and message.
     pub fn parse(src: &str) -> Result<Selector, JsonPathError> {
+        crate::limits::check_expression(src).map_err(|message| JsonPathError {
+            expression: src.chars().take(200).collect(),
+            position: 0,
+            message,
+        })?;
         let path = JsonPath::parse(src).map_err(|e| JsonPathError {
             expression: src.to_owned(),
             position: e.position(),

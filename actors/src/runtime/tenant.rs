@@ -239,10 +239,9 @@ impl TenantState {
         for f in flows.into_iter().filter(|f| f.status == FlowStatus::Live) {
             // What runs is the latest release version; a flow published before releases
             // were kept runs its record.
-            let release = store
-                .flow_versions(&self.args.space, &self.args.tenant, &f.id)?
-                .pop()
-                .unwrap_or(f);
+            let release =
+                crate::flow::versions::live(store, &self.args.space, &self.args.tenant, &f.id)?
+                    .unwrap_or(f);
             live.push(release);
         }
         self.live = live
