@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// that tenant's lane.
     #[arg(long, env = "SLUICE_TENANT_IN_FLIGHT", default_value_t = 64)]
     pub tenant_in_flight: usize,
+    /// Seconds a tenant's supervisor may sit idle before it is stopped (its state lives in
+    /// storage; the tenant's next event starts a new one).
+    #[arg(long, env = "SLUICE_TENANT_IDLE_SECS", default_value_t = 300)]
+    pub tenant_idle_secs: u64,
     /// Seconds in-flight requests may take to finish after SIGINT/SIGTERM before they are cut.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

@@ -66,6 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             engine: engine.clone(),
             tenant_concurrency: args.tenant_concurrency,
             lane_capacity: LANE_CAPACITY,
+            tenant_idle_after: Duration::from_secs(args.tenant_idle_secs.max(1)),
             relay: RelayLimits {
                 global: RELAY_IN_FLIGHT,
                 per_lane: args.tenant_in_flight.max(1),

@@ -404,3 +404,56 @@ async fn large_payloads_flow_through_the_claim_check() {
         .await;
     assert_eq!(sink.received()[0].body["n"], 42);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tenant_supervisors_stop_and_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(dir.path(), &["--tenant-idle-secs", "1"]);
+    let sink = Sink::start().await;
+    let url = server.webhook("default", "github", "idle").await;
+    server
+        .live_flow("default", &push_flow("idle", &sink.url, 1))
+        .await;
+    let supervisors = |server: &Server| {
+        let client = server.client.clone();
+        let url = format!("{}/metrics", server.base);
+        async move {
+            let text = client
+                .get(url)
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            text.lines()
+                .find(|l| l.starts_with("sluice_tenant_supervisors "))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        }
+    };
+    assert_eq!(push(&server, &url, "idle", 1, "i-1").await.0, 202);
+    server
+        .wait_executions("default", 20, |e| {
+            e.len() == 1 && e[0]["status"] == "completed"
+        })
+        .await;
+    assert_eq!(supervisors(&server).await, 1.0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while supervisors(&server).await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle supervisor was never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The next event starts a new supervisor and runs as before.
+    assert_eq!(push(&server, &url, "idle", 2, "i-2").await.0, 202);
+    server
+        .wait_executions("default", 20, |e| {
+            e.len() == 2 && e.iter().all(|x| x["status"] == "completed")
+        })
+        .await;
+    assert_eq!(sink.received().len(), 2);
+}

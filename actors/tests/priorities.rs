@@ -105,6 +105,7 @@ async fn urgent_work_overtakes_a_background_flood_and_p4_still_progresses() {
             engine,
             tenant_concurrency: 1,
             lane_capacity: 4096,
+            tenant_idle_after: Duration::from_secs(300),
             relay: RelayLimits {
                 global: 1024,
                 per_lane: 64,

@@ -24,6 +24,8 @@ pub enum RootMsg {
         /// Tenant id.
         tenant: String,
     },
+    /// Stop the tenant supervisors that have been idle for `tenant_idle_after`.
+    StopIdleTenants,
     /// Queue an execution to run: one left `pending` or `running` by a previous process, or a
     /// DLQ replay.
     Run(ExecutionRef),
@@ -49,6 +51,9 @@ pub struct RootArgs {
     pub lane_capacity: usize,
     /// Outbox entries in flight between the relay and the tenants.
     pub relay: RelayLimits,
+    /// A tenant supervisor with nothing to do for this long is stopped (its state lives in
+    /// storage; the next message for the tenant starts a new one).
+    pub tenant_idle_after: std::time::Duration,
 }
 
 /// The root supervisor actor.
@@ -99,6 +104,31 @@ impl RootState {
         Ok(())
     }
 
+    /// Asks each tenant supervisor whether it is idle and stops those that are. Only the root
+    /// sends to tenant supervisors, and it waits for each answer, so nothing can have been
+    /// sent to a supervisor between its "idle" and its removal: no message is lost.
+    async fn stop_idle_tenants(&mut self) {
+        let quiet = self.args.tenant_idle_after;
+        let mut idle = Vec::new();
+        for (key, tenant) in &self.tenants {
+            let answer = tenant
+                .call(
+                    |reply| TenantMsg::IdleFor(quiet, reply),
+                    Some(std::time::Duration::from_secs(1)),
+                )
+                .await;
+            if let Ok(ractor::rpc::CallResult::Success(true)) = answer {
+                idle.push(key.clone());
+            }
+        }
+        for key in idle {
+            if let Some(tenant) = self.tenants.remove(&key) {
+                tenant.stop(Some("idle".into()));
+            }
+        }
+        metrics::gauge!("sluice_tenant_supervisors").set(self.tenants.len() as f64);
+    }
+
     fn forget(&mut self, who: &ActorCell) -> bool {
         let before = self.tenants.len();
         self.tenants.retain(|_, r| r.get_id() != who.get_id());
@@ -123,6 +153,16 @@ impl Actor for RootSupervisor {
             relay: None,
         };
         state.start_relay(&myself).await?;
+        let me = myself.clone();
+        let every = (state.args.tenant_idle_after / 2).max(std::time::Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if me.cast(RootMsg::StopIdleTenants).is_err() {
+                    break;
+                }
+            }
+        });
         Ok(state)
     }
 
@@ -150,6 +190,7 @@ impl Actor for RootSupervisor {
                 let tenant = state.tenant(&myself, &exec.space, &exec.tenant).await?;
                 tenant.cast(TenantMsg::Run(exec))?;
             }
+            RootMsg::StopIdleTenants => state.stop_idle_tenants().await,
         }
         Ok(())
     }

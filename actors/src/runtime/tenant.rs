@@ -69,6 +69,9 @@ pub enum TenantMsg {
     /// An execution parked on a wait for an event: check the events that arrived as the wait
     /// began.
     Parked(ExecutionRef),
+    /// Answers true when the supervisor has nothing running or queued and has had no other
+    /// message for at least the given time (the root then stops it; its state is in storage).
+    IdleFor(std::time::Duration, ractor::RpcReplyPort<bool>),
 }
 
 /// Arguments of a tenant supervisor.
@@ -118,6 +121,8 @@ pub struct TenantState {
     rerun: HashMap<String, ExecutionRef>,
     queued: HashSet<String>,
     lanes: PriorityLanes<Waiting>,
+    /// When the last message other than an idle check arrived.
+    last_active: std::time::Instant,
     /// A lane was full and some executions were left in storage only; sweep for them when
     /// the lanes drain.
     overflowed: bool,
@@ -144,6 +149,7 @@ impl Actor for TenantSupervisor {
             rerun: HashMap::new(),
             queued: HashSet::new(),
             lanes,
+            last_active: std::time::Instant::now(),
             overflowed: false,
         };
         state.reload_flows()?;
@@ -171,7 +177,18 @@ impl Actor for TenantSupervisor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if let TenantMsg::IdleFor(quiet, reply) = message {
+            let idle = state.running.is_empty()
+                && state.lanes.is_empty()
+                && state.rerun.is_empty()
+                && state.flow_queue.values().all(VecDeque::is_empty)
+                && state.last_active.elapsed() >= quiet;
+            let _ = reply.send(idle);
+            return Ok(());
+        }
+        state.last_active = std::time::Instant::now();
         match message {
+            TenantMsg::IdleFor(..) => {}
             TenantMsg::Route(batch) => {
                 let mut writes = WriteSet::new();
                 let mut started = Vec::with_capacity(batch.len());
