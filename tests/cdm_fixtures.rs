@@ -361,3 +361,47 @@ fn coverage_scores_are_shares_of_entity_fields() {
         "github does not write contacts"
     );
 }
+
+#[test]
+fn shopify_and_stripe_contacts_and_products_map_back_to_native_bodies() {
+    let customer = json!({
+        "id": 706405506930370084u64, "email": "bob@example.com", "first_name": "Bob",
+        "last_name": "Norman", "phone": "+16136120707", "note": "vip",
+        "admin_graphql_api_id": "gid://shopify/Customer/706405506930370084",
+        "default_address": {"address1": "Chestnut Street 92", "city": "Louisville",
+                            "province_code": "KY", "zip": "40202", "country_code": "US"}
+    });
+    let typed = to_cdm("shopify", EntityKind::Contact, &customer).expect("to CDM");
+    let body = from_cdm("shopify", &typed).expect("fromCdm");
+    assert_eq!(body["email"], "bob@example.com");
+    assert_eq!(
+        (body["first_name"].as_str(), body["last_name"].as_str()),
+        (Some("Bob"), Some("Norman"))
+    );
+    assert_eq!(body["addresses"][0]["city"], "Louisville");
+    assert_eq!(body["addresses"][0]["province_code"], "KY");
+
+    let product = json!({
+        "id": 788032119674292922u64, "title": "Example T-Shirt", "body_html": "A shirt",
+        "product_type": "Shirts", "status": "active",
+        "admin_graphql_api_id": "gid://shopify/Product/788032119674292922",
+        "variants": [{"id": 642667041472713922u64, "title": "Small", "sku": "TS-S", "barcode": null}]
+    });
+    let typed = to_cdm("shopify", EntityKind::Product, &product).expect("to CDM");
+    let body = from_cdm("shopify", &typed).expect("fromCdm");
+    assert_eq!(body["title"], "Example T-Shirt");
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["variants"][0]["sku"], "TS-S");
+
+    let stripe_customer = json!({
+        "id": "cus_123", "object": "customer", "email": "ada@example.com", "name": "Ada Ltd",
+        "phone": "+441234", "created": 1700000000,
+        "address": {"line1": "1 Main St", "city": "London", "postal_code": "N1", "country": "GB"}
+    });
+    let typed = to_cdm("stripe", EntityKind::Contact, &stripe_customer).expect("to CDM");
+    let body = from_cdm("stripe", &typed).expect("fromCdm");
+    assert_eq!(body["email"], "ada@example.com");
+    assert_eq!(body["name"], "Ada Ltd");
+    assert_eq!(body["address"]["city"], "London");
+    assert_eq!(body["address"]["postal_code"], "N1");
+}
