@@ -45,8 +45,8 @@ pub struct AppState {
     pub sync: sluice_actors::sync::SyncRunner,
 }
 
-/// All routes.
-pub fn router(state: AppState) -> Router {
+/// All routes; a request taking longer than `timeout` (body upload included) is cut with 408.
+pub fn router(state: AppState, timeout: std::time::Duration) -> Router {
     Router::new()
         .merge(ops::routes())
         .merge(receipt::routes())
@@ -68,15 +68,11 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(timeout_as_api_error))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            timeout,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
-
-/// Longest time a request may take, body upload included: a slow or stalled client is cut off
-/// with 408 and cannot hold a connection (or a graceful shutdown) open.
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Gives the timeout layer's bare 408 the API's error body.
 async fn timeout_as_api_error(response: axum::response::Response) -> axum::response::Response {
