@@ -65,11 +65,12 @@ pub fn router(state: AppState, timeout: std::time::Duration) -> Router {
         .merge(execute::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
-        .layer(axum::middleware::map_response(timeout_as_api_error))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        // Outside the timeout layer, so that its bare 408 gets the error body.
+        .layer(axum::middleware::map_response(timeout_as_api_error))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
