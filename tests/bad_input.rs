@@ -181,7 +181,7 @@ async fn malformed_webhook_bodies_are_dead_lettered_and_good_ones_kept_exact() {
     let big53 = "9007199254740993"; // 2^53 + 1
     let big64 = "18446744073709551617"; // 2^64 + 1
     let good: Vec<(&str, String)> = vec![
-        ("bom", format!("\u{feff}{{\"case\": \"bom\", \"v\": 1}}")),
+        ("bom", "\u{feff}{\"case\": \"bom\", \"v\": 1}".to_string()),
         (
             "duplicate-keys",
             r#"{"case": "duplicate-keys", "v": 1, "v": 2}"#.into(),

@@ -54,6 +54,8 @@ struct Delivery {
 }
 
 type Ledger = Arc<Mutex<Vec<Delivery>>>;
+/// Calls the sink received per (tenant, n): how many, and with which Idempotency-Keys.
+type SinkCalls = HashMap<(String, u64), (usize, HashSet<Option<String>>)>;
 
 fn body(tenant: &str, n: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -298,7 +300,7 @@ async fn random_sigkills_lose_and_double_nothing_acknowledged() {
 
     // The sink: every delivery arrived; repeats only with the same key, and only as many as
     // steps can be in flight at the kills.
-    let mut by_delivery: HashMap<(String, u64), (usize, HashSet<Option<String>>)> = HashMap::new();
+    let mut by_delivery: SinkCalls = HashMap::new();
     for r in sink.received() {
         let key = (
             r.body["tenant"].as_str().expect("tenant").to_owned(),

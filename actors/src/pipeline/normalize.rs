@@ -308,8 +308,12 @@ mod tests {
         ))
         .expect_err("not json");
         assert!(err.to_string().contains("not valid JSON"), "{err}");
-        let bom = normalize_entry(&entry("shopify", &[("x-shopify-topic", "orders/create")], "\u{feff}{\"id\": 1}"))
-            .expect("a leading BOM is ignored");
+        let bom = normalize_entry(&entry(
+            "shopify",
+            &[("x-shopify-topic", "orders/create")],
+            "\u{feff}{\"id\": 1}",
+        ))
+        .expect("a leading BOM is ignored");
         assert_eq!(bom.payload["id"], 1);
         let err = normalize_entry(&entry("shopify", &[], "{}")).expect_err("no topic");
         assert!(err.to_string().contains("X-Shopify-Topic"), "{err}");
