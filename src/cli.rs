@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -39,6 +40,16 @@ pub struct ServeArgs {
     /// How long a delivery id is remembered for deduplication, in hours (default 7 days).
     #[arg(long, env = "SLUICE_DEDUP_WINDOW_HOURS", default_value_t = 168)]
     pub dedup_window_hours: u64,
+    /// The dedup window as a duration (`90m`, `2s`); overrides `--dedup-window-hours`.
+    #[arg(long, env = "SLUICE_DEDUP_WINDOW", value_parser = humantime::parse_duration)]
+    pub dedup_window: Option<Duration>,
+    /// Longest time one request may take, body upload included (then 408), e.g. `30s`.
+    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Size at which a keyspace's memtable is sealed and flushed, bytes. Smaller values
+    /// flush (and compact) more often; the crash suite uses this to reach those paths quickly.
+    #[arg(long, env = "SLUICE_MEMTABLE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub memtable_bytes: u64,
     /// Outbox entries one tenant may have in flight at each priority before the relay defers
     /// that tenant's lane.
     #[arg(long, env = "SLUICE_TENANT_IN_FLIGHT", default_value_t = 64)]
@@ -64,4 +75,12 @@ pub struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_private_networks: bool,
+}
+
+impl ServeArgs {
+    /// The dedup window: `--dedup-window` when given, else `--dedup-window-hours`.
+    pub fn dedup_window(&self) -> Duration {
+        self.dedup_window
+            .unwrap_or_else(|| Duration::from_secs(self.dedup_window_hours.saturating_mul(3600)))
+    }
 }

@@ -22,8 +22,10 @@ use crate::{bootstrap, observability};
 const RELAY_IN_FLIGHT: usize = 1024;
 /// Capacity of each of a tenant's four priority lanes.
 const LANE_CAPACITY: usize = 4096;
-/// How often expired dedup records are pruned.
-const DEDUP_PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often expired dedup records are pruned at most: a tenth of the window, between
+/// these bounds (a 7-day window prunes every minute, a 2-second one every 200 ms).
+const DEDUP_PRUNE_MAX: Duration = Duration::from_secs(60);
+const DEDUP_PRUNE_MIN: Duration = Duration::from_millis(100);
 
 /// Runs the server until a shutdown signal.
 ///
@@ -39,6 +41,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             Durability::Fsync
         },
+        memtable_bytes: args.memtable_bytes,
         ..StoreOptions::default()
     };
     let store = Store::open(&args.data_dir, options)
@@ -89,10 +92,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine.timer_wakeups(),
     ));
     let scheduler = tokio::spawn(sluice_actors::runtime::scheduler::run(store.clone()));
-    let pruner = tokio::spawn(prune_dedup(
-        store.clone(),
-        Duration::from_secs(args.dedup_window_hours.saturating_mul(3600)),
-    ));
+    let pruner = tokio::spawn(prune_dedup(store.clone(), args.dedup_window()));
 
     let state = AppState::new(AppParts {
         admin_writes: tokio::sync::Mutex::new(()),
@@ -108,7 +108,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");
     println!("Listening on http://{local}");
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, http::router(state))
+    let server = axum::serve(listener, http::router(state, args.request_timeout))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested: no new connections");
@@ -139,6 +139,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// path (the committer interleaves these small batches with ingestion).
 async fn prune_dedup(store: sluice_storage::Store, window: Duration) {
     const BATCH: usize = 10_000;
+    let every = (window / 10).clamp(DEDUP_PRUNE_MIN, DEDUP_PRUNE_MAX);
     loop {
         let cutoff = sluice_actors::ids::now_ms().saturating_sub(window.as_millis() as u64);
         loop {
@@ -156,7 +157,7 @@ async fn prune_dedup(store: sluice_storage::Store, window: Duration) {
                 }
             }
         }
-        tokio::time::sleep(DEDUP_PRUNE_EVERY).await;
+        tokio::time::sleep(every).await;
     }
 }
 

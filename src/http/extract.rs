@@ -38,14 +38,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// Bytes of an oversized body read and discarded before answering 413, so the client sees
-/// the answer instead of a reset connection (a "lingering close").
+/// Bytes of an oversized body read and discarded after answering 413, so the client sees the
+/// answer instead of a reset connection (a "lingering close").
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 /// Time spent draining an oversized body at most.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Reads a request body, refusing more than `limit` bytes (413) without keeping more than
-/// `limit` bytes in memory.
+/// `limit` bytes in memory. The refusal is answered as soon as the limit is passed (or at once
+/// when the declared length is over it); the rest of the body is then read and discarded in
+/// the background, bounded by [`DRAIN_LIMIT`] and [`DRAIN_TIME`], so that the connection is not
+/// reset under the client before it reads the answer.
 ///
 /// # Errors
 /// 413 when over the limit; 400 when the body cannot be read.
@@ -58,7 +61,7 @@ pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError>
     let mut body = req.into_body();
     if declared.is_some_and(|len| len > limit as u64) {
         if declared.is_some_and(|len| len <= DRAIN_LIMIT as u64) {
-            drain(&mut body, 0).await;
+            tokio::spawn(drain(body, 0));
         }
         return Err(ApiError::too_large(limit));
     }
@@ -69,7 +72,7 @@ pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError>
             continue;
         };
         if buf.len() + data.len() > limit {
-            drain(&mut body, buf.len() + data.len()).await;
+            tokio::spawn(drain(body, buf.len() + data.len()));
             return Err(ApiError::too_large(limit));
         }
         buf.extend_from_slice(&data);
@@ -79,11 +82,11 @@ pub async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError>
 
 /// Reads and discards the rest of `body`, up to [`DRAIN_LIMIT`] bytes in all and
 /// [`DRAIN_TIME`].
-async fn drain(body: &mut axum::body::Body, already: usize) {
+async fn drain(mut body: axum::body::Body, already: usize) {
     let mut seen = already;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         while seen <= DRAIN_LIMIT {
-            match http_body_util::BodyExt::frame(body).await {
+            match http_body_util::BodyExt::frame(&mut body).await {
                 Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
                 _ => break,
             }

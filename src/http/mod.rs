@@ -68,8 +68,8 @@ pub struct AppParts {
     pub sync: sluice_actors::sync::SyncRunner,
 }
 
-/// All routes.
-pub fn router(state: AppState) -> Router {
+/// All routes; a request taking longer than `timeout` (body upload included) is cut with 408.
+pub fn router(state: AppState, timeout: std::time::Duration) -> Router {
     Router::new()
         .merge(ops::routes())
         .merge(receipt::routes())
@@ -88,18 +88,15 @@ pub fn router(state: AppState) -> Router {
         .merge(execute::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
-        .layer(axum::middleware::map_response(timeout_as_api_error))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            timeout,
         ))
+        // Outside the timeout layer, so that its bare 408 gets the error body.
+        .layer(axum::middleware::map_response(timeout_as_api_error))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
-
-/// Longest time a request may take, body upload included: a slow or stalled client is cut off
-/// with 408 and cannot hold a connection (or a graceful shutdown) open.
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Gives the timeout layer's bare 408 the API's error body.
 async fn timeout_as_api_error(response: axum::response::Response) -> axum::response::Response {

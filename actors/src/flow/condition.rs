@@ -58,13 +58,35 @@ pub fn evaluate(expr: &str, vars: &Value) -> Result<bool, ConditionError> {
     let mut ctx = cel::Context::default();
     if let Value::Object(map) = vars {
         for (name, value) in map {
-            ctx.add_variable(name.as_str(), value)
+            ctx.add_variable(name.as_str(), Plain(value))
                 .map_err(|e| fail(format!("variable {name}: {e}")))?;
         }
     }
     match program.execute(&ctx).map_err(|e| fail(e.to_string()))? {
         cel::Value::Bool(b) => Ok(b),
         other => Err(fail(format!("expected a bool, got {other:?}"))),
+    }
+}
+
+/// A JSON value serialized with plain numbers. serde_json's `arbitrary_precision` (numbers kept
+/// exactly as sent) serializes a `Number` as a private one-field map that CEL would see as a
+/// map; here a number is an `int`, a `uint` past `i64`, else a `double`.
+struct Plain<'a>(&'a Value);
+
+impl serde::Serialize for Plain<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => s.serialize_i64(i),
+                (None, Some(u)) => s.serialize_u64(u),
+                _ => s.serialize_f64(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(t) => s.serialize_str(t),
+            Value::Array(items) => s.collect_seq(items.iter().map(Plain)),
+            Value::Object(map) => s.collect_map(map.iter().map(|(k, v)| (k, Plain(v)))),
+        }
     }
 }
 

@@ -59,6 +59,7 @@ struct Envelope {
 }
 
 fn top_level_string(body: &[u8], pick: impl Fn(&Envelope) -> Option<String>) -> Option<String> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     serde_json::from_slice::<Envelope>(body)
         .ok()
         .and_then(|e| pick(&e))

@@ -72,6 +72,8 @@ pub enum NormalizeError {
 /// [`NormalizeError`] when the body is not JSON or the event type cannot be found.
 pub fn normalize(entry: &OutboxEntry, body: &[u8]) -> Result<NormalizedEvent, NormalizeError> {
     let headers = Headers::new(entry.headers.iter().cloned());
+    // RFC 8259 §8.1: a parser may ignore a byte order mark; some senders prepend one.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let payload: Value =
         serde_json::from_slice(body).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
     let source = entry.connector.as_str();
@@ -306,6 +308,13 @@ mod tests {
         ))
         .expect_err("not json");
         assert!(err.to_string().contains("not valid JSON"), "{err}");
+        let bom = normalize_entry(&entry(
+            "shopify",
+            &[("x-shopify-topic", "orders/create")],
+            "\u{feff}{\"id\": 1}",
+        ))
+        .expect("a leading BOM is ignored");
+        assert_eq!(bom.payload["id"], 1);
         let err = normalize_entry(&entry("shopify", &[], "{}")).expect_err("no topic");
         assert!(err.to_string().contains("X-Shopify-Topic"), "{err}");
     }
