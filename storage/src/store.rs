@@ -74,11 +74,14 @@ pub enum Ks {
     Environments,
     /// [`crate::ReleaseRecord`] by (space, tenant, environment, flow id).
     Releases,
+    /// Empty values keyed like `Executions`, one per execution that is not terminal:
+    /// start-up resumes from this index instead of scanning every execution ever run.
+    ExecutionsOpen,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 27] = [
+    pub const ALL: [Ks; 28] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -106,6 +109,7 @@ impl Ks {
         Ks::FlowVersions,
         Ks::Environments,
         Ks::Releases,
+        Ks::ExecutionsOpen,
     ];
 
     /// The keyspace's name on disk.
@@ -138,6 +142,7 @@ impl Ks {
             Ks::FlowVersions => "flow_versions",
             Ks::Environments => "environments",
             Ks::Releases => "releases",
+            Ks::ExecutionsOpen => "executions_open",
         }
     }
 
@@ -572,11 +577,22 @@ impl Store {
     /// # Errors
     /// Engine or decode errors.
     pub fn unfinished_executions(&self) -> Result<Vec<ExecutionRecord>> {
-        let all: Vec<ExecutionRecord> = self.scan_prefix(Ks::Executions, &[])?;
-        Ok(all
-            .into_iter()
-            .filter(|e| !e.status.is_terminal())
-            .collect())
+        self.open_executions(&[])
+    }
+
+    /// Executions under `prefix` in the open index, read back and filtered (an index entry
+    /// is written in the same batch as its execution, so they agree; the filter is a guard).
+    fn open_executions(&self, prefix: &[u8]) -> Result<Vec<ExecutionRecord>> {
+        let mut out = Vec::new();
+        for guard in self.handles.get(Ks::ExecutionsOpen).prefix(prefix) {
+            let key = guard.key()?;
+            if let Some(exec) = self.get::<ExecutionRecord>(Ks::Executions, &key)?
+                && !exec.status.is_terminal()
+            {
+                out.push(exec);
+            }
+        }
+        Ok(out)
     }
 
     /// A tenant's executions that are not terminal.
@@ -588,12 +604,7 @@ impl Store {
         space: &str,
         tenant: &str,
     ) -> Result<Vec<ExecutionRecord>> {
-        let all: Vec<ExecutionRecord> =
-            self.scan_prefix(Ks::Executions, &keys::tenant_prefix(space, tenant).build())?;
-        Ok(all
-            .into_iter()
-            .filter(|e| !e.status.is_terminal())
-            .collect())
+        self.open_executions(&keys::tenant_prefix(space, tenant).build())
     }
 
     /// Number of entries in the outbox, counted by a full key scan (start-up only).

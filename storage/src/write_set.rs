@@ -95,8 +95,9 @@ impl WriteSet {
         self.put(Ks::Flows, keys::flow(space, &r.tenant_id, &r.id), r)
     }
 
-    /// Puts an execution and its newest-first index entry (the index key depends only on the
-    /// creation time and id, so updates rewrite the same index key).
+    /// Puts an execution, its newest-first index entry (the index key depends only on the
+    /// creation time and id, so updates rewrite the same index key), and its entry in the
+    /// open-executions index (removed once the status is terminal).
     ///
     /// # Errors
     /// Encoding errors.
@@ -106,6 +107,12 @@ impl WriteSet {
             keys::execution_by_time(&r.space_id, &r.tenant_id, r.created_at_ms, &r.id),
             Vec::new(),
         ));
+        let open_key = keys::execution(&r.space_id, &r.tenant_id, &r.id);
+        self.ops.push(if r.status.is_terminal() {
+            Op::Delete(Ks::ExecutionsOpen, open_key)
+        } else {
+            Op::Put(Ks::ExecutionsOpen, open_key, Vec::new())
+        });
         self.put(
             Ks::Executions,
             keys::execution(&r.space_id, &r.tenant_id, &r.id),
