@@ -74,11 +74,17 @@ pub enum Ks {
     Environments,
     /// [`crate::ReleaseRecord`] by (space, tenant, environment, flow id).
     Releases,
+    /// [`crate::PollRecord`] by (space, tenant, poll id).
+    Polls,
+    /// [`crate::PollSeenRecord`] by (space, tenant, poll id, record id).
+    PollSeen,
+    /// [`crate::OAuthPendingRecord`] by state.
+    OAuthPending,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 27] = [
+    pub const ALL: [Ks; 30] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -106,6 +112,9 @@ impl Ks {
         Ks::FlowVersions,
         Ks::Environments,
         Ks::Releases,
+        Ks::Polls,
+        Ks::PollSeen,
+        Ks::OAuthPending,
     ];
 
     /// The keyspace's name on disk.
@@ -138,6 +147,9 @@ impl Ks {
             Ks::FlowVersions => "flow_versions",
             Ks::Environments => "environments",
             Ks::Releases => "releases",
+            Ks::Polls => "polls",
+            Ks::PollSeen => "poll_seen",
+            Ks::OAuthPending => "oauth_pending",
         }
     }
 
