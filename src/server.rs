@@ -57,7 +57,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let invoker: Arc<dyn ActionInvoker> =
         Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
     let engine = Arc::new(Engine::new(store.clone(), invoker.clone()));
-    let sync = SyncRunner::new(store.clone(), invoker, engine.id_maps().clone());
+    let sync = SyncRunner::new(store.clone(), invoker.clone(), engine.id_maps().clone());
     let (root, root_handle) = Actor::spawn(
         Some("sluice-root".into()),
         RootSupervisor,
@@ -89,6 +89,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine.timer_wakeups(),
     ));
     let scheduler = tokio::spawn(sluice_actors::runtime::scheduler::run(store.clone()));
+    let poller = tokio::spawn(sluice_actors::runtime::poller::run(store.clone(), invoker));
     let pruner = tokio::spawn(prune_dedup(
         store.clone(),
         Duration::from_secs(args.dedup_window_hours.saturating_mul(3600)),
@@ -128,6 +129,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     pruner.abort();
     timers.abort();
     scheduler.abort();
+    poller.abort();
     tracing::info!("shutting down: stopping actors");
     root.stop(Some("shutdown".into()));
     // Executions still running are journaled step by step and resume at the next start.

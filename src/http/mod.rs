@@ -13,6 +13,7 @@ mod execute;
 mod executions;
 mod extract;
 mod ops;
+mod polls;
 mod receipt;
 mod sync;
 mod tenants;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dlq::routes())
         .merge(environments::routes())
         .merge(execute::routes())
+        .merge(polls::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
         .layer(axum::middleware::map_response(timeout_as_api_error))
