@@ -54,8 +54,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = NetPolicy {
         allow_private: args.allow_private_networks,
     };
-    let invoker: Arc<dyn ActionInvoker> =
-        Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
+    let connector_invoker = Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
+    let oauth_http = connector_invoker.client();
+    let invoker: Arc<dyn ActionInvoker> = connector_invoker;
     let engine = Arc::new(Engine::new(store.clone(), invoker.clone()));
     let sync = SyncRunner::new(store.clone(), invoker.clone(), engine.id_maps().clone());
     let (root, root_handle) = Actor::spawn(
@@ -104,6 +105,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_webhook_bytes: args.max_webhook_bytes,
         vault,
         sync,
+        oauth_http,
     });
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");

@@ -12,6 +12,7 @@ mod events;
 mod execute;
 mod executions;
 mod extract;
+mod oauth;
 mod ops;
 mod polls;
 mod receipt;
@@ -67,6 +68,9 @@ pub struct AppParts {
     pub vault: std::sync::Arc<crate::connectors::Vault>,
     /// Applies sync changes and conflict resolutions.
     pub sync: sluice_actors::sync::SyncRunner,
+    /// The connector executor's HTTP client (network policy applied), for OAuth2 code
+    /// exchanges.
+    pub oauth_http: reqwest::Client,
 }
 
 /// All routes.
@@ -88,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(environments::routes())
         .merge(execute::routes())
         .merge(polls::routes())
+        .merge(oauth::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
         .layer(axum::middleware::map_response(timeout_as_api_error))
