@@ -124,7 +124,10 @@ async fn authorization_code_with_pkce_stores_tokens_that_calls_then_use() {
         .await;
     assert_eq!(s, 200, "{start}");
     let url = start["authorizeUrl"].as_str().expect("authorizeUrl");
-    assert!(url.starts_with("https://login.xero.com/identity/connect/authorize?"), "{url}");
+    assert!(
+        url.starts_with("https://login.xero.com/identity/connect/authorize?"),
+        "{url}"
+    );
     let q = query(url);
     let state = start["state"].as_str().expect("state").to_owned();
     assert_eq!(q["state"], state);
@@ -165,11 +168,16 @@ async fn authorization_code_with_pkce_stores_tokens_that_calls_then_use() {
         )
         .await;
     let (s, b) = server
-        .post_json("/tenants/acme/events", &json!({"source": "app", "event": "go", "payload": {}}))
+        .post_json(
+            "/tenants/acme/events",
+            &json!({"source": "app", "event": "go", "payload": {}}),
+        )
         .await;
     assert_eq!(s, 202, "{b}");
     server
-        .wait_executions("acme", 20, |e| e.len() == 1 && e[0]["status"] == "completed")
+        .wait_executions("acme", 20, |e| {
+            e.len() == 1 && e[0]["status"] == "completed"
+        })
         .await;
     assert_eq!(mock.lock().expect("lock").api_auth, ["Bearer AT-pkce-7Qz9"]);
 
@@ -198,11 +206,20 @@ async fn authorization_code_with_pkce_stores_tokens_that_calls_then_use() {
         .await;
     let (s, e) = callback(
         &server,
-        &format!("error=access_denied&state={}", third["state"].as_str().expect("state")),
+        &format!(
+            "error=access_denied&state={}",
+            third["state"].as_str().expect("state")
+        ),
     )
     .await;
     assert_eq!(s, 400);
-    assert!(e["message"].as_str().unwrap_or("").contains("access_denied"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("access_denied"),
+        "{e}"
+    );
     let key_cred = server
         .credential(
             "acme",

@@ -101,10 +101,22 @@ async fn polled_changes_become_p4_events_once_each() {
 
     // Bad registrations are refused.
     for (body, what) in [
-        (json!({"connector": "shopify", "entity": "nope", "credential": cred, "everyMs": 200}), "entity"),
-        (json!({"connector": "shopify", "entity": "order", "action": "createOrder", "credential": cred, "everyMs": 200}), "list action"),
-        (json!({"connector": "shopify", "entity": "order", "credential": cred, "everyMs": 5}), "everyMs"),
-        (json!({"connector": "shopify", "entity": "order", "everyMs": 200}), "credential"),
+        (
+            json!({"connector": "shopify", "entity": "nope", "credential": cred, "everyMs": 200}),
+            "entity",
+        ),
+        (
+            json!({"connector": "shopify", "entity": "order", "action": "createOrder", "credential": cred, "everyMs": 200}),
+            "list action",
+        ),
+        (
+            json!({"connector": "shopify", "entity": "order", "credential": cred, "everyMs": 5}),
+            "everyMs",
+        ),
+        (
+            json!({"connector": "shopify", "entity": "order", "everyMs": 200}),
+            "credential",
+        ),
     ] {
         let (s, e) = server.post_json("/tenants/acme/polls", &body).await;
         assert_eq!(s, 400, "{what}: {e}");
@@ -165,7 +177,10 @@ async fn polled_changes_become_p4_events_once_each() {
 
     // Deleted: no more calls.
     let r = server
-        .api(reqwest::Method::DELETE, &format!("/tenants/acme/polls/{pid}"))
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/tenants/acme/polls/{pid}"),
+        )
         .send()
         .await
         .expect("delete");

@@ -98,15 +98,12 @@ async fn create(
                 body.connector, body.entity
             ))
         })?;
-    let action = body
-        .action
-        .or_else(|| entity.list.clone())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{}.{} has no list action; name one in \"action\"",
-                body.connector, body.entity
-            ))
-        })?;
+    let action = body.action.or_else(|| entity.list.clone()).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{}.{} has no list action; name one in \"action\"",
+            body.connector, body.entity
+        ))
+    })?;
     if !def
         .actions
         .iter()

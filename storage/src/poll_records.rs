@@ -167,11 +167,7 @@ impl WriteSet {
     /// # Errors
     /// Encoding errors.
     pub fn put_poll(&mut self, r: &PollRecord) -> Result<&mut Self> {
-        self.put(
-            Ks::Polls,
-            keys::poll(&r.space_id, &r.tenant_id, &r.id),
-            r,
-        )
+        self.put(Ks::Polls, keys::poll(&r.space_id, &r.tenant_id, &r.id), r)
     }
 
     /// Deletes a poll registration (its seen hashes are deleted with

@@ -278,7 +278,8 @@ pub struct EntityDef {
     #[serde(default)]
     pub updated_field: Option<String>,
     /// Field holding the record id.
-    pub id_field: String,    /// Query parameter of the list action asking for records changed at or after a time
+    pub id_field: String,
+    /// Query parameter of the list action asking for records changed at or after a time
     /// (Shopify's `updated_at_min`, GitHub's `since`): polling sends its cursor there.
     #[serde(default)]
     pub since_param: Option<String>,

@@ -225,7 +225,9 @@ mod tests {
             if *self.fail.lock().expect("lock") {
                 return Err(ActionError::new("provider down", true));
             }
-            let since = call.input["query"]["updated_at_min"].as_str().map(str::to_owned);
+            let since = call.input["query"]["updated_at_min"]
+                .as_str()
+                .map(str::to_owned);
             let data: Vec<Value> = self
                 .records
                 .lock()
@@ -300,7 +302,10 @@ mod tests {
         *fake.fail.lock().expect("lock") = true;
         let runs = tick(&store, &fake, 1_600).await.expect("tick");
         assert_eq!(runs[0].error.as_deref(), Some("provider down"));
-        let stored = store.poll("sp", "acme", "poll_1").expect("read").expect("poll");
+        let stored = store
+            .poll("sp", "acme", "poll_1")
+            .expect("read")
+            .expect("poll");
         assert_eq!(stored.emitted, 3);
         assert_eq!(stored.next_due_ms, 1_800);
         assert_eq!(stored.last_error.as_deref(), Some("provider down"));
@@ -308,7 +313,10 @@ mod tests {
         // Three events in the outbox, all P4 `order.changed` from shopify.
         let out = store.outbox_from(0, 10).expect("outbox");
         assert_eq!(out.len(), 3);
-        assert!(out.iter().all(|e| e.priority == P4_POLLING && e.connector == "shopify"));
+        assert!(
+            out.iter()
+                .all(|e| e.priority == P4_POLLING && e.connector == "shopify")
+        );
         assert!(out.iter().all(|e| e.headers[0].1 == "order.changed"));
     }
 
@@ -326,7 +334,12 @@ mod tests {
         // as if it crashed before its commit.
         let run = run_poll(&store, &fake, poll(), 10).await.expect("run");
         assert_eq!(run.emitted, 1);
-        assert!(store.poll_seen("sp", "acme", "poll_1", "a").expect("read").is_none());
+        assert!(
+            store
+                .poll_seen("sp", "acme", "poll_1", "a")
+                .expect("read")
+                .is_none()
+        );
         run_poll(&store, &fake, poll(), 20).await.expect("run");
         assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 1);
     }
