@@ -202,6 +202,7 @@ async fn remove(
     Path((tid, pid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
+    let _guard = sluice_actors::runtime::poller::write_lock().lock().await;
     state
         .store
         .poll(caller.space(), &tenant, &pid)?

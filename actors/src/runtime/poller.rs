@@ -180,7 +180,9 @@ pub async fn run_poll(
                 .increment(out.emitted as u64);
         }
     }
-    // A poll deleted while its call was in flight stays deleted.
+    // A poll deleted while its call was in flight stays deleted: the check and the write
+    // happen under the lock that deletions take too.
+    let _guard = write_lock().lock().await;
     if store
         .poll(&poll.space_id, &poll.tenant_id, &poll.id)?
         .is_some()
@@ -189,6 +191,13 @@ pub async fn run_poll(
         store.commit(w).await?;
     }
     Ok(out)
+}
+
+/// Serializes the poller's state writes with deletions of polls (the API takes it around
+/// its delete), so that a run finishing after a delete does not bring the poll back.
+pub fn write_lock() -> &'static tokio::sync::Mutex<()> {
+    static LOCK: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    LOCK.get_or_init(|| tokio::sync::Mutex::new(()))
 }
 
 /// Orders two change times: numerically when both are numbers, as instants when both are
