@@ -57,10 +57,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = NetPolicy {
         allow_private: args.allow_private_networks,
     };
-    let invoker: Arc<dyn ActionInvoker> =
-        Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
+    let connector_invoker = Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
+    let oauth_http = connector_invoker.client();
+    let invoker: Arc<dyn ActionInvoker> = connector_invoker;
     let engine = Arc::new(Engine::new(store.clone(), invoker.clone()));
-    let sync = SyncRunner::new(store.clone(), invoker, engine.id_maps().clone());
+    let sync = SyncRunner::new(store.clone(), invoker.clone(), engine.id_maps().clone());
     let (root, root_handle) = Actor::spawn(
         Some("sluice-root".into()),
         RootSupervisor,
@@ -92,6 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine.timer_wakeups(),
     ));
     let scheduler = tokio::spawn(sluice_actors::runtime::scheduler::run(store.clone()));
+    let poller = tokio::spawn(sluice_actors::runtime::poller::run(store.clone(), invoker));
     let pruner = tokio::spawn(prune_dedup(store.clone(), args.dedup_window()));
 
     let state = AppState::new(AppParts {
@@ -103,6 +105,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_webhook_bytes: args.max_webhook_bytes,
         vault,
         sync,
+        oauth_http,
     });
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");
@@ -128,6 +131,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     pruner.abort();
     timers.abort();
     scheduler.abort();
+    poller.abort();
     tracing::info!("shutting down: stopping actors");
     root.stop(Some("shutdown".into()));
     // Executions still running are journaled step by step and resume at the next start.

@@ -101,6 +101,11 @@ impl ConnectorInvoker {
         })
     }
 
+    /// The shared HTTP client, under the network policy (for OAuth2 code exchanges).
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
     fn open_credential(
         &self,
         call: &ActionCall,

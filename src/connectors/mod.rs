@@ -9,7 +9,7 @@ mod exchange;
 mod invoker;
 mod limits;
 pub mod net_policy;
-mod oauth;
+pub mod oauth;
 pub mod vault;
 
 pub use invoker::ConnectorInvoker;

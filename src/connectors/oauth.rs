@@ -11,8 +11,9 @@ use std::pin::Pin;
 
 use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RefreshToken, RequestTokenError,
-    Scope, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest,
+    HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use sluice_actors::connector::ActionError;
 
@@ -143,6 +144,123 @@ pub async fn refresh(
     Ok(next)
 }
 
+/// The start of an authorization code flow with PKCE (RFC 7636, S256).
+#[derive(Debug)]
+pub struct Authorization {
+    /// Where to send the user: the provider's authorization endpoint with `client_id`,
+    /// `redirect_uri`, `scope`, `state`, `code_challenge` and `code_challenge_method=S256`.
+    pub url: String,
+    /// The `state` value (random, URL-safe).
+    pub state: String,
+    /// The PKCE verifier, to be kept server-side until the code comes back.
+    pub verifier: String,
+}
+
+/// Builds the authorization URL for `client_id` at `auth_url` with a fresh state and PKCE
+/// S256 challenge.
+///
+/// # Errors
+/// A message when `auth_url` or `redirect_uri` is not a valid URL.
+pub fn authorize(
+    auth_url: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[String],
+) -> Result<Authorization, String> {
+    let client = BasicClient::new(ClientId::new(client_id.to_owned()))
+        .set_auth_uri(AuthUrl::new(auth_url.to_owned()).map_err(|e| format!("bad authUrl: {e}"))?)
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_owned())
+                .map_err(|e| format!("bad redirectUri: {e}"))?,
+        );
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge);
+    for s in scopes {
+        req = req.add_scope(Scope::new(s.clone()));
+    }
+    let (url, state) = req.url();
+    Ok(Authorization {
+        url: url.to_string(),
+        state: state.secret().clone(),
+        verifier: verifier.secret().clone(),
+    })
+}
+
+/// Exchanges an authorization `code` (with its PKCE `verifier`) at the secret's token URL (or
+/// `default_token_url`) and returns `secret` with the issued tokens (`expires_at` in Unix
+/// seconds from `now`).
+///
+/// # Errors
+/// [`ActionError`] with `auth: true` when the provider refuses the code, retryable on network
+/// errors.
+pub async fn exchange_code(
+    client: &reqwest::Client,
+    secret: &OAuth2Secret,
+    default_token_url: Option<&str>,
+    redirect_uri: &str,
+    code: &str,
+    verifier: &str,
+    now: u64,
+) -> Result<OAuth2Secret, ActionError> {
+    let auth_err = |m: String| ActionError {
+        auth: true,
+        ..ActionError::new(m, false)
+    };
+    let token_url = secret
+        .token_url
+        .as_deref()
+        .or(default_token_url)
+        .ok_or_else(|| auth_err("the OAuth2 credential has no tokenUrl".into()))?;
+    let client_id = secret
+        .client_id
+        .clone()
+        .ok_or_else(|| auth_err("the OAuth2 credential has no clientId".into()))?;
+    let mut oauth = BasicClient::new(ClientId::new(client_id))
+        .set_token_uri(
+            TokenUrl::new(token_url.to_owned())
+                .map_err(|e| auth_err(format!("bad tokenUrl: {e}")))?,
+        )
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_owned())
+                .map_err(|e| auth_err(format!("bad redirectUri: {e}")))?,
+        )
+        .set_auth_type(AuthType::RequestBody);
+    if let Some(s) = &secret.client_secret {
+        oauth = oauth.set_client_secret(ClientSecret::new(s.clone()));
+    }
+    let http = transport(client.clone());
+    let token = oauth
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+        .request_async(&http)
+        .await
+        .map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => ActionError {
+                debug: serde_json::to_value(&r).ok(),
+                status: Some(400),
+                ..auth_err(format!("the provider refused the code: {}", r.error()))
+            },
+            RequestTokenError::Request(t) => {
+                ActionError::new(format!("token request failed: {t}"), true)
+            }
+            RequestTokenError::Parse(e, _) => {
+                ActionError::new(format!("unreadable token answer: {e}"), false)
+            }
+            RequestTokenError::Other(m) => ActionError::new(format!("token request: {m}"), false),
+        })?;
+    let mut next = secret.clone();
+    next.access_token = Some(token.access_token().secret().clone());
+    next.refresh_token = token
+        .refresh_token()
+        .map(|r| r.secret().clone())
+        .or(next.refresh_token);
+    next.expires_at = token.expires_in().map(|d| now + d.as_secs());
+    next.grant = None;
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +276,29 @@ mod tests {
         assert!(!needs_refresh(&s(Some(1_000)), 900));
         assert!(!needs_refresh(&s(None), 1));
         assert!(needs_refresh(&OAuth2Secret::default(), 1));
+    }
+
+    #[test]
+    fn the_authorization_url_carries_state_and_an_s256_challenge_of_the_verifier() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let a = authorize(
+            "https://login.example.com/authorize",
+            "cid",
+            "https://sluice.example.com/api/v1/oauth/callback",
+            &["offline_access".into()],
+        )
+        .expect("authorize");
+        let url = reqwest::Url::parse(&a.url).expect("url");
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["client_id"], "cid");
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["state"], a.state);
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["scope"], "offline_access");
+        let expect = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(a.verifier.as_bytes()));
+        assert_eq!(q["code_challenge"], expect);
+        assert!(authorize("not a url", "cid", "https://x/cb", &[]).is_err());
     }
 }

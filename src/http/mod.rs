@@ -12,7 +12,9 @@ mod events;
 mod execute;
 mod executions;
 mod extract;
+mod oauth;
 mod ops;
+mod polls;
 mod receipt;
 mod sync;
 mod tenants;
@@ -66,6 +68,9 @@ pub struct AppParts {
     pub vault: std::sync::Arc<crate::connectors::Vault>,
     /// Applies sync changes and conflict resolutions.
     pub sync: sluice_actors::sync::SyncRunner,
+    /// The connector executor's HTTP client (network policy applied), for OAuth2 code
+    /// exchanges.
+    pub oauth_http: reqwest::Client,
 }
 
 /// All routes; a request taking longer than `timeout` (body upload included) is cut with 408.
@@ -86,6 +91,8 @@ pub fn router(state: AppState, timeout: std::time::Duration) -> Router {
         .merge(dlq::routes())
         .merge(environments::routes())
         .merge(execute::routes())
+        .merge(polls::routes())
+        .merge(oauth::routes())
         .fallback(|| async { error::ApiError::not_found() })
         .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

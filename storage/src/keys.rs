@@ -291,6 +291,24 @@ pub fn release(space: &str, tenant: &str, environment: &str, flow_id: &str) -> V
 /// u64), so sequence numbers and event ids are never reused after the outbox drains.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
+/// Key of a poll registration: `space tenant poll-id`.
+pub fn poll(space: &str, tenant: &str, poll_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant).id(poll_id).build()
+}
+
+/// Key of the last content hash a poll saw for one record: `space tenant poll-id record-id`.
+pub fn poll_seen(space: &str, tenant: &str, poll_id: &str, record_id: &str) -> Vec<u8> {
+    tenant_prefix(space, tenant)
+        .id(poll_id)
+        .id(record_id)
+        .build()
+}
+
+/// Key of a pending OAuth2 authorization: its `state` value.
+pub fn oauth_pending(state: &str) -> Vec<u8> {
+    KeyBuilder::new().id(state).build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,11 +77,17 @@ pub enum Ks {
     /// Empty values keyed like `Executions`, one per execution that is not terminal:
     /// start-up resumes from this index instead of scanning every execution ever run.
     ExecutionsOpen,
+    /// [`crate::PollRecord`] by (space, tenant, poll id).
+    Polls,
+    /// [`crate::PollSeenRecord`] by (space, tenant, poll id, record id).
+    PollSeen,
+    /// [`crate::OAuthPendingRecord`] by state.
+    OAuthPending,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 28] = [
+    pub const ALL: [Ks; 31] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -110,6 +116,9 @@ impl Ks {
         Ks::Environments,
         Ks::Releases,
         Ks::ExecutionsOpen,
+        Ks::Polls,
+        Ks::PollSeen,
+        Ks::OAuthPending,
     ];
 
     /// The keyspace's name on disk.
@@ -143,6 +152,9 @@ impl Ks {
             Ks::Environments => "environments",
             Ks::Releases => "releases",
             Ks::ExecutionsOpen => "executions_open",
+            Ks::Polls => "polls",
+            Ks::PollSeen => "poll_seen",
+            Ks::OAuthPending => "oauth_pending",
         }
     }
 

@@ -279,4 +279,8 @@ pub struct EntityDef {
     pub updated_field: Option<String>,
     /// Field holding the record id.
     pub id_field: String,
+    /// Query parameter of the list action asking for records changed at or after a time
+    /// (Shopify's `updated_at_min`, GitHub's `since`): polling sends its cursor there.
+    #[serde(default)]
+    pub since_param: Option<String>,
 }

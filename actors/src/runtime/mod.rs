@@ -12,6 +12,7 @@
 
 pub mod event_waits;
 mod lanes;
+pub mod poller;
 mod relay;
 mod root;
 pub mod scheduler;
