@@ -74,11 +74,17 @@ pub enum Ks {
     Environments,
     /// [`crate::ReleaseRecord`] by (space, tenant, environment, flow id).
     Releases,
+    /// [`crate::RetryRecord`] by (space, tenant, execution id, step index): the attempts of
+    /// a step parked on a retry backoff.
+    Retries,
+    /// [`crate::IterationRecord`] by (space, tenant, execution id, loop step index,
+    /// iteration): the finished iterations of a loop still running.
+    Iterations,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 27] = [
+    pub const ALL: [Ks; 29] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -106,6 +112,8 @@ impl Ks {
         Ks::FlowVersions,
         Ks::Environments,
         Ks::Releases,
+        Ks::Retries,
+        Ks::Iterations,
     ];
 
     /// The keyspace's name on disk.
@@ -138,6 +146,8 @@ impl Ks {
             Ks::FlowVersions => "flow_versions",
             Ks::Environments => "environments",
             Ks::Releases => "releases",
+            Ks::Retries => "retries",
+            Ks::Iterations => "iterations",
         }
     }
 
