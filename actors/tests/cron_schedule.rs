@@ -312,3 +312,112 @@ async fn scheduler_ticks_with_a_mocked_clock_fire_each_run_once() {
     );
     assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 2);
 }
+
+#[tokio::test]
+async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
+    use sluice_storage::{
+        ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, SpaceRecord, Store, StoreOptions,
+        TenantRecord, WriteSet,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("store");
+    let spec = serde_json::json!({
+        "name": "every5",
+        "trigger": {"type": "cron", "schedule": "*/5 * * * *", "catchUp": "each",
+                    "catchUpWindowMs": 3_600_000u64, "overlap": "skip"},
+        "steps": [{"name": "m", "type": "action", "mapping": {"at": "{{trigger.scheduledAt}}"}}]
+    });
+    let mut w = WriteSet::new();
+    w.put_space(&SpaceRecord {
+        id: "sp".into(),
+        created_at_ms: 0,
+    })
+    .expect("space");
+    w.put_tenant(&TenantRecord {
+        space_id: "sp".into(),
+        id: "t".into(),
+        created_at_ms: 0,
+    })
+    .expect("tenant");
+    w.put_flow(
+        "sp",
+        &FlowRecord {
+            id: "flw_5".into(),
+            tenant_id: "t".into(),
+            name: "every5".into(),
+            version: 1,
+            status: FlowStatus::Live,
+            spec_json: spec.to_string(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        },
+    )
+    .expect("flow");
+    store.commit(w).await.expect("commit");
+    let exec = |status: ExecutionStatus| ExecutionRecord {
+        id: "exe_1".into(),
+        space_id: "sp".into(),
+        tenant_id: "t".into(),
+        flow_id: "flw_5".into(),
+        flow_name: "every5".into(),
+        flow_version: 1,
+        status,
+        event_id: "evt_1".into(),
+        trigger_kind: "cron".into(),
+        trigger_json: "{}".into(),
+        input_json: "null".into(),
+        created_at_ms: 0,
+        started_at_ms: Some(0),
+        finished_at_ms: None,
+        error_json: None,
+        priority: 3,
+        attempt: 1,
+        replay_of: None,
+        idempotency_key: "k".into(),
+    };
+    let put = |status| {
+        let mut w = WriteSet::new();
+        w.put_execution(&exec(status)).expect("execution");
+        w
+    };
+    let tick = sluice_actors::runtime::scheduler::tick;
+    let t0 = ms("UTC", "2026-06-01T12:00");
+    assert!(tick(&store, t0).await.expect("tick").is_empty());
+    // The 12:05 run fires; its execution is still running at 12:10, so 12:10 is dropped.
+    let fired = tick(&store, t0 + 300_000 + 100).await.expect("tick");
+    assert_eq!(fired, [("flw_5".to_owned(), t0 + 300_000)]);
+    store
+        .commit(put(ExecutionStatus::Running))
+        .await
+        .expect("commit");
+    assert!(
+        tick(&store, t0 + 600_000 + 100)
+            .await
+            .expect("tick")
+            .is_empty(),
+        "due while the previous run is unfinished: skipped"
+    );
+    // A waiting execution is unfinished too.
+    store
+        .commit(put(ExecutionStatus::Waiting))
+        .await
+        .expect("commit");
+    assert!(
+        tick(&store, t0 + 900_000 + 100)
+            .await
+            .expect("tick")
+            .is_empty()
+    );
+    // Once it is over, the next run fires, and the skipped ones are not caught up later.
+    store
+        .commit(put(ExecutionStatus::Completed))
+        .await
+        .expect("commit");
+    let fired = tick(&store, t0 + 1_200_000 + 100).await.expect("tick");
+    assert_eq!(fired, [("flw_5".to_owned(), t0 + 1_200_000)]);
+    // Down for 20 minutes with catch-up `each`: of the four runs missed, only the first
+    // fires, since the others would overlap it.
+    let fired = tick(&store, t0 + 2_400_000 + 100).await.expect("tick");
+    assert_eq!(fired, [("flw_5".to_owned(), t0 + 1_500_000)]);
+    assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 3);
+}

@@ -105,6 +105,45 @@ pub struct ReleaseRecord {
     pub created_at_ms: u64,
 }
 
+/// The attempts made so far by an `action` step that is parked on a retry backoff, keyed by
+/// (space, tenant, execution id, step index) in [`crate::Ks::Retries`]. Written when the
+/// execution parks; deleted in the batch that journals the step's outcome. A restart resumes
+/// the step at attempt `attempts.len() + 1` once `due_ms` has passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRecord {
+    /// Step index in the flow.
+    pub index: u32,
+    /// Step name.
+    pub name: String,
+    /// When the first attempt started, Unix ms.
+    pub started_at_ms: u64,
+    /// Every attempt so far, in order (all failed).
+    pub attempts: Vec<crate::AttemptRecord>,
+    /// The last attempt's error as JSON text.
+    pub error_json: Option<String>,
+    /// When the next attempt may start, Unix ms.
+    pub due_ms: u64,
+}
+
+/// One finished iteration of a loop step that has not finished yet, keyed by (space, tenant,
+/// execution id, loop step index, iteration) in [`crate::Ks::Iterations`]. Deleted in the
+/// batch that journals the loop's outcome; a restart runs only the iterations without one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IterationRecord {
+    /// Iteration number (the item's index), from 0.
+    pub iteration: u32,
+    /// Whether every nested step completed (or failed under `continue`).
+    pub ok: bool,
+    /// The nested outputs by name when `ok`, else the error body, as JSON text.
+    pub value_json: String,
+}
+
+impl Record for RetryRecord {
+    const KIND: &'static str = "retry";
+}
+impl Record for IterationRecord {
+    const KIND: &'static str = "iteration";
+}
 impl Record for WaitRecord {
     const KIND: &'static str = "wait";
 }

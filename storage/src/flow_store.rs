@@ -2,7 +2,8 @@
 
 use crate::error::Result;
 use crate::flow_records::{
-    CronStateRecord, EnvironmentRecord, EventWaitRecord, ReleaseRecord, TimerRecord, WaitRecord,
+    CronStateRecord, EnvironmentRecord, EventWaitRecord, IterationRecord, ReleaseRecord,
+    RetryRecord, TimerRecord, WaitRecord,
 };
 use crate::keys;
 use crate::records::FlowRecord;
@@ -17,6 +18,40 @@ impl Store {
         self.scan_prefix(
             Ks::Waits,
             &keys::journal_prefix(space, tenant, execution_id),
+        )
+    }
+
+    /// The retry state of a step parked on a backoff.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn retry(
+        &self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        index: u32,
+    ) -> Result<Option<RetryRecord>> {
+        self.get(
+            Ks::Retries,
+            &keys::retry(space, tenant, execution_id, index),
+        )
+    }
+
+    /// The finished iterations of a loop step, in iteration order.
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn iterations(
+        &self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        index: u32,
+    ) -> Result<Vec<IterationRecord>> {
+        self.scan_prefix(
+            Ks::Iterations,
+            &keys::journal(space, tenant, execution_id, index),
         )
     }
 

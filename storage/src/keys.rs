@@ -226,6 +226,28 @@ pub fn blob(space: &str, tenant: &str, event_id: &str) -> Vec<u8> {
     tenant_prefix(space, tenant).id(event_id).build()
 }
 
+/// Key of a step's retry state: `space tenant execution-id step-index`.
+pub fn retry(space: &str, tenant: &str, execution_id: &str, step_index: u32) -> Vec<u8> {
+    journal(space, tenant, execution_id, step_index)
+}
+
+/// Key of a finished loop iteration: `space tenant execution-id step-index iteration`. The
+/// iterations of one loop are the contiguous prefix [`journal`] of the loop step, in
+/// iteration order.
+pub fn iteration(
+    space: &str,
+    tenant: &str,
+    execution_id: &str,
+    step_index: u32,
+    iteration: u32,
+) -> Vec<u8> {
+    tenant_prefix(space, tenant)
+        .id(execution_id)
+        .u32(step_index)
+        .u32(iteration)
+        .build()
+}
+
 /// Key of a waiting step: `space tenant execution-id step-index`.
 pub fn wait(space: &str, tenant: &str, execution_id: &str, step_index: u32) -> Vec<u8> {
     journal(space, tenant, execution_id, step_index)

@@ -83,11 +83,17 @@ pub enum Ks {
     PollSeen,
     /// [`crate::OAuthPendingRecord`] by state.
     OAuthPending,
+    /// [`crate::RetryRecord`] by (space, tenant, execution id, step index): the attempts of
+    /// a step parked on a retry backoff.
+    Retries,
+    /// [`crate::IterationRecord`] by (space, tenant, execution id, loop step index,
+    /// iteration): the finished iterations of a loop still running.
+    Iterations,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 31] = [
+    pub const ALL: [Ks; 33] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -119,6 +125,8 @@ impl Ks {
         Ks::Polls,
         Ks::PollSeen,
         Ks::OAuthPending,
+        Ks::Retries,
+        Ks::Iterations,
     ];
 
     /// The keyspace's name on disk.
@@ -155,6 +163,8 @@ impl Ks {
             Ks::Polls => "polls",
             Ks::PollSeen => "poll_seen",
             Ks::OAuthPending => "oauth_pending",
+            Ks::Retries => "retries",
+            Ks::Iterations => "iterations",
         }
     }
 

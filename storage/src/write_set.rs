@@ -286,6 +286,69 @@ impl WriteSet {
         )
     }
 
+    /// Puts a step's retry state.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_retry(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        r: &crate::RetryRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::Retries,
+            keys::retry(space, tenant, execution_id, r.index),
+            r,
+        )
+    }
+
+    /// Deletes a step's retry state.
+    pub fn delete_retry(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        index: u32,
+    ) -> &mut Self {
+        self.delete(Ks::Retries, keys::retry(space, tenant, execution_id, index))
+    }
+
+    /// Puts a finished loop iteration of step `index`.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_iteration(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        index: u32,
+        r: &crate::IterationRecord,
+    ) -> Result<&mut Self> {
+        self.put(
+            Ks::Iterations,
+            keys::iteration(space, tenant, execution_id, index, r.iteration),
+            r,
+        )
+    }
+
+    /// Deletes a finished loop iteration of step `index`.
+    pub fn delete_iteration(
+        &mut self,
+        space: &str,
+        tenant: &str,
+        execution_id: &str,
+        index: u32,
+        iteration: u32,
+    ) -> &mut Self {
+        self.delete(
+            Ks::Iterations,
+            keys::iteration(space, tenant, execution_id, index, iteration),
+        )
+    }
+
     /// Deletes a waiting step.
     pub fn delete_wait(
         &mut self,

@@ -202,7 +202,7 @@ impl Engine {
                         continue;
                     }
                     let step = &plan.spec.steps[i];
-                    wait::clear(&mut w, exec, i as u32, step);
+                    self.clear_progress(&mut w, exec, i, plan)?;
                     w.put_step(&space, &tenant, &exec.id, &skipped(i as u32, &step.name))?;
                 }
                 self.store.commit(w).await?;
@@ -356,9 +356,11 @@ impl Engine {
                 "gate" => Ok(StepResult::Done(gate::run(index, &step, &ctx))),
                 "notification" => Ok(StepResult::Done(notification::run(index, &step, &ctx))),
                 "loop" => match nested {
-                    Some(nested) => Ok(StepResult::Done(
-                        loop_step::run(env, &exec.id, index, &step, &nested, &ctx).await,
-                    )),
+                    Some(nested) => {
+                        loop_step::run(&store, env, &exec.id, index, &step, &nested, &ctx)
+                            .await
+                            .map(StepResult::Done)
+                    }
                     None => Ok(StepResult::Done(context::failed(
                         index,
                         &step.name,
@@ -367,15 +369,35 @@ impl Engine {
                         &StepError::new("INTERNAL_ERROR", 500, &step.name, "loop has no plan"),
                     ))),
                 },
-                _ => {
-                    let key = step_idempotency_key(&exec.id, &step.name);
-                    Ok(StepResult::Done(
-                        action::run(&env, key, index, &step, &ctx).await,
-                    ))
-                }
+                _ => action_step(&store, &env, &exec, index, &step, &ctx).await,
             };
             (i, result)
         });
+    }
+
+    /// Adds to `w` the deletes of what step `i` kept while unfinished: its wait, its retry
+    /// state and its finished loop iterations.
+    fn clear_progress(
+        &self,
+        w: &mut WriteSet,
+        exec: &ExecutionRecord,
+        i: usize,
+        plan: &Plan,
+    ) -> Result<(), StorageError> {
+        let step = &plan.spec.steps[i];
+        let (space, tenant, index) = (&exec.space_id, &exec.tenant_id, i as u32);
+        match step.kind.as_str() {
+            "wait" | "approval" => wait::clear(w, exec, index, step),
+            "loop" => {
+                for it in self.store.iterations(space, tenant, &exec.id, index)? {
+                    w.delete_iteration(space, tenant, &exec.id, index, it.iteration);
+                }
+            }
+            _ => {
+                w.delete_retry(space, tenant, &exec.id, index);
+            }
+        }
+        Ok(())
     }
 
     /// Journals a step's outcome (ending its wait, if it had one).
@@ -387,9 +409,7 @@ impl Engine {
         plan: &Plan,
     ) -> Result<(), StorageError> {
         let mut w = WriteSet::new();
-        if matches!(plan.spec.steps[i].kind.as_str(), "wait" | "approval") {
-            wait::clear(&mut w, exec, i as u32, &plan.spec.steps[i]);
-        }
+        self.clear_progress(&mut w, exec, i, plan)?;
         w.put_step(&exec.space_id, &exec.tenant_id, &exec.id, record)?;
         self.store.commit(w).await
     }
@@ -473,7 +493,7 @@ impl Engine {
         if let Some(plan) = plan {
             for (i, step) in plan.spec.steps.iter().enumerate() {
                 if !journal.contains(&(i as u32)) {
-                    wait::clear(&mut w, &exec, i as u32, step);
+                    self.clear_progress(&mut w, &exec, i, plan)?;
                     w.put_step(space, tenant, id, &skipped(i as u32, &step.name))?;
                 }
             }
@@ -573,6 +593,39 @@ impl Engine {
             .to_string(),
         );
         self.finish(exec, plan).await
+    }
+}
+
+/// Runs (or resumes) an `action` step. A backoff longer than
+/// [`action::INLINE_BACKOFF_MS`] is persisted as the step's retry state and the step is
+/// pending until it is due; when the execution runs again the step resumes at its next
+/// attempt, with the same Idempotency-Key.
+async fn action_step(
+    store: &Store,
+    env: &ActionEnv,
+    exec: &ExecutionRecord,
+    index: u32,
+    step: &crate::flow::StepSpec,
+    ctx: &Value,
+) -> Result<StepResult, StorageError> {
+    let (space, tenant) = (&exec.space_id, &exec.tenant_id);
+    let resume = store.retry(space, tenant, &exec.id, index)?;
+    if let Some(r) = &resume {
+        let left = r.due_ms.saturating_sub(now_ms());
+        if left > action::INLINE_BACKOFF_MS {
+            return Ok(StepResult::Pending(vec![r.due_ms]));
+        }
+        tokio::time::sleep(Duration::from_millis(left)).await;
+    }
+    let key = step_idempotency_key(&exec.id, &step.name);
+    match action::run_durable(env, key, index, step, ctx, resume).await {
+        action::ActionOutcome::Done(record) => Ok(StepResult::Done(record)),
+        action::ActionOutcome::Backoff(state) => {
+            let mut w = WriteSet::new();
+            w.put_retry(space, tenant, &exec.id, &state)?;
+            store.commit(w).await?;
+            Ok(StepResult::Pending(vec![state.due_ms]))
+        }
     }
 }
 

@@ -8,7 +8,19 @@
 //! anything else (including a missing field, which CEL reports as "no such key") is an error,
 //! which the caller treats as "not true".
 
+use std::collections::BTreeSet;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use serde_json::Value;
+
+/// Variables of a trigger condition.
+pub const TRIGGER_ROOTS: &[&str] = &["trigger"];
+/// Variables of a gate case.
+pub const GATE_ROOTS: &[&str] = &["trigger", "input", "steps"];
+/// Variables of a `wait … until` condition.
+pub const UNTIL_ROOTS: &[&str] = &["trigger", "input", "steps", "now"];
+/// Variables of an event wait's condition.
+pub const EVENT_ROOTS: &[&str] = &["trigger", "input", "steps", "event"];
 
 /// A syntax error in a condition, with the parser's explanation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +44,126 @@ pub fn check(expr: &str) -> Result<(), ConditionError> {
         });
     }
     compile(expr).map(|_| ())
+}
+
+/// Checks that `expr` parses and reads only the variables in `roots` (names bound by a
+/// macro, such as `x` in `items.all(x, x > 1)`, are local to it), and returns the step names
+/// it reads (`steps.NAME…` or `steps['NAME']…`), for the caller to check against the steps
+/// that can have run before it.
+///
+/// # Errors
+/// [`ConditionError`] for a syntax error or a variable outside `roots`.
+pub fn check_references(expr: &str, roots: &[&str]) -> Result<BTreeSet<String>, ConditionError> {
+    check(expr)?;
+    let program = compile(expr)?;
+    let mut walk = Walk::default();
+    walk.expr(program.expression());
+    if let Some(unknown) = walk.unknown_roots(roots) {
+        return Err(ConditionError {
+            expr: expr.chars().take(200).collect(),
+            reason: format!(
+                "unknown variable {unknown:?} (a condition here can read {})",
+                roots.join(", ")
+            ),
+        });
+    }
+    Ok(walk.steps)
+}
+
+/// What a walk over a compiled expression found.
+#[derive(Default)]
+struct Walk {
+    /// Free variables, in order of name.
+    roots: BTreeSet<String>,
+    /// Step names read through `steps`.
+    steps: BTreeSet<String>,
+    /// Names bound by the comprehensions being walked (innermost last).
+    bound: Vec<String>,
+}
+
+impl Walk {
+    fn unknown_roots(&self, roots: &[&str]) -> Option<&str> {
+        self.roots
+            .iter()
+            .map(String::as_str)
+            .find(|r| !roots.contains(r))
+    }
+
+    fn is_free(&self, name: &str) -> bool {
+        !self.bound.iter().any(|b| b == name)
+    }
+
+    /// `steps` itself, as a free variable.
+    fn is_steps(&self, e: &IdedExpr) -> bool {
+        matches!(&e.expr, Expr::Ident(n) if n == "steps" && self.is_free(n))
+    }
+
+    fn expr(&mut self, e: &IdedExpr) {
+        match &e.expr {
+            Expr::Unspecified | Expr::Literal(_) => {}
+            Expr::Ident(name) => {
+                // `@`-names are the parser's own (comprehension accumulators).
+                if !name.starts_with('@') && self.is_free(name) {
+                    self.roots.insert(name.clone());
+                }
+            }
+            Expr::Select(select) => {
+                if self.is_steps(&select.operand) {
+                    self.steps.insert(select.field.clone());
+                }
+                self.expr(&select.operand);
+            }
+            Expr::Call(call) => {
+                if call.func_name == "_[_]"
+                    && let [operand, key] = call.args.as_slice()
+                    && self.is_steps(operand)
+                    && let Expr::Literal(LiteralValue::String(name)) = &key.expr
+                {
+                    self.steps.insert(name.inner().to_owned());
+                }
+                if let Some(target) = &call.target {
+                    self.expr(target);
+                }
+                for arg in &call.args {
+                    self.expr(arg);
+                }
+            }
+            Expr::Comprehension(comp) => {
+                // The range and the accumulator's start are outside the bound names.
+                self.expr(&comp.iter_range);
+                self.expr(&comp.accu_init);
+                let before = self.bound.len();
+                self.bound.push(comp.iter_var.clone());
+                if let Some(v) = &comp.iter_var2 {
+                    self.bound.push(v.clone());
+                }
+                self.bound.push(comp.accu_var.clone());
+                self.expr(&comp.loop_cond);
+                self.expr(&comp.loop_step);
+                self.expr(&comp.result);
+                self.bound.truncate(before);
+            }
+            Expr::List(list) => {
+                for elem in &list.elements {
+                    self.expr(elem);
+                }
+            }
+            Expr::Map(map) => self.entries(map.entries.iter().map(|e| &e.expr)),
+            Expr::Struct(st) => self.entries(st.entries.iter().map(|e| &e.expr)),
+        }
+    }
+
+    fn entries<'a>(&mut self, entries: impl Iterator<Item = &'a EntryExpr>) {
+        for entry in entries {
+            match entry {
+                EntryExpr::StructField(field) => self.expr(&field.value),
+                EntryExpr::MapEntry(m) => {
+                    self.expr(&m.key);
+                    self.expr(&m.value);
+                }
+            }
+        }
+    }
 }
 
 /// Compiles `expr` after checking it against [`crate::limits`] (the CEL parser recurses per
@@ -111,6 +243,33 @@ mod tests {
             "not a bool"
         );
         assert!(evaluate("trigger.missing == 1", &vars).is_err());
+    }
+
+    #[test]
+    fn references_are_checked_against_the_roots() {
+        let steps =
+            |e: &str| check_references(e, GATE_ROOTS).map(|s| s.into_iter().collect::<Vec<_>>());
+        assert_eq!(steps("trigger.x > 1 && input.y == 2"), Ok(vec![]));
+        let e = steps("inptu.x > 1").expect_err("unknown root");
+        assert!(e.reason.contains("\"inptu\""), "{e}");
+        assert!(steps("now > 1").is_err(), "no clock in a gate");
+        assert!(check_references("now > 1", UNTIL_ROOTS).is_ok());
+        assert!(check_references("event.id == trigger.id", EVENT_ROOTS).is_ok());
+        assert!(check_references("event.id == 1", GATE_ROOTS).is_err());
+        // Names bound by macros are local to them; outside they are unknown.
+        assert_eq!(steps("trigger.items.all(x, x > 1)"), Ok(vec![]));
+        assert_eq!(steps("trigger.items.exists(i, i.sku == 'a')"), Ok(vec![]));
+        assert_eq!(steps("trigger.items.map(x, x * 2).size() > 0"), Ok(vec![]));
+        assert!(steps("trigger.items.all(x, y > 1)").is_err());
+        assert!(steps("trigger.items.all(x, x > 1) && x > 1").is_err());
+        // Steps read by field, by index and under has().
+        assert_eq!(
+            steps("steps.a.output.ok && steps['b'].status == 'completed' && has(steps.c.output)"),
+            Ok(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        );
+        // A macro variable named `steps` is not the steps.
+        assert_eq!(steps("trigger.l.all(steps, steps.x > 1)"), Ok(vec![]));
+        assert!(steps("trigger.x >").is_err());
     }
 
     #[test]

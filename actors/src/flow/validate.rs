@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
+use super::condition;
 use super::spec::{FlowSpec, StepSpec, Trigger};
 use crate::mapping::field_map::FieldMap;
 use crate::mapping::template::referenced_steps;
@@ -218,7 +219,7 @@ fn check_trigger(trigger: &Trigger) -> Result<(), FlowError> {
                 ));
             }
             if let Some(c) = condition {
-                super::condition::check(c)
+                super::condition::check_references(c, super::condition::TRIGGER_ROOTS)
                     .map_err(|e| err(None, format!("trigger condition: {e}")))?;
             }
             Ok(())
@@ -423,6 +424,22 @@ fn step_references(step: &StepSpec) -> Result<Vec<String>, FlowError> {
     ];
     for doc in docs.into_iter().flatten() {
         let names = referenced_steps(&doc)
+            .map_err(|e| err(Some(&step.name), format!("step {:?}: {e}", step.name)))?;
+        all.extend(names);
+    }
+    // Conditions name steps too (their variables were checked with the step's kind).
+    let mut conditions: Vec<(&str, &[&str])> = Vec::new();
+    for case in step.cases.as_deref().unwrap_or_default() {
+        conditions.push((&case.when, condition::GATE_ROOTS));
+    }
+    if let Some(c) = &step.until {
+        conditions.push((c, condition::UNTIL_ROOTS));
+    }
+    if let Some(c) = step.event.as_ref().and_then(|e| e.condition.as_deref()) {
+        conditions.push((c, condition::EVENT_ROOTS));
+    }
+    for (c, roots) in conditions {
+        let names = condition::check_references(c, roots)
             .map_err(|e| err(Some(&step.name), format!("step {:?}: {e}", step.name)))?;
         all.extend(names);
     }
@@ -658,6 +675,67 @@ mod tests {
     }
 
     #[test]
+    fn conditions_are_checked_for_unknown_variables_and_steps_at_save() {
+        let gate = |when: &str| {
+            json!({"name": "g", "type": "gate", "dependsOn": ["make"],
+                   "cases": [{"when": when, "steps": []}], "default": []})
+        };
+        let make = json!({"name": "make", "type": "action", "mapping": {"id": "{{trigger.id}}"}});
+        let later =
+            json!({"name": "later", "type": "action", "mapping": {"x": "1"}, "dependsOn": ["g"]});
+        for (when, needle) in [
+            ("inptu.x > 1", "unknown variable \"inptu\""),
+            ("now > 0", "unknown variable \"now\""),
+            ("trigger.l.all(x, x > 1) && x > 0", "unknown variable \"x\""),
+            ("steps.nope.status == 'completed'", "unknown step \"nope\""),
+            (
+                "steps.later.status == 'completed'",
+                "cannot have run before it",
+            ),
+        ] {
+            let e = plan(flow(json!([make.clone(), gate(when), later.clone()]))).expect_err(needle);
+            assert!(e.message.contains(needle), "{when}: {e}");
+            assert_eq!(e.step.as_deref(), Some("g"), "{when}: {e}");
+        }
+        plan(flow(json!([
+            make.clone(),
+            gate("trigger.l.all(x, x > 1) && steps.make.output.id != '' && input.a == 1")
+        ])))
+        .expect("known roots, macro variables and an earlier step");
+        let wait = |body: Value| {
+            let mut w = json!({"name": "w", "type": "wait"});
+            if let (Value::Object(a), Value::Object(b)) = (&mut w, body) {
+                a.extend(b);
+            }
+            w
+        };
+        plan(flow(json!([
+            make.clone(),
+            wait(json!({"until": "now > 0 && steps.make.status == 'completed'"}))
+        ])))
+        .expect("until sees now");
+        let e = plan(flow(json!([
+            make.clone(),
+            wait(json!({"until": "event.x == 1"}))
+        ])))
+        .expect_err("no event in until");
+        assert!(e.message.contains("\"event\""), "{e}");
+        plan(flow(json!([
+            make.clone(),
+            wait(json!({"event": {"source": "s", "event": "e",
+            "condition": "event.id == steps.make.output.id"}}))
+        ])))
+        .expect("event condition sees event");
+        let e = plan(flow(json!([
+            make,
+            wait(json!({"event": {"source": "s", "event": "e",
+            "condition": "evnt.id == 1"}}))
+        ])))
+        .expect_err("typo in an event condition");
+        assert!(e.message.contains("\"evnt\""), "{e}");
+    }
+
+    #[test]
     fn new_step_types_are_checked_at_save_and_name_the_step() {
         for (steps, step, needle) in [
             (
@@ -727,5 +805,12 @@ mod tests {
             with(json!({"type": "event", "source": "s", "event": "e", "condition": "trigger.("}))
                 .expect_err("cel");
         assert!(e.message.contains("condition"), "{e}");
+        let e = with(
+            json!({"type": "event", "source": "s", "event": "e", "condition": "steps.a.status == 'x'"}),
+        )
+        .expect_err("a trigger condition sees only trigger");
+        assert!(e.message.contains("unknown variable \"steps\""), "{e}");
+        with(json!({"type": "event", "source": "s", "event": "e", "condition": "trigger.n > 1"}))
+            .expect("trigger");
     }
 }

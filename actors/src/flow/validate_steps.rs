@@ -129,12 +129,14 @@ pub(super) fn check_step_kind(step: &StepSpec) -> Result<(), FlowError> {
                 return bad(format!("durationMs must be at most {MAX_WAIT_MS}"));
             }
             if let Some(c) = &step.until {
-                super::condition::check(c).map_err(|e| {
-                    err(
-                        Some(&step.name),
-                        format!("step {:?}: until: {e}", step.name),
-                    )
-                })?;
+                super::condition::check_references(c, super::condition::UNTIL_ROOTS).map_err(
+                    |e| {
+                        err(
+                            Some(&step.name),
+                            format!("step {:?}: until: {e}", step.name),
+                        )
+                    },
+                )?;
             }
             if let Some(every) = step.check_every_ms {
                 if step.until.is_none() {
@@ -151,12 +153,14 @@ pub(super) fn check_step_kind(step: &StepSpec) -> Result<(), FlowError> {
                     return bad("event needs a source and an event".into());
                 }
                 if let Some(c) = &ev.condition {
-                    super::condition::check(c).map_err(|e| {
-                        err(
-                            Some(&step.name),
-                            format!("step {:?}: event condition: {e}", step.name),
-                        )
-                    })?;
+                    super::condition::check_references(c, super::condition::EVENT_ROOTS).map_err(
+                        |e| {
+                            err(
+                                Some(&step.name),
+                                format!("step {:?}: event condition: {e}", step.name),
+                            )
+                        },
+                    )?;
                 }
             }
             Ok(())
@@ -180,9 +184,10 @@ pub(super) fn check_step_kind(step: &StepSpec) -> Result<(), FlowError> {
                 return bad("a gate needs cases or a default".into());
             }
             for case in cases {
-                super::condition::check(&case.when).map_err(|e| {
-                    err(Some(&step.name), format!("step {:?}: case: {e}", step.name))
-                })?;
+                super::condition::check_references(&case.when, super::condition::GATE_ROOTS)
+                    .map_err(|e| {
+                        err(Some(&step.name), format!("step {:?}: case: {e}", step.name))
+                    })?;
             }
             Ok(())
         }

@@ -27,7 +27,13 @@ pub async fn run(store: Store, root: ActorRef<RootMsg>, wake: Arc<Notify>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "firing timers failed; retrying"),
         }
-        if root.get_status() != ractor::ActorStatus::Running {
+        // Only a root that is going away ends the task: right after `Actor::spawn` returns
+        // the root may still read `Starting` (ractor marks it `Running` from its own task),
+        // and returning then would leave every timer of the process unfired.
+        if matches!(
+            root.get_status(),
+            ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
+        ) {
             return;
         }
         let sleep = match store.next_timer() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use sluice_storage::{AttemptRecord, StepRecord, StepStatus};
+use sluice_storage::{AttemptRecord, RetryRecord, StepRecord, StepStatus};
 
 use crate::connector::{ActionCall, ActionError, ActionInvoker};
 use crate::engine::StepError;
@@ -31,8 +31,22 @@ pub struct ActionEnv {
 /// Default per-attempt time limit when a step sets none.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs an action step to a record (completed or failed); `idempotency_key` is sent with
-/// every attempt.
+/// A retry backoff longer than this (ms) parks the execution on a durable timer (see
+/// [`run_durable`]); shorter ones are waited in process.
+pub const INLINE_BACKOFF_MS: u64 = 1_000;
+
+/// How a [`run_durable`] call ended.
+#[derive(Debug)]
+pub enum ActionOutcome {
+    /// The step is over: journal this record.
+    Done(StepRecord),
+    /// The step failed an attempt and its next one is due after a backoff longer than
+    /// [`INLINE_BACKOFF_MS`]: persist this state and park the execution until `due_ms`.
+    Backoff(RetryRecord),
+}
+
+/// Runs an action step to a record (completed or failed), waiting every retry backoff in
+/// process; `idempotency_key` is sent with every attempt. Used for a loop's nested steps.
 pub async fn run(
     env: &ActionEnv,
     idempotency_key: String,
@@ -40,7 +54,48 @@ pub async fn run(
     step: &StepSpec,
     ctx: &Value,
 ) -> StepRecord {
-    let started = now_ms();
+    match execute(env, idempotency_key, index, step, ctx, None, false).await {
+        ActionOutcome::Done(record) => record,
+        // Not produced when parking is off; kept total rather than panicking.
+        ActionOutcome::Backoff(state) => StepRecord {
+            index,
+            name: step.name.clone(),
+            status: StepStatus::Failed,
+            input_json: "null".into(),
+            output_json: "null".into(),
+            error_json: state.error_json,
+            attempts: state.attempts,
+            started_at_ms: state.started_at_ms,
+            finished_at_ms: now_ms(),
+        },
+    }
+}
+
+/// Runs an action step, resuming from `resume` (the attempts made before a parked backoff:
+/// the next attempt is `attempts.len() + 1`, with the same `idempotency_key`). A backoff longer
+/// than [`INLINE_BACKOFF_MS`] is not waited: the attempts so far come back as
+/// [`ActionOutcome::Backoff`] for the engine to persist and park on.
+pub async fn run_durable(
+    env: &ActionEnv,
+    idempotency_key: String,
+    index: u32,
+    step: &StepSpec,
+    ctx: &Value,
+    resume: Option<RetryRecord>,
+) -> ActionOutcome {
+    execute(env, idempotency_key, index, step, ctx, resume, true).await
+}
+
+async fn execute(
+    env: &ActionEnv,
+    idempotency_key: String,
+    index: u32,
+    step: &StepSpec,
+    ctx: &Value,
+    resume: Option<RetryRecord>,
+    park: bool,
+) -> ActionOutcome {
+    let started = resume.as_ref().map_or_else(now_ms, |r| r.started_at_ms);
     let clock = Instant::now();
     let mut record = StepRecord {
         index,
@@ -53,6 +108,7 @@ pub async fn run(
         started_at_ms: started,
         finished_at_ms: started,
     };
+    let done = ActionOutcome::Done;
     let input = match render_input(step, ctx) {
         Ok(v) => v,
         Err(e) => {
@@ -63,7 +119,7 @@ pub async fn run(
                 error_json: record.error_json.clone(),
             });
             record.finished_at_ms = now_ms();
-            return record;
+            return done(record);
         }
     };
     record.input_json = input.to_string();
@@ -78,7 +134,7 @@ pub async fn run(
         });
         record.finished_at_ms = now_ms();
         observe_step(step, clock);
-        return record;
+        return done(record);
     };
     let max_attempts = step.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
     let timeout = step
@@ -98,7 +154,7 @@ pub async fn run(
             let error = StepError::new("INTERNAL_ERROR", 500, &step.name, &e);
             record.error_json = Some(error.to_json().to_string());
             record.finished_at_ms = now_ms();
-            return record;
+            return done(record);
         }
     };
     let mut input = input;
@@ -123,7 +179,13 @@ pub async fn run(
         tenant: env.tenant.clone(),
         credential: step.credential.clone(),
     };
-    for attempt in 1..=max_attempts {
+    let mut first = 1;
+    if let Some(r) = resume {
+        first = u32::try_from(r.attempts.len()).map_or(u32::MAX, |n| n.saturating_add(1));
+        record.attempts = r.attempts;
+        record.error_json = r.error_json;
+    }
+    for attempt in first..=max_attempts {
         let attempt_start = now_ms();
         let outcome = tokio::time::timeout(timeout, env.invoker.invoke(call.clone())).await;
         let (error, retryable, retry_after) = match outcome {
@@ -183,11 +245,22 @@ pub async fn run(
             break;
         }
         let wait = Duration::from_millis(retry.jittered_delay_ms(attempt + 1)).max(asked);
+        if park && wait > Duration::from_millis(INLINE_BACKOFF_MS) {
+            return ActionOutcome::Backoff(RetryRecord {
+                index,
+                name: step.name.clone(),
+                started_at_ms: started,
+                attempts: record.attempts,
+                error_json: record.error_json,
+                due_ms: now_ms()
+                    .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            });
+        }
         tokio::time::sleep(wait).await;
     }
     record.finished_at_ms = now_ms();
     observe_step(step, clock);
-    record
+    done(record)
 }
 
 fn observe_step(step: &StepSpec, clock: Instant) {

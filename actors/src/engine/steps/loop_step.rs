@@ -5,13 +5,15 @@
 //! `{"error": …}` for an iteration that failed under the loop's `onError: continue`. Under
 //! `halt` (default) a failed iteration fails the loop. An empty array gives `[]`.
 //!
-//! Each nested call carries the idempotency key of (execution, `loop/step`, index), so a loop
-//! re-run after a crash repeats calls with the same keys.
+//! Each finished iteration is journaled as an [`IterationRecord`] before its slot is given to
+//! another, so a loop resumed after a crash runs only the iterations that had not finished;
+//! one in flight at the crash runs again, and each nested call carries the idempotency key
+//! of (execution, `loop/step`, index), so the repeat has the same key.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use sluice_storage::{StepRecord, StepStatus};
+use sluice_storage::{IterationRecord, StepRecord, StepStatus, StorageError, Store, WriteSet};
 use tokio::sync::Semaphore;
 
 use super::action::ActionEnv;
@@ -25,15 +27,19 @@ use crate::mapping::template::render_value;
 /// Most items a loop iterates.
 pub const MAX_LOOP_ITEMS: usize = 10_000;
 
-/// Runs the loop to a record.
+/// Runs (or resumes) the loop to a record, skipping the iterations journaled already.
+///
+/// # Errors
+/// Storage errors reading or journaling iterations.
 pub async fn run(
+    store: &Store,
     env: ActionEnv,
     execution_id: &str,
     index: u32,
     step: &StepSpec,
     nested: &NestedPlan,
     ctx: &Value,
-) -> StepRecord {
+) -> Result<StepRecord, StorageError> {
     let started = now_ms();
     let over = Value::String(step.over.clone().unwrap_or_default());
     let items = match render_value(&over, ctx) {
@@ -46,16 +52,16 @@ pub async fn run(
                 &step.name,
                 format!("over must give an array, got {}", kind_of(&other)),
             );
-            return failed(index, &step.name, started, &Value::Null, &e);
+            return Ok(failed(index, &step.name, started, &Value::Null, &e));
         }
         Err(e) => {
-            return failed(
+            return Ok(failed(
                 index,
                 &step.name,
                 started,
                 &Value::Null,
                 &StepError::from_template(&step.name, &e),
-            );
+            ));
         }
     };
     if items.len() > MAX_LOOP_ITEMS {
@@ -68,14 +74,25 @@ pub async fn run(
                 items.len()
             ),
         );
-        return failed(index, &step.name, started, &Value::Null, &e);
+        return Ok(failed(index, &step.name, started, &Value::Null, &e));
     }
     let input = json!({"items": items.len()});
+    let mut results: Vec<Option<Result<Value, Value>>> = vec![None; items.len()];
+    for it in store.iterations(&env.space, &env.tenant, execution_id, index)? {
+        if let Some(slot) = results.get_mut(it.iteration as usize) {
+            let value = parse_json(&it.value_json);
+            *slot = Some(if it.ok { Ok(value) } else { Err(value) });
+        }
+    }
     let limit = step.concurrency.unwrap_or(1).max(1) as usize;
     let permits = Arc::new(Semaphore::new(limit));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, item) in items.into_iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
         let permits = permits.clone();
+        let store = store.clone();
         let env = env.clone();
         let nested = nested.clone();
         let mut ctx = ctx.clone();
@@ -87,21 +104,30 @@ pub async fn run(
                 obj.insert("item".into(), item);
                 obj.insert("index".into(), json!(i));
             }
-            (i, iteration(&env, &exec, &loop_name, i, &nested, ctx).await)
+            let outcome = iteration(&env, &exec, &loop_name, i, &nested, ctx).await;
+            let (ok, value) = match &outcome {
+                Ok(v) => (true, v),
+                Err(v) => (false, v),
+            };
+            let record = IterationRecord {
+                iteration: u32::try_from(i).unwrap_or(u32::MAX),
+                ok,
+                value_json: value.to_string(),
+            };
+            let mut w = WriteSet::new();
+            w.put_iteration(&env.space, &env.tenant, &exec, index, &record)?;
+            store.commit(w).await?;
+            Ok::<_, StorageError>((i, outcome))
         });
     }
-    let mut results: Vec<Option<Result<Value, Value>>> = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (i, outcome) = match joined {
-            Ok(v) => v,
+            Ok(v) => v?,
             Err(e) => {
                 let err = StepError::new("INTERNAL_ERROR", 500, &step.name, e.to_string());
-                return failed(index, &step.name, started, &input, &err);
+                return Ok(failed(index, &step.name, started, &input, &err));
             }
         };
-        if results.len() <= i {
-            results.resize(i + 1, None);
-        }
         results[i] = Some(outcome);
     }
     let mut output = Vec::with_capacity(results.len());
@@ -124,12 +150,18 @@ pub async fn run(
                     };
                 }
                 err.datasource_debug = e.get("datasourceDebug").cloned();
-                return failed(index, &step.name, started, &input, &err);
+                return Ok(failed(index, &step.name, started, &input, &err));
             }
             None => output.push(Value::Null),
         }
     }
-    completed(index, &step.name, started, &input, &Value::Array(output))
+    Ok(completed(
+        index,
+        &step.name,
+        started,
+        &input,
+        &Value::Array(output),
+    ))
 }
 
 /// One iteration: the nested steps in order. `Ok` holds the outputs by name; `Err` the error
