@@ -198,6 +198,10 @@ async fn poison_events_and_failed_executions_are_dead_lettered_and_replayed() {
     assert_eq!(filtered["items"].as_array().map(Vec::len), Some(1));
     let (_, page) = server.get_json("/tenants/default/dlq?limit=1").await;
     assert!(page["nextCursor"].is_string());
+    let (s, _) = server.get_json("/tenants/default/dlq?state=bogus").await;
+    assert_eq!(s, 400);
+    let (s, _) = server.get_json("/tenants/default/dlq?cursor=garbage").await;
+    assert_eq!(s, 400);
 
     // The cause is fixed: replay the failed execution (pinned version by default).
     ok.store(true, Ordering::SeqCst);

@@ -93,6 +93,18 @@ async fn list(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 500"));
     }
+    if let Some(st) = q.state.as_deref()
+        && !["pending", "replaying", "resolved"].contains(&st)
+    {
+        return Err(ApiError::bad_request(
+            "state must be pending, replaying or resolved",
+        ));
+    }
+    if let Some(c) = q.cursor.as_deref()
+        && !(c.starts_with("dlq_") && c[4..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::bad_request("invalid cursor"));
+    }
     let filter = DlqFilter {
         source: q.source,
         event: q.event,
