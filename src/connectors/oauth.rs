@@ -9,11 +9,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use oauth2::basic::BasicClient;
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest,
-    HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use sluice_actors::connector::ActionError;
 
@@ -75,28 +75,7 @@ pub async fn refresh(
     default_token_url: Option<&str>,
     now: u64,
 ) -> Result<OAuth2Secret, ActionError> {
-    let auth_err = |m: String| ActionError {
-        auth: true,
-        ..ActionError::new(m, false)
-    };
-    let token_url = secret
-        .token_url
-        .as_deref()
-        .or(default_token_url)
-        .ok_or_else(|| auth_err("the OAuth2 credential has no tokenUrl".into()))?;
-    let client_id = secret
-        .client_id
-        .clone()
-        .ok_or_else(|| auth_err("the OAuth2 credential has no clientId; re-authorize".into()))?;
-    let mut oauth = BasicClient::new(ClientId::new(client_id))
-        .set_token_uri(
-            TokenUrl::new(token_url.to_owned())
-                .map_err(|e| auth_err(format!("bad tokenUrl: {e}")))?,
-        )
-        .set_auth_type(AuthType::RequestBody);
-    if let Some(s) = &secret.client_secret {
-        oauth = oauth.set_client_secret(ClientSecret::new(s.clone()));
-    }
+    let oauth = token_client(secret, default_token_url)?;
     let http = transport(client.clone());
     let result = match (&secret.refresh_token, secret.grant.as_deref()) {
         (Some(rt), None | Some("refresh_token")) => {
@@ -118,30 +97,8 @@ pub async fn refresh(
             ));
         }
     };
-    let token = result.map_err(|e| match e {
-        RequestTokenError::ServerResponse(r) => ActionError {
-            debug: serde_json::to_value(&r).ok(),
-            status: Some(400),
-            ..auth_err(format!(
-                "the provider refused the token refresh: {}",
-                r.error()
-            ))
-        },
-        RequestTokenError::Request(t) => {
-            ActionError::new(format!("token request failed: {t}"), true)
-        }
-        RequestTokenError::Parse(e, _) => {
-            ActionError::new(format!("unreadable token answer: {e}"), false)
-        }
-        RequestTokenError::Other(m) => ActionError::new(format!("token request: {m}"), false),
-    })?;
-    let mut next = secret.clone();
-    next.access_token = Some(token.access_token().secret().clone());
-    if let Some(rt) = token.refresh_token() {
-        next.refresh_token = Some(rt.secret().clone());
-    }
-    next.expires_at = token.expires_in().map(|d| now + d.as_secs());
-    Ok(next)
+    let token = result.map_err(|e| token_error(e, "the provider refused the token refresh"))?;
+    Ok(with_tokens(secret, &token, now))
 }
 
 /// The start of an authorization code flow with PKCE (RFC 7636, S256).
@@ -204,10 +161,39 @@ pub async fn exchange_code(
     verifier: &str,
     now: u64,
 ) -> Result<OAuth2Secret, ActionError> {
-    let auth_err = |m: String| ActionError {
+    let oauth = token_client(secret, default_token_url)?.set_redirect_uri(
+        RedirectUrl::new(redirect_uri.to_owned())
+            .map_err(|e| auth_err(format!("bad redirectUri: {e}")))?,
+    );
+    let http = transport(client.clone());
+    let token = oauth
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+        .request_async(&http)
+        .await
+        .map_err(|e| token_error(e, "the provider refused the code"))?;
+    let mut next = with_tokens(secret, &token, now);
+    next.grant = None;
+    Ok(next)
+}
+
+/// An auth error: the tenant must re-authorize (`isCustomAuthError`), never retried.
+fn auth_err(message: String) -> ActionError {
+    ActionError {
         auth: true,
-        ..ActionError::new(m, false)
-    };
+        ..ActionError::new(message, false)
+    }
+}
+
+/// A client for the token endpoint: the secret's token URL (or `default_token_url`), client
+/// id and, when held, client secret sent in the request body.
+fn token_client(
+    secret: &OAuth2Secret,
+    default_token_url: Option<&str>,
+) -> Result<
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>,
+    ActionError,
+> {
     let token_url = secret
         .token_url
         .as_deref()
@@ -216,49 +202,51 @@ pub async fn exchange_code(
     let client_id = secret
         .client_id
         .clone()
-        .ok_or_else(|| auth_err("the OAuth2 credential has no clientId".into()))?;
+        .ok_or_else(|| auth_err("the OAuth2 credential has no clientId; re-authorize".into()))?;
     let mut oauth = BasicClient::new(ClientId::new(client_id))
         .set_token_uri(
             TokenUrl::new(token_url.to_owned())
                 .map_err(|e| auth_err(format!("bad tokenUrl: {e}")))?,
         )
-        .set_redirect_uri(
-            RedirectUrl::new(redirect_uri.to_owned())
-                .map_err(|e| auth_err(format!("bad redirectUri: {e}")))?,
-        )
         .set_auth_type(AuthType::RequestBody);
     if let Some(s) = &secret.client_secret {
         oauth = oauth.set_client_secret(ClientSecret::new(s.clone()));
     }
-    let http = transport(client.clone());
-    let token = oauth
-        .exchange_code(AuthorizationCode::new(code.to_owned()))
-        .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
-        .request_async(&http)
-        .await
-        .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => ActionError {
-                debug: serde_json::to_value(&r).ok(),
-                status: Some(400),
-                ..auth_err(format!("the provider refused the code: {}", r.error()))
-            },
-            RequestTokenError::Request(t) => {
-                ActionError::new(format!("token request failed: {t}"), true)
-            }
-            RequestTokenError::Parse(e, _) => {
-                ActionError::new(format!("unreadable token answer: {e}"), false)
-            }
-            RequestTokenError::Other(m) => ActionError::new(format!("token request: {m}"), false),
-        })?;
+    Ok(oauth)
+}
+
+/// A failed token request: the provider's refusal is an auth error carrying its answer under
+/// `datasourceDebug` (`refused` prefixes the message); a network failure is retryable.
+fn token_error<RE: std::error::Error + 'static>(
+    e: RequestTokenError<RE, BasicErrorResponse>,
+    refused: &str,
+) -> ActionError {
+    match e {
+        RequestTokenError::ServerResponse(r) => ActionError {
+            debug: serde_json::to_value(&r).ok(),
+            status: Some(400),
+            ..auth_err(format!("{refused}: {}", r.error()))
+        },
+        RequestTokenError::Request(t) => {
+            ActionError::new(format!("token request failed: {t}"), true)
+        }
+        RequestTokenError::Parse(e, _) => {
+            ActionError::new(format!("unreadable token answer: {e}"), false)
+        }
+        RequestTokenError::Other(m) => ActionError::new(format!("token request: {m}"), false),
+    }
+}
+
+/// `secret` with the issued tokens; a refresh token not re-issued is kept, `expires_at` is
+/// Unix seconds from `now`.
+fn with_tokens(secret: &OAuth2Secret, token: &BasicTokenResponse, now: u64) -> OAuth2Secret {
     let mut next = secret.clone();
     next.access_token = Some(token.access_token().secret().clone());
-    next.refresh_token = token
-        .refresh_token()
-        .map(|r| r.secret().clone())
-        .or(next.refresh_token);
+    if let Some(rt) = token.refresh_token() {
+        next.refresh_token = Some(rt.secret().clone());
+    }
     next.expires_at = token.expires_in().map(|d| now + d.as_secs());
-    next.grant = None;
-    Ok(next)
+    next
 }
 
 #[cfg(test)]
