@@ -40,9 +40,4 @@ impl Headers {
             .cloned()
             .collect()
     }
-
-    /// The pairs, in arrival order.
-    pub fn pairs(&self) -> &[(String, String)] {
-        &self.0
-    }
 }

@@ -90,13 +90,6 @@ impl<T> PriorityLanes<T> {
     pub fn is_empty(&self) -> bool {
         self.lanes.iter().all(VecDeque::is_empty)
     }
-
-    /// Removes every item for which `keep` is false.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        for q in &mut self.lanes {
-            q.retain(|(item, _)| keep(item));
-        }
-    }
 }
 
 #[cfg(test)]
