@@ -33,6 +33,7 @@ const DEDUP_PRUNE_MIN: Duration = Duration::from_millis(100);
 /// Start-up failures: the data directory, the listen address, the metrics recorder.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = observability::install_metrics()?;
+    observability::spawn_upkeep(metrics.clone());
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
     let options = StoreOptions {
