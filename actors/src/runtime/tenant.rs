@@ -29,6 +29,9 @@ use crate::flow::{FlowSpec, Plan, plan};
 use crate::ids::{execution_id, now_ms};
 use crate::pipeline::{normalize, router};
 
+/// Events routed between two yields to the async runtime while a relay page is routed.
+const ROUTE_YIELD_EVERY: usize = 16;
+
 /// A pointer to an execution waiting to run (the record itself stays in storage).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionRef {
@@ -194,7 +197,13 @@ impl Actor for TenantSupervisor {
                 let mut started = Vec::with_capacity(batch.len());
                 let mut resumed = Vec::new();
                 let mut routed = 0;
-                for (entry, permit) in batch {
+                for (n, (entry, permit)) in batch.into_iter().enumerate() {
+                    // Routing a page is CPU work (parse, match, encode) on the async workers
+                    // that also answer webhooks: give them a turn every few events so a
+                    // 256-entry page never holds a worker for milliseconds.
+                    if n > 0 && n % ROUTE_YIELD_EVERY == 0 {
+                        tokio::task::yield_now().await;
+                    }
                     if let Some((created, woken)) = state.route(&entry, &mut writes).await? {
                         routed += 1;
                         started.push((created, permit));
@@ -388,8 +397,7 @@ impl TenantState {
             let hit = self
                 .recent
                 .matching(&ev.source, &ev.event, &record.event_id, ew.since_ms)
-                .find(|e| event_waits::accepts(&ew, e))
-                .cloned();
+                .find(|e| event_waits::accepts(&ew, e));
             if let Some(event) = hit {
                 resolved |=
                     event_waits::resolve(&store, &exec.space, &exec.tenant, &ew, &event).await?;
@@ -431,7 +439,7 @@ impl TenantState {
         match normalize(entry, &body) {
             Ok(normalized) => {
                 event.event_type = normalized.event_type.clone();
-                let trigger_json = normalized.payload.to_string();
+                let trigger_json: Arc<str> = normalized.payload.to_string().into();
                 for flow in &self.live {
                     if !router::matches(
                         &flow.plan.spec.trigger,
@@ -457,8 +465,8 @@ impl TenantState {
                         status: ExecutionStatus::Pending,
                         event_id: entry.event_id.clone(),
                         trigger_kind: flow.plan.spec.trigger.kind().to_owned(),
-                        trigger_json: trigger_json.clone(),
-                        input_json: trigger_json.clone(),
+                        trigger_json: trigger_json.to_string(),
+                        input_json: trigger_json.to_string(),
                         created_at_ms: now_ms(),
                         started_at_ms: None,
                         finished_at_ms: None,
@@ -477,26 +485,36 @@ impl TenantState {
                 }
                 metrics::counter!("sluice_events_routed_total", "source" => entry.connector.clone())
                     .increment(1);
-                let seen = SeenEvent {
-                    event_id: normalized.event_id.clone(),
-                    source: normalized.source.clone(),
-                    event_type: normalized.event_type.clone(),
-                    received_at_ms: normalized.received_at_ms,
-                    payload: normalized.payload.clone(),
-                };
-                for w in store.event_waits(space, tenant, &seen.source, &seen.event_type)? {
-                    if event_waits::accepts(&w, &seen)
-                        && event_waits::resolve(store, space, tenant, &w, &seen).await?
-                    {
-                        resumed.push(ExecutionRef {
-                            space: space.clone(),
-                            tenant: tenant.clone(),
-                            id: w.execution_id.clone(),
-                            priority: w.priority,
-                        });
+                self.recent.push(
+                    &normalized.event_id,
+                    &normalized.source,
+                    &normalized.event_type,
+                    normalized.received_at_ms,
+                    trigger_json,
+                );
+                let waits =
+                    store.event_waits(space, tenant, &normalized.source, &normalized.event_type)?;
+                if !waits.is_empty() {
+                    let seen = SeenEvent {
+                        event_id: normalized.event_id,
+                        source: normalized.source,
+                        event_type: normalized.event_type,
+                        received_at_ms: normalized.received_at_ms,
+                        payload: normalized.payload,
+                    };
+                    for w in waits {
+                        if event_waits::accepts(&w, &seen)
+                            && event_waits::resolve(store, space, tenant, &w, &seen).await?
+                        {
+                            resumed.push(ExecutionRef {
+                                space: space.clone(),
+                                tenant: tenant.clone(),
+                                id: w.execution_id.clone(),
+                                priority: w.priority,
+                            });
+                        }
                     }
                 }
-                self.recent.push(seen);
             }
             Err(e) => {
                 tracing::warn!(event = %entry.event_id, error = %e, "event dead-lettered");
