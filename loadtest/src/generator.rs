@@ -35,6 +35,10 @@ pub struct LedgerEntry {
     pub status: u16,
     /// `eventId` answered, if any.
     pub event_id: Option<String>,
+    /// When it was meant to leave, microseconds after the load started.
+    pub intended_at_us: u64,
+    /// Intended send → answer, microseconds.
+    pub latency_us: u64,
 }
 
 /// What a run produced.
@@ -137,6 +141,7 @@ pub async fn run(
                 Err(_) => (0, None),
             };
             let us = intended.elapsed().as_micros() as u64;
+            let intended_at_us = intended.duration_since(start).as_micros() as u64;
             if let Ok(mut h) = histogram.lock() {
                 let _ = h.record(us.max(1));
             }
@@ -148,6 +153,8 @@ pub async fn run(
                     payload_sha256,
                     status,
                     event_id,
+                    intended_at_us,
+                    latency_us: us,
                 });
             }
             drop(slot);

@@ -9,6 +9,8 @@
 mod baseline;
 mod check;
 mod generator;
+mod priority;
+mod probe;
 mod scenario;
 mod server;
 mod setup;
@@ -193,8 +195,38 @@ async fn run(
         setup_started.elapsed().as_secs_f64(),
         idle_rss.map_or("?".into(), |k| k.to_string())
     );
-    let result = generator::run(&client, &targets, load).await?;
+    let cpu_before = probe::cpu_seconds(sluice.pid());
+    let sampler = probe::Sampler::start(
+        client.clone(),
+        sluice.base.clone(),
+        Duration::from_millis(250),
+    );
+    let p1 = async {
+        if s.p1_rate_per_sec == 0 {
+            return Ok(None);
+        }
+        priority::run_p1(
+            &client,
+            &sluice.base,
+            &targets,
+            s.p1_rate_per_sec,
+            s.duration_secs,
+        )
+        .await
+        .map(Some)
+    };
+    let (result, p1) = tokio::join!(generator::run(&client, &targets, load), p1);
+    let (result, p1) = (result?, p1?);
     let rate = summarize("sluice (verified, deduplicated, fsynced, 202)", &result);
+    if let Some(p1) = &p1 {
+        println!(
+            "  P1 execute API ({}/s alongside): {} answered 200, other {:?}; latency (from intended send, whole execution): {}",
+            s.p1_rate_per_sec,
+            p1.ok,
+            p1.other,
+            quantiles(&p1.latency_us)
+        );
+    }
     if let Some(b) = baseline_rate {
         println!("  ratio to baseline: {:.2}x", rate / b);
     }
@@ -210,12 +242,40 @@ async fn run(
         );
         if let Ok(log) = sink.log.lock() {
             println!("  webhook-to-sink latency: {}", quantiles(&log.latency_us));
+            if let Some(schedule) = &s.p3_cron {
+                println!(
+                    "  P3 cron ({schedule}) runs delivered by the end of the drain: {} across {} tenants",
+                    log.by_label.get("p3").copied().unwrap_or(0),
+                    s.tenants
+                );
+            }
         }
     }
+    let cpu_used = cpu_before
+        .zip(probe::cpu_seconds(sluice.pid()))
+        .map(|(a, b)| b - a);
+    let peaks = sampler.finish().await;
+    let acknowledged = result.ledger.iter().filter(|e| e.status == 202).count();
+    if let Some(cpu) = cpu_used {
+        println!(
+            "  server CPU: {cpu:.2} s for the load and its drain = {:.1} µs per acknowledged event",
+            1e6 * cpu / acknowledged.max(1) as f64
+        );
+    }
     println!(
-        "  peak resident memory {} KiB",
-        sluice.peak_rss_kib().map_or("?".into(), |k| k.to_string())
+        "  peak resident memory {} KiB; storage peaks: memtables {:.1} MiB, {:.0} flushes queued, {:.0} journals",
+        sluice.peak_rss_kib().map_or("?".into(), |k| k.to_string()),
+        peaks.write_buffer_bytes / (1024.0 * 1024.0),
+        peaks.flushes_queued,
+        peaks.journals
     );
+    if let Some(line) = probe::scrape(&client, &sluice.base)
+        .await
+        .ok()
+        .and_then(|t| probe::commit_summary(&t))
+    {
+        println!("  storage: {line}");
+    }
     let deliveries = sink
         .log
         .lock()

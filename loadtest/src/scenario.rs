@@ -26,6 +26,14 @@ pub struct Scenario {
     pub max_in_flight: usize,
     /// Approximate webhook body size, bytes.
     pub payload_bytes: usize,
+    /// P1 execute-API calls per second sent alongside the webhooks (0 = none); each tenant
+    /// gets a manual flow posting to the sink.
+    #[serde(default)]
+    pub p1_rate_per_sec: u64,
+    /// A cron schedule (6 fields, seconds first) for a P3 flow per tenant posting to the
+    /// sink; absent = none.
+    #[serde(default)]
+    pub p3_cron: Option<String>,
 }
 
 impl Scenario {

@@ -72,6 +72,11 @@ impl SluiceProcess {
         peak_rss_kib(self.child.id())
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Current resident set size, KiB (`VmRSS`).
     pub fn rss_kib(&self) -> Option<u64> {
         proc_status_kib(self.child.id(), "VmRSS:")

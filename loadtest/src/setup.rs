@@ -61,6 +61,8 @@ pub async fn prepare(
             gate.clone(),
         );
         let flows = scenario.flows_per_tenant;
+        let p1 = scenario.p1_rate_per_sec > 0;
+        let p3 = scenario.p3_cron.clone();
         tasks.push(tokio::spawn(async move {
             let _slot = gate.acquire_owned().await?;
             let tenant = format!("lt{i}");
@@ -90,6 +92,12 @@ pub async fn prepare(
                 let id = flow["id"].as_str().unwrap_or_default().to_owned();
                 post(&client, format!("{api_base}/tenants/{tenant}/workflows/{id}/publish"), &json!({})).await?;
             }
+            for flow in priority_flows(p1, p3.as_deref(), &sink) {
+                let created =
+                    post(&client, format!("{api_base}/tenants/{tenant}/workflows"), &flow).await?;
+                let id = created["id"].as_str().unwrap_or_default().to_owned();
+                post(&client, format!("{api_base}/tenants/{tenant}/workflows/{id}/publish"), &json!({})).await?;
+            }
             let url = format!("{base}{}", hook["url"].as_str().unwrap_or_default());
             anyhow::Ok(Target { tenant, url })
         }));
@@ -99,4 +107,29 @@ pub async fn prepare(
         targets.push(t.await??);
     }
     Ok(targets)
+}
+
+/// The `mixed-priority` flows of one tenant: a manual flow for P1 calls and a cron flow for
+/// P3 runs, each posting to the sink with its own `flow` label (`p1`, `p3`).
+fn priority_flows(p1: bool, p3_cron: Option<&str>, sink: &str) -> Vec<Value> {
+    let mut flows = Vec::new();
+    if p1 {
+        flows.push(json!({
+            "name": crate::priority::P1_FLOW,
+            "trigger": {"type": "manual"},
+            "steps": [{"name": "deliver", "type": "action", "connector": "http", "action": "request",
+                       "input": {"method": "POST", "url": sink,
+                                 "body": {"tenant": "{{input.tenant}}", "n": "{{input.n}}", "flow": "p1"}}}],
+            "response": {"status": 200, "body": {"n": "{{input.n}}"}}
+        }));
+    }
+    if let Some(schedule) = p3_cron {
+        flows.push(json!({
+            "name": crate::priority::P3_FLOW,
+            "trigger": {"type": "cron", "schedule": schedule},
+            "steps": [{"name": "deliver", "type": "action", "connector": "http", "action": "request",
+                       "input": {"method": "POST", "url": sink, "body": {"flow": "p3"}}}]
+        }));
+    }
+    flows
 }

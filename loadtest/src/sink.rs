@@ -23,6 +23,9 @@ pub struct SinkLog {
     pub deliveries: Deliveries,
     /// Webhook sent → sink received, microseconds.
     pub latency_us: Histogram<u64>,
+    /// Deliveries of the other priorities' flows (`p1`, `p3`), counted by label; kept apart
+    /// from `deliveries`, which the checker matches against the webhook ledger.
+    pub by_label: HashMap<String, usize>,
 }
 
 /// A running sink.
@@ -49,6 +52,7 @@ pub async fn start() -> anyhow::Result<Sink> {
     let log = Arc::new(Mutex::new(SinkLog {
         deliveries: HashMap::new(),
         latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        by_label: HashMap::new(),
     }));
     let l = log.clone();
     let app = Router::new().route(
@@ -66,6 +70,12 @@ pub async fn start() -> anyhow::Result<Sink> {
                     let n = v["n"].as_u64().unwrap_or(0);
                     let flow = v["flow"].as_str().unwrap_or("").to_owned();
                     let sent = v["sentUs"].as_u64().unwrap_or(received);
+                    if flow.starts_with('p') {
+                        if let Ok(mut log) = l.lock() {
+                            *log.by_label.entry(flow).or_default() += 1;
+                        }
+                        return "{\"ok\":true}";
+                    }
                     if let Ok(mut log) = l.lock() {
                         log.deliveries
                             .entry((tenant, n, flow))

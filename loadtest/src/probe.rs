@@ -1,0 +1,153 @@
+//! Watching the server while it is loaded: its CPU time from `/proc/<pid>/stat`, and the
+//! storage engine's state from its Prometheus `/metrics` (the `sluice_storage_*` gauges and
+//! the group-commit histograms).
+//!
+//! CPU time is the steadiest figure on a shared machine: the generator and the sink compete
+//! for the same cores, which moves throughput and latency, but the server's own CPU seconds
+//! per acknowledged event barely move.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Linux reports `utime`/`stime` in `USER_HZ` ticks, which is 100 on every supported
+/// architecture (the kernel's ABI fixes it, whatever `CONFIG_HZ` is).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system, all threads) the process has used so far.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: split after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// Highest values of the storage gauges seen while sampling.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoragePeaks {
+    /// `sluice_storage_write_buffer_bytes`: memtables not yet flushed.
+    pub write_buffer_bytes: f64,
+    /// `sluice_storage_flushes_queued`.
+    pub flushes_queued: f64,
+    /// `sluice_storage_journals`.
+    pub journals: f64,
+}
+
+/// A background sampler of `/metrics`.
+pub struct Sampler {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<StoragePeaks>,
+}
+
+impl Sampler {
+    /// Samples `{base}/metrics` every `every` until [`Sampler::finish`].
+    pub fn start(client: reqwest::Client, base: String, every: Duration) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut peaks = StoragePeaks::default();
+            loop {
+                if let Ok(text) = scrape(&client, &base).await {
+                    let m = |name: &str| gauge(&text, name).unwrap_or(0.0);
+                    peaks.write_buffer_bytes = peaks
+                        .write_buffer_bytes
+                        .max(m("sluice_storage_write_buffer_bytes"));
+                    peaks.flushes_queued =
+                        peaks.flushes_queued.max(m("sluice_storage_flushes_queued"));
+                    peaks.journals = peaks.journals.max(m("sluice_storage_journals"));
+                }
+                tokio::select! {
+                    _ = &mut stopped => return peaks,
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sampling and returns the peaks.
+    pub async fn finish(self) -> StoragePeaks {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// The server's `/metrics` text.
+///
+/// # Errors
+/// When the request fails.
+pub async fn scrape(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    Ok(client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
+/// The value of an unlabelled sample `name` in Prometheus text.
+pub fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One line about the group commits seen in the run, from the server's histograms: how many,
+/// their mean size, and how many took longer than 5 ms and 50 ms (fsync alone is well under a
+/// millisecond here, so those are stalls).
+pub fn commit_summary(text: &str) -> Option<String> {
+    let count = gauge(text, "sluice_storage_commit_seconds_count")?;
+    let bucket = |le: &str| {
+        gauge(
+            text,
+            &format!("sluice_storage_commit_seconds_bucket{{le=\"{le}\"}}"),
+        )
+    };
+    let over = |le: &str| bucket(le).map_or(0.0, |b| count - b);
+    let requests = gauge(text, "sluice_storage_commit_group_size_sum")?;
+    Some(format!(
+        "{count:.0} group commits, {:.1} requests per group; {:.0} took over 5 ms, {:.0} over 50 ms; mean {:.2} ms",
+        requests / count.max(1.0),
+        over("0.005"),
+        over("0.05"),
+        1000.0 * gauge(text, "sluice_storage_commit_seconds_sum")? / count.max(1.0)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_samples_and_summarizes_commits() {
+        let text = "# HELP x\nsluice_storage_journals 3\n\
+            sluice_storage_commit_seconds_bucket{le=\"0.005\"} 90\n\
+            sluice_storage_commit_seconds_bucket{le=\"0.05\"} 99\n\
+            sluice_storage_commit_seconds_sum 0.5\n\
+            sluice_storage_commit_seconds_count 100\n\
+            sluice_storage_commit_group_size_sum 800\n";
+        assert_eq!(gauge(text, "sluice_storage_journals"), Some(3.0));
+        assert_eq!(gauge(text, "sluice_storage_journal"), None);
+        let line = commit_summary(text).unwrap();
+        assert!(line.starts_with("100 group commits, 8.0 requests per group; 10 took over 5 ms, 1 over 50 ms; mean 5.00 ms"), "{line}");
+    }
+
+    #[test]
+    fn cpu_time_grows_while_this_process_computes() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut x = 0u64;
+        while cpu_seconds(pid).unwrap() < before + 0.05 && std::time::Instant::now() < deadline {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        assert!(cpu_seconds(pid).unwrap() >= before + 0.05, "{x}");
+    }
+}
