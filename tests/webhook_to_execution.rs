@@ -175,6 +175,10 @@ async fn signed_shopify_order_becomes_a_completed_execution() {
         "sluice_executions_total{status=\"completed\"} 1",
         "sluice_step_duration_seconds_bucket",
         "sluice_outbox_pending",
+        "sluice_storage_commit_seconds_bucket{le=\"0.0001\"}",
+        "sluice_storage_commit_group_size_bucket",
+        "sluice_storage_write_buffer_bytes",
+        "sluice_storage_journals",
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }

@@ -133,21 +133,23 @@ mod tests {
             sluice_storage_commit_group_size_sum 800\n";
         assert_eq!(gauge(text, "sluice_storage_journals"), Some(3.0));
         assert_eq!(gauge(text, "sluice_storage_journal"), None);
-        let line = commit_summary(text).unwrap();
+        let line = commit_summary(text).expect("a summary");
         assert!(line.starts_with("100 group commits, 8.0 requests per group; 10 took over 5 ms, 1 over 50 ms; mean 5.00 ms"), "{line}");
     }
 
     #[test]
     fn cpu_time_grows_while_this_process_computes() {
         let pid = std::process::id();
-        let before = cpu_seconds(pid).unwrap();
+        let before = cpu_seconds(pid).expect("cpu time");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut x = 0u64;
-        while cpu_seconds(pid).unwrap() < before + 0.05 && std::time::Instant::now() < deadline {
+        while cpu_seconds(pid).expect("cpu time") < before + 0.05
+            && std::time::Instant::now() < deadline
+        {
             for i in 0..100_000u64 {
                 x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
             }
         }
-        assert!(cpu_seconds(pid).unwrap() >= before + 0.05, "{x}");
+        assert!(cpu_seconds(pid).expect("cpu time") >= before + 0.05, "{x}");
     }
 }
