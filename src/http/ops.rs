@@ -26,6 +26,11 @@ async fn health(State(state): State<AppState>) -> (axum::http::StatusCode, Strin
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // The engine's state is read here, once per scrape, rather than on every commit.
+    let engine = state.store.engine_stats();
+    metrics::gauge!("sluice_storage_write_buffer_bytes").set(engine.write_buffer_bytes as f64);
+    metrics::gauge!("sluice_storage_flushes_queued").set(engine.flushes_queued as f64);
+    metrics::gauge!("sluice_storage_journals").set(engine.journals as f64);
     (
         [(
             header::CONTENT_TYPE,

@@ -174,7 +174,7 @@ impl Committer {
         let group_size = pending.len();
         let started = Instant::now();
         let committed = batch.commit();
-        self.record_metrics(group_size, started.elapsed());
+        Self::record_metrics(group_size, started.elapsed());
         match committed {
             Ok(()) => {
                 if wrote_outbox {
@@ -211,15 +211,13 @@ impl Committer {
         }
     }
 
-    /// Publishes the group's size and commit time (batch apply + fsync, plus any write stall
-    /// fjall imposed) and the engine's write-buffer and journal state.
-    fn record_metrics(&self, group_size: usize, took: Duration) {
+    /// Publishes the group's size and commit time (batch apply + sync, plus any write stall
+    /// fjall imposed). The engine's own state is read at scrape time
+    /// ([`crate::Store::engine_stats`]), not here: reading the journal count takes a lock the
+    /// flush worker holds while it rotates the journal.
+    fn record_metrics(group_size: usize, took: Duration) {
         metrics::histogram!("sluice_storage_commit_seconds").record(took.as_secs_f64());
         metrics::histogram!("sluice_storage_commit_group_size").record(group_size as f64);
-        metrics::gauge!("sluice_storage_write_buffer_bytes")
-            .set(self.db.write_buffer_size() as f64);
-        metrics::gauge!("sluice_storage_flushes_queued").set(self.db.outstanding_flushes() as f64);
-        metrics::gauge!("sluice_storage_journals").set(self.db.journal_count() as f64);
     }
 
     fn stage_ingest(

@@ -36,5 +36,5 @@ pub use error::{Result, StorageError};
 pub use flow_records::*;
 pub use poll_records::*;
 pub use records::*;
-pub use store::{Ks, Store, StoreOptions};
+pub use store::{EngineStats, Ks, Store, StoreOptions};
 pub use write_set::WriteSet;

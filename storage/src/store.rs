@@ -184,6 +184,17 @@ impl Handles {
     }
 }
 
+/// The storage engine's state, from [`Store::engine_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Bytes in memtables (active and sealed) not yet flushed to disk.
+    pub write_buffer_bytes: u64,
+    /// Sealed memtables waiting for a flush.
+    pub flushes_queued: usize,
+    /// Journal files on disk (the active one and those not fully flushed yet).
+    pub journals: usize,
+}
+
 /// Options for [`Store::open`].
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -221,6 +232,7 @@ impl Default for StoreOptions {
 /// concurrent writers' batches together and persists once per group.
 #[derive(Clone)]
 pub struct Store {
+    db: Database,
     handles: Handles,
     tx: crossbeam_channel::Sender<Request>,
     outbox_head: watch::Receiver<u64>,
@@ -247,7 +259,7 @@ impl Store {
         let (head_tx, outbox_head) = watch::channel(last_seq);
         let failure = committer::WriteFailure::default();
         let tx = committer::start(
-            db,
+            db.clone(),
             handles.clone(),
             options,
             last_seq,
@@ -255,6 +267,7 @@ impl Store {
             failure.clone(),
         )?;
         Ok(Self {
+            db,
             failure,
             handles,
             tx,
@@ -329,6 +342,17 @@ impl Store {
             reply,
         })?;
         rx.await.map_err(|_| StorageError::CommitterGone)?
+    }
+
+    /// The storage engine's state right now: memtable bytes not yet flushed, sealed memtables
+    /// waiting for a flush, journal files on disk. For `/metrics`; takes the engine's journal
+    /// lock briefly, so call it per scrape, not per write.
+    pub fn engine_stats(&self) -> EngineStats {
+        EngineStats {
+            write_buffer_bytes: self.db.write_buffer_size(),
+            flushes_queued: self.db.outstanding_flushes(),
+            journals: self.db.journal_count(),
+        }
     }
 
     /// Why writes are refused, if a commit has failed (see [`StorageError::Unavailable`]).
