@@ -66,6 +66,44 @@ pub struct Load {
     pub payload_bytes: usize,
 }
 
+/// Fixed arrival times: request `i` is meant to leave `i / rate` seconds after the start.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    start: Instant,
+    spacing: Duration,
+}
+
+impl Pacer {
+    /// Starts the clock now for `rate_per_sec` arrivals per second.
+    pub fn start(rate_per_sec: u64) -> Self {
+        Self {
+            start: Instant::now(),
+            spacing: Duration::from_secs_f64(1.0 / rate_per_sec.max(1) as f64),
+        }
+    }
+
+    /// Sleeps until request `i`'s intended send time and returns it (latencies are measured
+    /// from it, so a late send counts against the server, not for it).
+    pub async fn wait_for(&self, i: u64) -> Instant {
+        let intended = self.start + self.spacing.mul_f64(i as f64);
+        tokio::time::sleep_until(intended.into()).await;
+        intended
+    }
+
+    /// When the clock started.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+}
+
+/// An empty latency histogram, 1 µs to 10 minutes, 3 significant digits.
+///
+/// # Errors
+/// Never with these bounds; the type says it can.
+pub fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
+}
+
 fn body(tenant: &str, n: u64, pad: usize) -> Vec<u8> {
     let v = json!({
         "ref": "refs/heads/main",
@@ -93,21 +131,16 @@ pub async fn run(
     load: Load,
 ) -> anyhow::Result<LoadResult> {
     let total = load.rate_per_sec * load.duration_secs;
-    let spacing = Duration::from_secs_f64(1.0 / load.rate_per_sec.max(1) as f64);
     let slots = Arc::new(Semaphore::new(load.max_in_flight.max(1)));
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1,
-        600_000_000,
-        3,
-    )?));
+    let histogram = Arc::new(Mutex::new(latency_histogram()?));
     let ledger = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
     let pad = load.payload_bytes.saturating_sub(120);
-    let start = Instant::now();
+    let pacer = Pacer::start(load.rate_per_sec);
+    let start = pacer.started();
     let mut late = 0;
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
-        let intended = start + spacing.mul_f64(i as f64);
-        tokio::time::sleep_until(intended.into()).await;
+        let intended = pacer.wait_for(i).await;
         let slot = match slots.clone().try_acquire_owned() {
             Ok(s) => s,
             Err(_) => {

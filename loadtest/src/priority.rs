@@ -13,11 +13,11 @@
 //! a mock provider in the load tester; `tests/polling.rs` covers it functionally.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
 
+use crate::generator::{Pacer, latency_histogram};
 use crate::server::{ADMIN_KEY, SPACE};
 use crate::setup::Target;
 use crate::sink::now_us;
@@ -50,18 +50,12 @@ pub async fn run_p1(
     duration_secs: u64,
 ) -> anyhow::Result<P1Result> {
     let total = rate_per_sec * duration_secs;
-    let spacing = Duration::from_secs_f64(1.0 / rate_per_sec.max(1) as f64);
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1,
-        600_000_000,
-        3,
-    )?));
+    let latency = Arc::new(Mutex::new(latency_histogram()?));
     let statuses = Arc::new(Mutex::new(Vec::<u16>::new()));
-    let start = Instant::now();
+    let pacer = Pacer::start(rate_per_sec);
     let mut tasks = Vec::new();
     for i in 0..total {
-        let intended = start + spacing.mul_f64(i as f64);
-        tokio::time::sleep_until(intended.into()).await;
+        let intended = pacer.wait_for(i).await;
         let tenant = targets[(i as usize) % targets.len()].tenant.clone();
         let (client, url) = (client.clone(), format!("{base}/api/v1/{P1_FLOW}"));
         let (latency, statuses) = (latency.clone(), statuses.clone());

@@ -51,7 +51,7 @@ pub fn now_us() -> u64 {
 pub async fn start() -> anyhow::Result<Sink> {
     let log = Arc::new(Mutex::new(SinkLog {
         deliveries: HashMap::new(),
-        latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+        latency_us: crate::generator::latency_histogram()?,
         by_label: HashMap::new(),
     }));
     let l = log.clone();
