@@ -421,3 +421,62 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
     assert_eq!(fired, [("flw_5".to_owned(), t0 + 1_500_000)]);
     assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 3);
 }
+
+#[tokio::test]
+async fn the_schedule_that_runs_is_the_published_one_not_an_environment_release() {
+    use sluice_storage::{
+        FlowRecord, FlowStatus, SpaceRecord, Store, StoreOptions, TenantRecord, WriteSet,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("store");
+    let spec = |schedule: &str| {
+        serde_json::json!({
+            "name": "report",
+            "trigger": {"type": "cron", "schedule": schedule},
+            "steps": [{"name": "m", "type": "action", "mapping": {"at": "{{trigger.scheduledAt}}"}}]
+        })
+        .to_string()
+    };
+    let flow = |version: u32, status: FlowStatus, schedule: &str| FlowRecord {
+        id: "flw_r".into(),
+        tenant_id: "t".into(),
+        name: "report".into(),
+        version,
+        status,
+        spec_json: spec(schedule),
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    };
+    let mut w = WriteSet::new();
+    w.put_space(&SpaceRecord {
+        id: "sp".into(),
+        created_at_ms: 0,
+    })
+    .expect("space");
+    w.put_tenant(&TenantRecord {
+        space_id: "sp".into(),
+        id: "t".into(),
+        created_at_ms: 0,
+    })
+    .expect("tenant");
+    // Version 1 published at 02:00 daily; version 2 (hourly) released only into an
+    // environment, which must not change what the live flow runs.
+    w.put_flow_version("sp", &flow(1, FlowStatus::Live, "0 2 * * *"))
+        .expect("v1");
+    w.put_flow_version("sp", &flow(2, FlowStatus::Draft, "0 * * * *"))
+        .expect("v2");
+    w.put_flow("sp", &flow(2, FlowStatus::Live, "0 * * * *"))
+        .expect("record");
+    store.commit(w).await.expect("commit");
+    let tick = sluice_actors::runtime::scheduler::tick;
+    let start = ms("UTC", "2026-05-01T00:30");
+    assert!(tick(&store, start).await.expect("tick").is_empty());
+    let hourly = ms("UTC", "2026-05-01T01:00");
+    assert!(
+        tick(&store, hourly + 200).await.expect("tick").is_empty(),
+        "the environment release's hourly schedule does not run"
+    );
+    let nightly = ms("UTC", "2026-05-01T02:00");
+    let fired = tick(&store, nightly + 200).await.expect("tick");
+    assert_eq!(fired, [("flw_r".to_owned(), nightly)]);
+}

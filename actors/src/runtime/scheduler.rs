@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use sluice_storage::{CronStateRecord, FlowStatus, StorageError, Store, WriteSet};
 
-use crate::flow::{FlowSpec, Trigger};
+use crate::flow::{FlowSpec, Trigger, versions};
 use crate::ids::now_ms;
 use crate::pipeline::submit::{P3_SCHEDULE, Submission, submit};
 use crate::schedule::{CatchUp, Schedule, due_runs};
@@ -45,10 +45,9 @@ pub async fn tick(store: &Store, now_ms: u64) -> Result<Vec<(String, u64)>, Stor
                 if flow.status != FlowStatus::Live {
                     continue;
                 }
-                // The live version is the latest release snapshot, else the record itself.
-                let live = store
-                    .flow_versions(&space.id, &tenant.id, &flow.id)?
-                    .pop()
+                // What runs is the latest *published* release (an environment-only release
+                // does not count); a flow published before releases were kept runs its record.
+                let live = versions::live(store, &space.id, &tenant.id, &flow.id)?
                     .unwrap_or_else(|| flow.clone());
                 // Most flows are not scheduled: a spec without the word cannot have a cron
                 // trigger, and skipping the parse keeps a tick cheap with many tenants.
