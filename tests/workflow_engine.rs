@@ -384,3 +384,47 @@ async fn an_event_wait_ends_on_the_matching_event_even_one_sent_as_it_begins() {
     amounts.sort();
     assert_eq!(amounts, ["paid 5", "paid 7"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_cron_flow_runs_every_second_and_keeps_running_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    server.tenant("clock").await;
+    // A tenant with many unscheduled flows next to the scheduled one.
+    for i in 0..20 {
+        server
+            .live_flow(
+                "clock",
+                &json!({"name": format!("evented_{i}"),
+                        "trigger": {"type": "event", "source": "myapp", "event": "tick"},
+                        "steps": [{"name": "m", "type": "action", "mapping": {"i": i}}]}),
+            )
+            .await;
+    }
+    server
+        .live_flow(
+            "clock",
+            &json!({"name": "every_second",
+                    "trigger": {"type": "cron", "schedule": "* * * * * *"},
+                    "steps": [{"name": "m", "type": "action", "mapping": {"at": "{{trigger.scheduledAt}}"}}]}),
+        )
+        .await;
+    let cron_runs = |all: &[Value]| {
+        all.iter()
+            .filter(|e| e["flowName"] == "every_second" && e["status"] == "completed")
+            .count()
+    };
+    let before = server
+        .wait_executions("clock", 15, |all| cron_runs(all) >= 2)
+        .await;
+    assert!(
+        before.iter().all(|e| e["flowName"] == "every_second"),
+        "only the scheduled flow runs"
+    );
+    let seen = cron_runs(&before);
+    server.terminate(Duration::from_secs(10));
+    let server = Server::start(dir.path());
+    server
+        .wait_executions("clock", 15, |all| cron_runs(all) >= seen + 2)
+        .await;
+}

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sluice_actors::flow::versions;
 use sluice_actors::flow::{FlowSpec, plan};
 use sluice_actors::ids::now_ms;
-use sluice_actors::runtime::RootMsg;
+use sluice_actors::runtime::{RootMsg, scheduler};
 use sluice_storage::{FlowRecord, FlowStatus, WriteSet};
 
 use super::AppState;
@@ -250,6 +250,19 @@ async fn set_status(
         let mut w = WriteSet::new();
         if unreleased {
             snapshot(&mut w, caller.space(), &flow)?;
+        }
+        if status == FlowStatus::Live {
+            // What goes live is this version: a cron trigger joins the scheduler's index.
+            let spec: FlowSpec =
+                serde_json::from_str(&flow.spec_json).map_err(ApiError::internal)?;
+            scheduler::register(
+                &mut w,
+                &state.store,
+                caller.space(),
+                &flow,
+                &spec,
+                flow.updated_at_ms,
+            )?;
         }
         w.put_flow(caller.space(), &flow)?;
         state.store.commit(w).await?;

@@ -79,6 +79,19 @@ pub struct CronStateRecord {
     pub last_scheduled_ms: u64,
 }
 
+/// A cron trigger's state with the flow it belongs to, from [`crate::Store::cron_states`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronFlowState {
+    /// Space id.
+    pub space: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Flow id.
+    pub flow_id: String,
+    /// The stored state.
+    pub state: CronStateRecord,
+}
+
 /// A deployment environment of a tenant (`production`, `staging`), keyed by (space, tenant,
 /// name) in [`crate::Ks::Environments`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,9 +1,9 @@
 //! Typed reads of the engine's records ([`crate::flow_records`]).
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::flow_records::{
-    CronStateRecord, EnvironmentRecord, EventWaitRecord, IterationRecord, ReleaseRecord,
-    RetryRecord, TimerRecord, WaitRecord,
+    CronFlowState, CronStateRecord, EnvironmentRecord, EventWaitRecord, IterationRecord,
+    ReleaseRecord, RetryRecord, TimerRecord, WaitRecord,
 };
 use crate::keys;
 use crate::records::FlowRecord;
@@ -116,6 +116,40 @@ impl Store {
         flow_id: &str,
     ) -> Result<Option<CronStateRecord>> {
         self.get(Ks::CronState, &keys::cron_state(space, tenant, flow_id))
+    }
+
+    /// Every cron trigger state, with the flow it belongs to, in key order: the index of the
+    /// flows the scheduler looks at.
+    ///
+    /// # Errors
+    /// Engine or decode errors, or a key that is not `space tenant flow-id`.
+    pub fn cron_states(&self) -> Result<Vec<CronFlowState>> {
+        self.scan_keyed::<CronStateRecord>(Ks::CronState)?
+            .into_iter()
+            .map(
+                |(key, state)| match keys::ids(&key).map(<[String; 3]>::try_from) {
+                    Some(Ok([space, tenant, flow_id])) => Ok(CronFlowState {
+                        space,
+                        tenant,
+                        flow_id,
+                        state,
+                    }),
+                    _ => Err(StorageError::Decode {
+                        kind: "cron state key",
+                        reason: format!("{key:?} is not space/tenant/flow-id"),
+                    }),
+                },
+            )
+            .collect()
+    }
+
+    /// True once the `cron_state` keyspace indexes every live cron flow
+    /// ([`keys::META_CRON_INDEXED`]).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn cron_indexed(&self) -> Result<bool> {
+        self.contains(Ks::Meta, keys::META_CRON_INDEXED)
     }
 
     /// One immutable release version of a flow.

@@ -313,6 +313,20 @@ pub fn release(space: &str, tenant: &str, environment: &str, flow_id: &str) -> V
 /// u64), so sequence numbers and event ids are never reused after the outbox drains.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
+/// Present once every live cron flow has a [`cron_state`] entry, so the `cron_state` keyspace
+/// can serve as the index of scheduled flows (data directories from before the index get it
+/// built once).
+pub const META_CRON_INDEXED: &[u8] = b"cron_indexed";
+
+/// The identifiers of a key made of identifiers only (`space \0 tenant \0 flow-id \0`), in
+/// order; `None` when the key does not end with a terminator or holds invalid UTF-8.
+pub fn ids(key: &[u8]) -> Option<Vec<String>> {
+    let body = key.strip_suffix(&[0])?;
+    body.split(|b| *b == 0)
+        .map(|part| String::from_utf8(part.to_vec()).ok())
+        .collect()
+}
+
 /// Key of a poll registration: `space tenant poll-id`.
 pub fn poll(space: &str, tenant: &str, poll_id: &str) -> Vec<u8> {
     tenant_prefix(space, tenant).id(poll_id).build()
@@ -333,6 +347,22 @@ pub fn oauth_pending(state: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn identifier_keys_split_back_into_their_ids() {
+        let key = cron_state("sp_1", "acme", "flw_9");
+        assert_eq!(
+            ids(&key),
+            Some(vec![
+                "sp_1".to_owned(),
+                "acme".to_owned(),
+                "flw_9".to_owned()
+            ])
+        );
+        assert_eq!(ids(b"no-terminator"), None);
+        assert_eq!(ids(&[0xff, 0]), None);
+    }
+
     use super::*;
 
     #[test]

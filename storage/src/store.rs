@@ -407,6 +407,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Every record of `ks` with its key, in key order (for small keyspaces whose keys carry
+    /// the identity, such as the cron index).
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn scan_keyed<R: Record>(&self, ks: Ks) -> Result<Vec<(Vec<u8>, R)>> {
+        let mut out = Vec::new();
+        for guard in self.handles.get(ks).iter() {
+            let (key, value) = guard.into_inner()?;
+            out.push((key.to_vec(), decode(&value)?));
+        }
+        Ok(out)
+    }
+
     /// Decodes up to `limit` records with keys in `start..end`, in key order.
     ///
     /// # Errors

@@ -429,6 +429,17 @@ impl WriteSet {
         self.put(Ks::CronState, keys::cron_state(space, tenant, flow_id), r)
     }
 
+    /// Records that the `cron_state` keyspace indexes every live cron flow
+    /// ([`keys::META_CRON_INDEXED`]).
+    pub fn mark_cron_indexed(&mut self) -> &mut Self {
+        self.ops.push(Op::Put(
+            Ks::Meta,
+            keys::META_CRON_INDEXED.to_vec(),
+            Vec::new(),
+        ));
+        self
+    }
+
     /// Puts an immutable release version of a flow (`r.version`).
     ///
     /// # Errors

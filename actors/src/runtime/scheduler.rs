@@ -1,5 +1,6 @@
 //! The cron scheduler: one per process. Every [`TICK`] it looks at the live flows with a
-//! `cron` trigger and submits one P3 event (source `cron`, event name = the flow name) per run
+//! `cron` trigger — those in its index, the `cron_state` keyspace, which publishing a cron
+//! flow joins ([`register`]) — and submits one P3 event (source `cron`, event name = the flow name) per run
 //! due, through the outbox like any event. The event's idempotency key is (flow id, scheduled
 //! instant), so a run is never submitted twice, even across a crash between submitting and
 //! recording. Missed runs follow the flow's catch-up policy ([`crate::schedule::due_runs`]);
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::json;
-use sluice_storage::{CronStateRecord, FlowStatus, StorageError, Store, WriteSet};
+use sluice_storage::{CronStateRecord, FlowRecord, FlowStatus, StorageError, Store, WriteSet};
 
 use crate::flow::{FlowSpec, Trigger, versions};
 use crate::ids::now_ms;
@@ -35,103 +36,198 @@ pub async fn run(store: Store) {
 /// One look at the clock, as if it were `now_ms`: submits the runs due and records progress.
 /// Returns the `(flow id, scheduled ms)` of the runs submitted.
 ///
+/// Only the flows in the cron index (the `cron_state` keyspace, see [`register`]) are read,
+/// so the cost of a tick follows the scheduled flows, not the tenants. A data directory from
+/// before the index gets it built at the first tick.
+///
 /// # Errors
 /// Storage errors.
 pub async fn tick(store: &Store, now_ms: u64) -> Result<Vec<(String, u64)>, StorageError> {
+    if !store.cron_indexed()? {
+        build_index(store, now_ms).await?;
+    }
     let mut fired = Vec::new();
+    for entry in store.cron_states()? {
+        let Some(flow) = store.flow(&entry.space, &entry.tenant, &entry.flow_id)? else {
+            continue;
+        };
+        if flow.status != FlowStatus::Live {
+            continue;
+        }
+        let live = live_spec(store, &entry.space, &flow)?;
+        let Some(spec) = live else {
+            continue;
+        };
+        fire_due(
+            store,
+            (&entry.space, &entry.tenant),
+            &flow,
+            &spec,
+            Some(entry.state),
+            now_ms,
+            &mut fired,
+        )
+        .await?;
+    }
+    Ok(fired)
+}
+
+/// The spec that runs for a live flow: its latest *published* release (an environment-only
+/// release does not count), or the record itself for a flow published before releases were
+/// kept. `None` when it does not parse.
+fn live_spec(
+    store: &Store,
+    space: &str,
+    flow: &FlowRecord,
+) -> Result<Option<FlowSpec>, StorageError> {
+    let live =
+        versions::live(store, space, &flow.tenant_id, &flow.id)?.unwrap_or_else(|| flow.clone());
+    Ok(serde_json::from_str::<FlowSpec>(&live.spec_json).ok())
+}
+
+/// The state key of a schedule: a changed expression or time zone starts afresh.
+fn schedule_key(schedule: &str, timezone: Option<&str>) -> String {
+    format!("{}\u{1f}{}", schedule, timezone.unwrap_or("UTC"))
+}
+
+/// Adds `flow` (being published with `spec`) to the cron index when its trigger is a cron
+/// schedule: a state record counting from `now_ms`, unless one for the same schedule exists
+/// (a flow published again keeps its progress, as it did before the index). Call it in the
+/// same write set as the publication.
+///
+/// # Errors
+/// Storage errors.
+pub fn register(
+    w: &mut WriteSet,
+    store: &Store,
+    space: &str,
+    flow: &FlowRecord,
+    spec: &FlowSpec,
+    now_ms: u64,
+) -> Result<(), StorageError> {
+    let Trigger::Cron {
+        schedule, timezone, ..
+    } = &spec.trigger
+    else {
+        return Ok(());
+    };
+    let key = schedule_key(schedule, timezone.as_deref());
+    let known = store.cron_state(space, &flow.tenant_id, &flow.id)?;
+    if known.is_none_or(|s| s.schedule != key) {
+        w.put_cron_state(
+            space,
+            &flow.tenant_id,
+            &flow.id,
+            &CronStateRecord {
+                schedule: key,
+                last_scheduled_ms: now_ms,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Indexes every live cron flow of every tenant once (data directories written before the
+/// index existed), then marks the index built.
+async fn build_index(store: &Store, now_ms: u64) -> Result<(), StorageError> {
+    let mut w = WriteSet::new();
     for space in store.spaces()? {
         for tenant in store.tenants(&space.id)? {
             for flow in store.flows(&space.id, &tenant.id)? {
                 if flow.status != FlowStatus::Live {
                     continue;
                 }
-                // What runs is the latest *published* release (an environment-only release
-                // does not count); a flow published before releases were kept runs its record.
-                let live = versions::live(store, &space.id, &tenant.id, &flow.id)?
-                    .unwrap_or_else(|| flow.clone());
-                // Most flows are not scheduled: a spec without the word cannot have a cron
-                // trigger, and skipping the parse keeps a tick cheap with many tenants.
-                if !live.spec_json.contains("\"cron\"") {
-                    continue;
-                }
-                let Ok(spec) = serde_json::from_str::<FlowSpec>(&live.spec_json) else {
-                    continue;
-                };
-                let Trigger::Cron {
-                    schedule,
-                    timezone,
-                    catch_up,
-                    catch_up_window_ms,
-                    overlap,
-                } = &spec.trigger
-                else {
-                    continue;
-                };
-                let (Ok(sched), Ok(policy)) = (
-                    Schedule::parse(schedule, timezone.as_deref()),
-                    CatchUp::parse(catch_up.as_deref(), *catch_up_window_ms),
-                ) else {
-                    continue;
-                };
-                let key = format!("{}\u{1f}{}", schedule, timezone.as_deref().unwrap_or("UTC"));
-                let state = store.cron_state(&space.id, &tenant.id, &flow.id)?;
-                let last = match &state {
-                    Some(s) if s.schedule == key => s.last_scheduled_ms,
-                    // First sight (or a changed schedule): start from now, no backfill.
-                    _ => now_ms,
-                };
-                let (runs, new_last) = due_runs(&sched, last, now_ms, policy);
-                let busy = overlap.as_deref() == Some("skip")
-                    && store
-                        .unfinished_executions_of(&space.id, &tenant.id)?
-                        .iter()
-                        .any(|e| e.flow_id == flow.id);
-                for (n, at) in runs.iter().enumerate() {
-                    if busy || (overlap.as_deref() == Some("skip") && n > 0) {
-                        tracing::info!(flow = %flow.name, scheduled = at, "cron run skipped: previous run unfinished");
-                        continue;
-                    }
-                    let at_text = i64::try_from(*at)
-                        .ok()
-                        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
-                        .map(|t| t.to_string())
-                        .unwrap_or_default();
-                    submit(
-                        store,
-                        Submission {
-                            space_id: space.id.clone(),
-                            tenant_id: tenant.id.clone(),
-                            source: "cron".into(),
-                            event: flow.name.clone(),
-                            payload: json!({"scheduledAt": at_text, "scheduledAtMs": at, "flow": flow.name})
-                                .to_string()
-                                .into_bytes(),
-                            priority: P3_SCHEDULE,
-                            idempotency_key: Some(format!("{}:{at}", flow.id)),
-                        },
-                    )
-                    .await?;
-                    metrics::counter!("sluice_cron_runs_total").increment(1);
-                    fired.push((flow.id.clone(), *at));
-                }
-                if state
-                    .as_ref()
-                    .is_none_or(|s| s.last_scheduled_ms != new_last || s.schedule != key)
-                {
-                    let mut w = WriteSet::new();
-                    w.put_cron_state(
-                        &space.id,
-                        &tenant.id,
-                        &flow.id,
-                        &CronStateRecord {
-                            schedule: key,
-                            last_scheduled_ms: new_last,
-                        },
-                    )?;
-                    store.commit(w).await?;
+                if let Some(spec) = live_spec(store, &space.id, &flow)? {
+                    register(&mut w, store, &space.id, &flow, &spec, now_ms)?;
                 }
             }
         }
     }
-    Ok(fired)
+    w.mark_cron_indexed();
+    store.commit(w).await
+}
+
+/// Submits the runs of one live flow due by `now_ms` and records its progress.
+async fn fire_due(
+    store: &Store,
+    (space, tenant): (&str, &str),
+    flow: &FlowRecord,
+    spec: &FlowSpec,
+    state: Option<CronStateRecord>,
+    now_ms: u64,
+    fired: &mut Vec<(String, u64)>,
+) -> Result<(), StorageError> {
+    let Trigger::Cron {
+        schedule,
+        timezone,
+        catch_up,
+        catch_up_window_ms,
+        overlap,
+    } = &spec.trigger
+    else {
+        return Ok(());
+    };
+    let (Ok(sched), Ok(policy)) = (
+        Schedule::parse(schedule, timezone.as_deref()),
+        CatchUp::parse(catch_up.as_deref(), *catch_up_window_ms),
+    ) else {
+        return Ok(());
+    };
+    let key = schedule_key(schedule, timezone.as_deref());
+    let last = match &state {
+        Some(s) if s.schedule == key => s.last_scheduled_ms,
+        // First sight (or a changed schedule): start from now, no backfill.
+        _ => now_ms,
+    };
+    let (runs, new_last) = due_runs(&sched, last, now_ms, policy);
+    let busy = overlap.as_deref() == Some("skip")
+        && store
+            .unfinished_executions_of(space, tenant)?
+            .iter()
+            .any(|e| e.flow_id == flow.id);
+    for (n, at) in runs.iter().enumerate() {
+        if busy || (overlap.as_deref() == Some("skip") && n > 0) {
+            tracing::info!(flow = %flow.name, scheduled = at, "cron run skipped: previous run unfinished");
+            continue;
+        }
+        let at_text = i64::try_from(*at)
+            .ok()
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        submit(
+            store,
+            Submission {
+                space_id: space.to_owned(),
+                tenant_id: tenant.to_owned(),
+                source: "cron".into(),
+                event: flow.name.clone(),
+                payload: json!({"scheduledAt": at_text, "scheduledAtMs": at, "flow": flow.name})
+                    .to_string()
+                    .into_bytes(),
+                priority: P3_SCHEDULE,
+                idempotency_key: Some(format!("{}:{at}", flow.id)),
+            },
+        )
+        .await?;
+        metrics::counter!("sluice_cron_runs_total").increment(1);
+        fired.push((flow.id.clone(), *at));
+    }
+    if state
+        .as_ref()
+        .is_none_or(|s| s.last_scheduled_ms != new_last || s.schedule != key)
+    {
+        let mut w = WriteSet::new();
+        w.put_cron_state(
+            space,
+            tenant,
+            &flow.id,
+            &CronStateRecord {
+                schedule: key,
+                last_scheduled_ms: new_last,
+            },
+        )?;
+        store.commit(w).await?;
+    }
+    Ok(())
 }
