@@ -15,6 +15,21 @@ fn ms(zone: &str, local: &str) -> u64 {
     u64::try_from(z.timestamp().as_millisecond()).expect("positive")
 }
 
+/// Adds space `sp` and its tenant `t` to `w`.
+fn space_and_tenant(w: &mut sluice_storage::WriteSet) {
+    w.put_space(&sluice_storage::SpaceRecord {
+        id: "sp".into(),
+        created_at_ms: 0,
+    })
+    .expect("space");
+    w.put_tenant(&sluice_storage::TenantRecord {
+        space_id: "sp".into(),
+        id: "t".into(),
+        created_at_ms: 0,
+    })
+    .expect("tenant");
+}
+
 fn utc(ms: u64) -> String {
     Timestamp::from_millisecond(i64::try_from(ms).expect("fits"))
         .expect("ts")
@@ -249,9 +264,7 @@ fn shared_cron_vectors() {
 
 #[tokio::test]
 async fn scheduler_ticks_with_a_mocked_clock_fire_each_run_once() {
-    use sluice_storage::{
-        FlowRecord, FlowStatus, SpaceRecord, Store, StoreOptions, TenantRecord, WriteSet,
-    };
+    use sluice_storage::{FlowRecord, FlowStatus, Store, StoreOptions, WriteSet};
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("store");
     let spec = serde_json::json!({
@@ -260,17 +273,7 @@ async fn scheduler_ticks_with_a_mocked_clock_fire_each_run_once() {
         "steps": [{"name": "m", "type": "action", "mapping": {"at": "{{trigger.scheduledAt}}"}}]
     });
     let mut w = WriteSet::new();
-    w.put_space(&SpaceRecord {
-        id: "sp".into(),
-        created_at_ms: 0,
-    })
-    .expect("space");
-    w.put_tenant(&TenantRecord {
-        space_id: "sp".into(),
-        id: "t".into(),
-        created_at_ms: 0,
-    })
-    .expect("tenant");
+    space_and_tenant(&mut w);
     w.put_flow(
         "sp",
         &FlowRecord {
@@ -316,8 +319,7 @@ async fn scheduler_ticks_with_a_mocked_clock_fire_each_run_once() {
 #[tokio::test]
 async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
     use sluice_storage::{
-        ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, SpaceRecord, Store, StoreOptions,
-        TenantRecord, WriteSet,
+        ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, Store, StoreOptions, WriteSet,
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("store");
@@ -328,17 +330,7 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
         "steps": [{"name": "m", "type": "action", "mapping": {"at": "{{trigger.scheduledAt}}"}}]
     });
     let mut w = WriteSet::new();
-    w.put_space(&SpaceRecord {
-        id: "sp".into(),
-        created_at_ms: 0,
-    })
-    .expect("space");
-    w.put_tenant(&TenantRecord {
-        space_id: "sp".into(),
-        id: "t".into(),
-        created_at_ms: 0,
-    })
-    .expect("tenant");
+    space_and_tenant(&mut w);
     w.put_flow(
         "sp",
         &FlowRecord {
@@ -424,9 +416,7 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
 
 #[tokio::test]
 async fn the_schedule_that_runs_is_the_published_one_not_an_environment_release() {
-    use sluice_storage::{
-        FlowRecord, FlowStatus, SpaceRecord, Store, StoreOptions, TenantRecord, WriteSet,
-    };
+    use sluice_storage::{FlowRecord, FlowStatus, Store, StoreOptions, WriteSet};
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("store");
     let spec = |schedule: &str| {
@@ -448,17 +438,7 @@ async fn the_schedule_that_runs_is_the_published_one_not_an_environment_release(
         updated_at_ms: 0,
     };
     let mut w = WriteSet::new();
-    w.put_space(&SpaceRecord {
-        id: "sp".into(),
-        created_at_ms: 0,
-    })
-    .expect("space");
-    w.put_tenant(&TenantRecord {
-        space_id: "sp".into(),
-        id: "t".into(),
-        created_at_ms: 0,
-    })
-    .expect("tenant");
+    space_and_tenant(&mut w);
     // Version 1 published at 02:00 daily; version 2 (hourly) released only into an
     // environment, which must not change what the live flow runs.
     w.put_flow_version("sp", &flow(1, FlowStatus::Live, "0 2 * * *"))
