@@ -1,7 +1,7 @@
 //! The cron scheduler: one per process. Every [`TICK`] it looks at the live flows with a
 //! `cron` trigger — those in its index, the `cron_state` keyspace, which publishing a cron
-//! flow joins ([`register`]) — and submits one P3 event (source `cron`, event name = the flow name) per run
-//! due, through the outbox like any event. The event's idempotency key is (flow id, scheduled
+//! flow joins ([`register`]) — and submits one P3 event (source `cron`, event name = the flow
+//! name) per run due, through the outbox like any event. The event's idempotency key is (flow id, scheduled
 //! instant), so a run is never submitted twice, even across a crash between submitting and
 //! recording. Missed runs follow the flow's catch-up policy ([`crate::schedule::due_runs`]);
 //! with `overlap: skip`, a run due while an execution of the flow is unfinished is dropped.
@@ -54,8 +54,7 @@ pub async fn tick(store: &Store, now_ms: u64) -> Result<Vec<(String, u64)>, Stor
         if flow.status != FlowStatus::Live {
             continue;
         }
-        let live = live_spec(store, &entry.space, &flow)?;
-        let Some(spec) = live else {
+        let Some(spec) = live_spec(store, &entry.space, &flow)? else {
             continue;
         };
         fire_due(
@@ -63,7 +62,7 @@ pub async fn tick(store: &Store, now_ms: u64) -> Result<Vec<(String, u64)>, Stor
             (&entry.space, &entry.tenant),
             &flow,
             &spec,
-            Some(entry.state),
+            entry.state,
             now_ms,
             &mut fired,
         )
@@ -153,7 +152,7 @@ async fn fire_due(
     (space, tenant): (&str, &str),
     flow: &FlowRecord,
     spec: &FlowSpec,
-    state: Option<CronStateRecord>,
+    state: CronStateRecord,
     now_ms: u64,
     fired: &mut Vec<(String, u64)>,
 ) -> Result<(), StorageError> {
@@ -174,10 +173,11 @@ async fn fire_due(
         return Ok(());
     };
     let key = schedule_key(schedule, timezone.as_deref());
-    let last = match &state {
-        Some(s) if s.schedule == key => s.last_scheduled_ms,
-        // First sight (or a changed schedule): start from now, no backfill.
-        _ => now_ms,
+    // A changed schedule (published since the last tick) starts from now, no backfill.
+    let last = if state.schedule == key {
+        state.last_scheduled_ms
+    } else {
+        now_ms
     };
     let (runs, new_last) = due_runs(&sched, last, now_ms, policy);
     let busy = overlap.as_deref() == Some("skip")
@@ -213,10 +213,7 @@ async fn fire_due(
         metrics::counter!("sluice_cron_runs_total").increment(1);
         fired.push((flow.id.clone(), *at));
     }
-    if state
-        .as_ref()
-        .is_none_or(|s| s.last_scheduled_ms != new_last || s.schedule != key)
-    {
+    if state.last_scheduled_ms != new_last || state.schedule != key {
         let mut w = WriteSet::new();
         w.put_cron_state(
             space,
