@@ -742,11 +742,16 @@ impl Store {
     /// # Errors
     /// Engine or decode errors.
     pub fn dlq_open_count(&self) -> Result<usize> {
-        let all: Vec<crate::DlqRecord> = self.scan_prefix(Ks::Dlq, &[])?;
-        Ok(all
-            .iter()
-            .filter(|d| d.state != crate::DlqState::Resolved)
-            .count())
+        // One record at a time: items carry their full payload, and the DLQ keeps history.
+        let mut open = 0;
+        for guard in self.handles.get(Ks::Dlq).iter() {
+            let (_, value) = guard.into_inner()?;
+            let item: crate::DlqRecord = decode(&value)?;
+            if item.state != crate::DlqState::Resolved {
+                open += 1;
+            }
+        }
+        Ok(open)
     }
 
     /// A tenant's dead letter queue, oldest first.

@@ -249,3 +249,45 @@ async fn large_bodies_are_claim_checked_and_deleted_with_their_entry() {
         "the blob went with its entry"
     );
 }
+
+fn dlq_item(id: &str, state: sluice_storage::DlqState) -> sluice_storage::DlqRecord {
+    sluice_storage::DlqRecord {
+        id: id.into(),
+        kind: sluice_storage::DlqKind::Event,
+        event_id: format!("evt_{id}"),
+        execution_id: None,
+        flow_id: None,
+        flow_version: None,
+        source: "github".into(),
+        event_type: String::new(),
+        webhook_id: "wh_1".into(),
+        priority: 2,
+        idempotency_key: "k".into(),
+        headers: Vec::new(),
+        body: vec![b'x'; 4096],
+        error: "body is not valid JSON".into(),
+        attempts: 1,
+        failed_at_ms: 1,
+        state,
+        replays: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn open_dlq_items_are_counted_across_tenants_without_the_resolved_ones() {
+    use sluice_storage::DlqState;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let mut w = WriteSet::new();
+    for (tenant, id, state) in [
+        ("a", "dlq_1", DlqState::Pending),
+        ("a", "dlq_2", DlqState::Resolved),
+        ("b", "dlq_3", DlqState::Replaying),
+        ("b", "dlq_4", DlqState::Pending),
+    ] {
+        w.put_dlq("sp", tenant, &dlq_item(id, state))
+            .expect("dlq item");
+    }
+    store.commit(w).await.expect("commit");
+    assert_eq!(store.dlq_open_count().expect("count"), 3);
+}
