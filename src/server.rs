@@ -75,6 +75,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             relay: RelayLimits {
                 global: RELAY_IN_FLIGHT,
                 per_lane: args.tenant_in_flight.max(1),
+                max_listed: RelayLimits::DEFAULT_MAX_LISTED,
             },
         },
     )

@@ -89,6 +89,17 @@ async fn send(store: &Store, p: u8, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urgent_work_overtakes_a_background_flood_and_p4_still_progresses() {
+    flood_then_urgent(RelayLimits::DEFAULT_MAX_LISTED).await;
+}
+
+/// The same with room to list only three skipped entries: the deferred lanes catch up by
+/// scanning the outbox from their first unlisted entry, and order and completeness hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_lanes_catch_up_past_the_listing_bound() {
+    flood_then_urgent(3).await;
+}
+
+async fn flood_then_urgent(max_listed: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
     setup(&store).await;
@@ -109,6 +120,7 @@ async fn urgent_work_overtakes_a_background_flood_and_p4_still_progresses() {
             relay: RelayLimits {
                 global: 1024,
                 per_lane: 64,
+                max_listed,
             },
         },
     )

@@ -551,6 +551,18 @@ impl Store {
         Ok(out)
     }
 
+    /// The outbox entry at `seq`, if it is still there (routed entries are deleted).
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn outbox_entry(&self, seq: u64) -> Result<Option<OutboxEntry>> {
+        self.handles
+            .get(Ks::Outbox)
+            .get(keys::outbox(seq))?
+            .map(|value| decode(&value))
+            .transpose()
+    }
+
     /// The body of an outbox entry: inline, or read from the `blobs` keyspace for a claim
     /// check.
     ///

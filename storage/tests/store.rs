@@ -248,6 +248,13 @@ async fn large_bodies_are_claim_checked_and_deleted_with_their_entry() {
         store.entry_body(&entries[0]).is_err(),
         "the blob went with its entry"
     );
+    // Point reads by sequence see the same: the routed entry is gone, the other is there.
+    assert!(store.outbox_entry(entries[0].seq).expect("read").is_none());
+    let kept = store
+        .outbox_entry(entries[1].seq)
+        .expect("read")
+        .expect("still in the outbox");
+    assert_eq!(kept.event_id, entries[1].event_id);
 }
 
 fn dlq_item(id: &str, state: sluice_storage::DlqState) -> sluice_storage::DlqRecord {
