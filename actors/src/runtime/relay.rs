@@ -107,8 +107,8 @@ struct Deferred {
 enum Offer {
     /// Buffered for its tenant with a permit.
     Sent,
-    /// The lane is out of credit; the entry is handed back.
-    NoCredit(OutboxEntry),
+    /// The lane is out of credit; the entry (dropped) was at this sequence.
+    NoCredit(u64),
 }
 
 /// Messages of the relay.
@@ -265,9 +265,9 @@ impl RelayState {
                     self.skip(key, entry.seq);
                     continue;
                 }
-                if let Offer::NoCredit(entry) = self.offer(&key, entry).await? {
+                if let Offer::NoCredit(seq) = self.offer(&key, entry).await? {
                     metrics::counter!("sluice_relay_deferrals_total").increment(1);
-                    self.skip(key, entry.seq);
+                    self.skip(key, seq);
                 }
             }
             self.flush()?;
@@ -338,8 +338,8 @@ impl RelayState {
                 if &lane_key(&entry) != key {
                     continue;
                 }
-                if let Offer::NoCredit(entry) = self.offer(key, entry).await? {
-                    lane.unlisted_from = Some(entry.seq);
+                if let Offer::NoCredit(seq) = self.offer(key, entry).await? {
+                    lane.unlisted_from = Some(seq);
                     return Ok(());
                 }
             }
@@ -368,7 +368,8 @@ impl RelayState {
     }
 
     /// Buffers `entry` for its tenant if its lane has credit (waiting for a global slot if
-    /// needed); otherwise marks the lane as waiting for credit and hands the entry back.
+    /// needed); otherwise marks the lane as waiting for credit and drops the entry (the
+    /// outbox keeps it).
     async fn offer(
         &mut self,
         key: &LaneKey,
@@ -379,7 +380,7 @@ impl RelayState {
             credit.waiting.store(true, Ordering::Release);
             // Re-check: a release between the load and the store would not have woken us.
             if credit.in_flight.load(Ordering::Acquire) >= self.limits.per_lane {
-                return Ok(Offer::NoCredit(entry));
+                return Ok(Offer::NoCredit(entry.seq));
             }
             credit.waiting.store(false, Ordering::Release);
         }
