@@ -46,6 +46,13 @@ pub struct ServeArgs {
     /// Longest time one request may take, body upload included (then 408), e.g. `30s`.
     #[arg(long, env = "SLUICE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's line and headers before its
+    /// connection is closed, e.g. `10s`.
+    #[arg(long, env = "SLUICE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Connections served at once; past it new clients wait in the listen backlog.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 8192)]
+    pub max_connections: usize,
     /// Size at which a keyspace's memtable is sealed and flushed, bytes. Smaller values
     /// flush (and compact) more often; the crash suite uses this to reach those paths quickly.
     #[arg(long, env = "SLUICE_MEMTABLE_BYTES", default_value_t = 8 * 1024 * 1024)]

@@ -1,7 +1,6 @@
 //! Start-up and shutdown wiring: open the store, bootstrap, start the actors, resume unfinished
 //! executions, serve HTTP until SIGINT/SIGTERM.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,20 +112,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");
     println!("Listening on http://{local}");
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, http::router(state, args.request_timeout))
-        .with_graceful_shutdown(async move {
+    let server = http::listen::serve(
+        listener,
+        http::router(state, args.request_timeout),
+        http::listen::ListenLimits {
+            header_timeout: args.header_timeout,
+            max_connections: args.max_connections,
+        },
+        async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested: no new connections");
             let _ = stopping_tx.send(true);
-        })
-        .into_future();
+        },
+    );
     let grace_period = Duration::from_secs(args.shutdown_grace_secs);
     let grace = async move {
         let _ = stopping.wait_for(|s| *s).await;
         tokio::time::sleep(grace_period).await;
     };
     tokio::select! {
-        served = server => served.context("serving HTTP")?,
+        () = server => {}
         () = grace => tracing::warn!("requests still open after the shutdown grace period; closing them"),
     }
 

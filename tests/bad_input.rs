@@ -483,3 +483,77 @@ async fn malformed_management_bodies_get_400_in_the_error_shape() {
         .map_or(0, Vec::len);
     assert_eq!(n, 1, "only the default tenant: {tenants}");
 }
+
+/// Reads from `stream` until the server closes it (EOF or reset), up to `limit`; how long that
+/// took, or `None` if it stayed open.
+fn closed_within(mut stream: TcpStream, trickle: bool, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        if trickle && stream.write_all(b"x").is_err() {
+            return Some(start.elapsed());
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// Slowloris on the request head: connections that never finish their headers (or trickle
+/// them a byte at a time) are closed after the header timeout, and with every connection slot
+/// taken by such clients a new client waits for a slot instead of the server running out of
+/// file descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_request_heads_are_closed_and_connections_are_capped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        &["--header-timeout", "1s", "--max-connections", "2"],
+    );
+    let addr = server
+        .base
+        .strip_prefix("http://")
+        .expect("addr")
+        .to_owned();
+    let stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .expect("partial head");
+            s
+        })
+        .collect();
+    // Both slots are taken: a third client is served only once the timeout frees one.
+    let clock = Instant::now();
+    let answer = server
+        .client
+        .get(format!("{}/healthz", server.base))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("served after a stalled connection was closed");
+    assert_eq!(answer.status(), 200);
+    assert!(
+        clock.elapsed() >= Duration::from_millis(500),
+        "served at once: the cap did not hold ({:?})",
+        clock.elapsed()
+    );
+    for (i, s) in stalled.into_iter().enumerate() {
+        let closed =
+            tokio::task::spawn_blocking(move || closed_within(s, i == 1, Duration::from_secs(10)))
+                .await
+                .expect("join");
+        assert!(closed.is_some(), "stalled connection {i} was never closed");
+    }
+}
