@@ -10,7 +10,11 @@ use super::error::ApiError;
 /// Largest JSON body accepted on management endpoints, bytes.
 pub const MAX_API_BODY: usize = 2 * 1024 * 1024;
 
-/// A JSON body; a malformed one is a 400 naming the problem, an oversized one a 413.
+/// A JSON object body (every management resource is written as one); a malformed body, or
+/// one whose top level is not an object, is a 400 naming the problem, an oversized one a 413.
+///
+/// The object check comes first because serde's derived structs also accept a JSON array of
+/// their fields in order, which would turn `["acme"]` into a tenant.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -18,10 +22,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_limited(req, MAX_API_BODY).await?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(ApiError::bad_request(
+                "invalid JSON body: expected a JSON object",
+            ));
+        }
+        parse(&bytes).map(JsonBody)
     }
+}
+
+/// Any JSON document as the body (the execute API's input, which the flow's request schema
+/// validates); errors as for [`JsonBody`].
+pub struct AnyJson(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for AnyJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_limited(req, MAX_API_BODY).await?;
+        parse(&bytes).map(AnyJson)
+    }
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Query parameters; a malformed query string is a 400 in the API's error format.

@@ -12,6 +12,7 @@ mod events;
 mod execute;
 mod executions;
 mod extract;
+pub mod listen;
 mod oauth;
 mod ops;
 mod polls;
@@ -100,21 +101,44 @@ pub fn router(state: AppState, timeout: std::time::Duration) -> Router {
             timeout,
         ))
         // Outside the timeout layer, so that its bare 408 gets the error body.
-        .layer(axum::middleware::map_response(timeout_as_api_error))
+        .layer(axum::middleware::map_response(bare_errors_as_api_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Gives the timeout layer's bare 408 the API's error body.
-async fn timeout_as_api_error(response: axum::response::Response) -> axum::response::Response {
+/// Gives error answers made outside our handlers the API's error body: the timeout layer's
+/// bare 408, and axum's plain-text rejections (a path segment that is not valid UTF-8 after
+/// percent-decoding, for one). Our own errors are JSON already and pass untouched, as do 5xx
+/// answers (the health check's plain-text 503 is meant for load balancers).
+async fn bare_errors_as_api_errors(response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
-    if response.status() == axum::http::StatusCode::REQUEST_TIMEOUT
-        && response
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .is_none()
-    {
-        return error::ApiError::timed_out().into_response();
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !status.is_client_error() {
+        return response;
     }
-    response
+    match status {
+        StatusCode::REQUEST_TIMEOUT => error::ApiError::timed_out().into_response(),
+        StatusCode::NOT_FOUND => error::ApiError::not_found().into_response(),
+        StatusCode::METHOD_NOT_ALLOWED => error::ApiError::method_not_allowed().into_response(),
+        s => {
+            let text = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let message = if text.trim().is_empty() {
+                s.canonical_reason().unwrap_or("bad request").to_owned()
+            } else {
+                text
+            };
+            let mut answer = error::ApiError::bad_request(message).into_response();
+            *answer.status_mut() = s;
+            answer
+        }
+    }
 }
