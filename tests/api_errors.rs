@@ -92,6 +92,22 @@ async fn auth_tenancy_and_malformed_input() {
         .post_json("/tenants", &json!({"id": "bad id!"}))
         .await;
     assert_eq!(s, 400);
+    // serde would read a struct from an array of its fields: a body must be an object.
+    let r = server
+        .api(reqwest::Method::POST, "/tenants")
+        .body(r#"["from_array"]"#)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 400);
+    let b: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(b["code"], "BAD_REQUEST", "{b}");
+    let (s, _) = server.get_json("/tenants/from_array/executions").await;
+    assert_eq!(s, 404, "no tenant was created from the array");
+    // A path segment that is not UTF-8 once decoded: 400 in the error shape, not plain text.
+    let (s, b) = server.get_json("/tenants/%ff/workflows").await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("BAD_REQUEST")), "{b}");
+    assert_eq!(b["statusCode"], 400);
     let (s, _) = server
         .post_json("/tenants", &json!({"id": "default"}))
         .await;
@@ -193,4 +209,51 @@ async fn auth_tenancy_and_malformed_input() {
         Some(1),
         "{events}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_history_pages_with_a_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    for n in 0..5 {
+        let (s, b) = server
+            .post_json(
+                "/tenants/default/events",
+                &json!({"source": "app", "event": "ping", "payload": {"n": n}}),
+            )
+            .await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, all) = server.get_json("/tenants/default/events").await;
+        if all["events"].as_array().map_or(0, Vec::len) == 5 {
+            assert!(all["nextCursor"].is_null(), "{all}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "events never routed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/tenants/default/events?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (s, page) = server.get_json(&path).await;
+        assert_eq!(s, 200, "{page}");
+        pages += 1;
+        for e in page["events"].as_array().expect("events") {
+            seen.push(e["eventId"].as_str().expect("id").to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/tenants/default/events?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (5, 5), "{seen:?}");
+    let (s, b) = server.get_json("/tenants/default/events?cursor=zz").await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("BAD_REQUEST")));
 }

@@ -4,8 +4,10 @@
 //!   "payload": {…}, "idempotencyKey"?: "…"}` → an app event (P2) enters the pipeline like a
 //!   webhook: 202 `{"eventId", "duplicate": false}` once durable, 200 with `duplicate: true`
 //!   for a repeated idempotency key (or, without one, a repeated payload).
-//! - `GET /api/v1/tenants/{tid}/events?limit=50` → the newest routed events with their
-//!   normalized name and the executions they started (the reference's event history).
+//! - `GET /api/v1/tenants/{tid}/events?limit=50&cursor=…` → `{"events": […], "nextCursor":
+//!   "…" | null}`: routed events, newest first, with their normalized name and the executions
+//!   they started (the reference's event history); `limit` is 1-1000 (default 50); `cursor`
+//!   is the opaque value of the previous page's `nextCursor`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -31,24 +33,31 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
-struct Limit {
+struct ListQuery {
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-    QueryParams(q): QueryParams<Limit>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
-    let events: Vec<Value> = state
-        .store
-        .events(caller.space(), &tenant, limit)?
+    let cursor = match q.cursor.as_deref() {
+        Some(c) => Some(hex::decode(c).map_err(|_| ApiError::bad_request("invalid cursor"))?),
+        None => None,
+    };
+    let (page, next) =
+        state
+            .store
+            .events_page(caller.space(), &tenant, cursor.as_deref(), limit)?;
+    let events: Vec<Value> = page
         .iter()
         .map(|e| {
             json!({
@@ -62,7 +71,9 @@ async fn events(
             })
         })
         .collect();
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(
+        json!({ "events": events, "nextCursor": next.map(hex::encode) }),
+    ))
 }
 
 #[derive(Deserialize)]

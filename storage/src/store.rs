@@ -774,29 +774,42 @@ impl Store {
         self.scan_prefix(Ks::Dlq, &keys::tenant_prefix(space, tenant).build())
     }
 
-    /// A tenant's routed events, newest first, at most `limit`.
+    /// A page of a tenant's routed events, newest first: up to `limit` events older than the
+    /// cursor `before` (the opaque suffix returned with the previous page; `None` starts at
+    /// the newest), and the cursor of the next page when more remain.
     ///
     /// # Errors
     /// Engine or decode errors.
-    pub fn events(
+    pub fn events_page(
         &self,
         space: &str,
         tenant: &str,
+        before: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<crate::EventRecord>> {
-        let mut out = Vec::new();
+    ) -> Result<(Vec<crate::EventRecord>, Option<Vec<u8>>)> {
         let prefix = keys::tenant_prefix(space, tenant).build();
-        for guard in self
-            .handles
-            .get(Ks::Events)
-            .prefix(&prefix)
-            .rev()
-            .take(limit)
-        {
-            let (_, value) = guard.into_inner()?;
+        let events = self.handles.get(Ks::Events);
+        let iter = match before {
+            Some(suffix) => {
+                let mut upper = prefix.clone();
+                upper.extend_from_slice(suffix);
+                events.range(prefix.clone()..upper)
+            }
+            None => events.prefix(&prefix),
+        };
+        let mut out = Vec::new();
+        let mut last_suffix = None;
+        let mut more = false;
+        for guard in iter.rev() {
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            let (key, value) = guard.into_inner()?;
             out.push(decode(&value)?);
+            last_suffix = key.get(prefix.len()..).map(<[u8]>::to_vec);
         }
-        Ok(out)
+        Ok((out, if more { last_suffix } else { None }))
     }
 }
 
