@@ -212,7 +212,7 @@ pub async fn replay(
                 status: ExecutionStatus::Pending,
                 event_id: item.event_id.clone(),
                 trigger_kind: "replay".into(),
-                input_json: trigger_json.clone(),
+                input_json: String::new(),
                 trigger_json,
                 created_at_ms: now_ms(),
                 started_at_ms: None,

@@ -339,7 +339,9 @@ pub struct ExecutionRecord {
     pub trigger_kind: String,
     /// Trigger data as JSON text (`{{trigger.…}}`).
     pub trigger_json: String,
-    /// Input as JSON text (`{{input.…}}`).
+    /// Input as JSON text (`{{input.…}}`); empty when the input is the trigger itself (an
+    /// event's payload, a manual call's body), so that payload is stored once per record.
+    /// Read it with [`ExecutionRecord::input_json`].
     pub input_json: String,
     /// Creation time, Unix ms.
     pub created_at_ms: u64,
@@ -357,6 +359,17 @@ pub struct ExecutionRecord {
     pub replay_of: Option<String>,
     /// SHA-256 idempotency key of the triggering event, hex.
     pub idempotency_key: String,
+}
+
+impl ExecutionRecord {
+    /// The input as JSON text: `input_json`, or the trigger when it is stored as the input.
+    pub fn input_json(&self) -> &str {
+        if self.input_json.is_empty() {
+            &self.trigger_json
+        } else {
+            &self.input_json
+        }
+    }
 }
 
 /// Status of one step in the journal.

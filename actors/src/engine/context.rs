@@ -9,11 +9,13 @@ use crate::ids::now_ms;
 
 /// The context of `exec` with no step outputs yet.
 pub fn initial(exec: &ExecutionRecord) -> Value {
-    json!({
-        "trigger": parse_json(&exec.trigger_json),
-        "input": parse_json(&exec.input_json),
-        "steps": {},
-    })
+    let trigger = parse_json(&exec.trigger_json);
+    let input = if exec.input_json.is_empty() {
+        trigger.clone()
+    } else {
+        parse_json(&exec.input_json)
+    };
+    json!({"trigger": trigger, "input": input, "steps": {}})
 }
 
 /// Adds a journaled step to the context: `steps.NAME = {"output", "status", "error"}`.
@@ -135,5 +137,47 @@ pub fn failed_error(record: &StepRecord, step: &str) -> StepError {
             .get("isCustomAuthError")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::ExecutionStatus;
+
+    fn exec(trigger: &str, input: &str) -> ExecutionRecord {
+        ExecutionRecord {
+            id: "exe".into(),
+            space_id: "sp".into(),
+            tenant_id: "t".into(),
+            flow_id: "flw".into(),
+            flow_name: "f".into(),
+            flow_version: 1,
+            status: ExecutionStatus::Pending,
+            event_id: "evt".into(),
+            trigger_kind: "event".into(),
+            trigger_json: trigger.into(),
+            input_json: input.into(),
+            created_at_ms: 1,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error_json: None,
+            priority: 2,
+            attempt: 1,
+            replay_of: None,
+            idempotency_key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn an_input_stored_as_the_trigger_reads_as_the_trigger() {
+        let ctx = initial(&exec(r#"{"a": 1}"#, ""));
+        assert_eq!(ctx["input"], json!({"a": 1}));
+        assert_eq!(ctx["trigger"], json!({"a": 1}));
+        assert_eq!(exec(r#"{"a": 1}"#, "").input_json(), r#"{"a": 1}"#);
+        // Records written before inputs were stored once keep both, and a distinct input wins.
+        let ctx = initial(&exec(r#"{"a": 1}"#, r#"{"b": 2}"#));
+        assert_eq!(ctx["input"], json!({"b": 2}));
+        assert_eq!(ctx["trigger"], json!({"a": 1}));
     }
 }

@@ -466,7 +466,8 @@ impl TenantState {
                         event_id: entry.event_id.clone(),
                         trigger_kind: flow.plan.spec.trigger.kind().to_owned(),
                         trigger_json: trigger_json.to_string(),
-                        input_json: trigger_json.to_string(),
+                        // The input is the trigger: stored once (see `ExecutionRecord`).
+                        input_json: String::new(),
                         created_at_ms: now_ms(),
                         started_at_ms: None,
                         finished_at_ms: None,
