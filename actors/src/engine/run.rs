@@ -145,12 +145,18 @@ impl Engine {
         mut cancel: watch::Receiver<bool>,
     ) -> Result<RunOutcome, StorageError> {
         let (space, tenant) = (exec.space_id.clone(), exec.tenant_id.clone());
-        let journal: HashMap<u32, StepRecord> = self
-            .store
-            .journal(&space, &tenant, &exec.id)?
-            .into_iter()
-            .map(|r| (r.index, r))
-            .collect();
+        // A pending execution has never started, so it has no journal to read: its `running`
+        // mark (below) is queued before its first journal write and the committer applies
+        // writes in order, so an execution with journal records is never read back pending.
+        let journal: HashMap<u32, StepRecord> = if exec.status == ExecutionStatus::Pending {
+            HashMap::new()
+        } else {
+            self.store
+                .journal(&space, &tenant, &exec.id)?
+                .into_iter()
+                .map(|r| (r.index, r))
+                .collect()
+        };
         let mut ctx = context::initial(exec);
         if matches!(
             exec.status,
