@@ -139,9 +139,13 @@ impl Committer {
     fn commit_group(&mut self, group: Vec<Request>) {
         let first_seq = self.next_seq;
         let mut batch = self.db.batch();
-        if self.options.durability == Durability::Fsync {
-            batch = batch.durability(Some(PersistMode::SyncData));
-        }
+        // Spelled out rather than left to fjall's default for batches (`Buffer`, unless the
+        // database is opened with manual journal persistence, which would leave a group in the
+        // journal's user-space buffer, lost with a killed process).
+        batch = batch.durability(Some(match self.options.durability {
+            Durability::Fsync => PersistMode::SyncData,
+            Durability::Buffered => PersistMode::Buffer,
+        }));
         let mut seen: HashMap<Vec<u8>, String> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
         for request in group {

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice_storage::{IngestOutcome, OutboxEntry, Store, StoreOptions, WriteSet};
+use sluice_storage::{Durability, IngestOutcome, OutboxEntry, Store, StoreOptions, WriteSet};
 
 const CHILD_ENV: &str = "SLUICE_STORAGE_CRASH_WRITER_DIR";
 
@@ -39,14 +39,18 @@ fn dedup_key(n: u64) -> [u8; 32] {
 }
 
 /// The writer: 16 concurrent producers, each printing `ACK <seq> <n>` once its ingest returned.
-fn run_writer(dir: &str) {
+fn run_writer(dir: &str, durability: Durability) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let store = Store::open(dir, StoreOptions::default()).expect("open");
+        let options = StoreOptions {
+            durability,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir, options).expect("open");
         let mut tasks = Vec::new();
         for producer in 0..16u64 {
             let store = store.clone();
@@ -78,18 +82,25 @@ fn run_writer(dir: &str) {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
+    kill_rounds("acknowledged_writes_survive_sigkill", Durability::Fsync);
+}
+
+/// The benchmark mode hands each group to the OS instead of syncing it: that survives the
+/// death of the process (not of the machine), so a SIGKILL loses nothing acknowledged either.
+#[test]
+fn buffered_writes_survive_sigkill() {
+    kill_rounds("buffered_writes_survive_sigkill", Durability::Buffered);
+}
+
+fn kill_rounds(test_name: &str, durability: Durability) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        run_writer(&dir);
+        run_writer(&dir, durability);
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
-            .args([
-                "--exact",
-                "acknowledged_writes_survive_sigkill",
-                "--nocapture",
-            ])
+            .args(["--exact", test_name, "--nocapture"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -145,4 +156,73 @@ fn acknowledged_writes_survive_sigkill() {
             tenants.len()
         );
     }
+}
+
+const IDLE_CHILD_ENV: &str = "SLUICE_STORAGE_CRASH_IDLE_DIR";
+
+/// The writer for [`writes_then_idle`]: 100 small batches one after the other, then `DONE`
+/// and nothing more until it is killed.
+fn run_idle_writer(dir: &str, durability: Durability) {
+    let options = StoreOptions {
+        durability,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir, options).expect("open");
+    for n in 0..100u64 {
+        let mut w = WriteSet::new();
+        w.put_tenant(&sluice_storage::TenantRecord {
+            space_id: "sp".into(),
+            id: format!("idle-{n}"),
+            created_at_ms: n,
+        })
+        .expect("encode");
+        store.commit_blocking(w).expect("commit");
+    }
+    println!("DONE");
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// The last acknowledged write is the one most at risk: nothing after it pushes it out of a
+/// user-space buffer. A writer that goes idle after its writes is killed, and all are there.
+fn writes_then_idle(test_name: &str, durability: Durability) {
+    if let Ok(dir) = std::env::var(IDLE_CHILD_ENV) {
+        run_idle_writer(&dir, durability);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--exact", test_name, "--nocapture"])
+        .env(IDLE_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn writer");
+    let stdout = child.stdout.take().expect("stdout");
+    let done = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line == "DONE");
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(done, "the writer did not finish its writes");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+    for n in 0..100 {
+        assert!(
+            store
+                .tenant("sp", &format!("idle-{n}"))
+                .expect("get")
+                .is_some(),
+            "acknowledged idle-{n} missing after SIGKILL ({durability:?})"
+        );
+    }
+}
+
+#[test]
+fn last_writes_survive_sigkill() {
+    writes_then_idle("last_writes_survive_sigkill", Durability::Fsync);
+}
+
+#[test]
+fn last_buffered_writes_survive_sigkill() {
+    writes_then_idle("last_buffered_writes_survive_sigkill", Durability::Buffered);
 }
