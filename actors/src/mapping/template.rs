@@ -370,7 +370,16 @@ impl Template {
             },
         };
         let decimal = |i: usize| {
-            to_decimal(&args[i]).ok_or_else(|| type_error(i + 1, "a number or numeric string"))
+            to_decimal(&args[i]).ok_or_else(|| {
+                // A number that does not fit the decimal arithmetic is a range error, not a
+                // type error: say so instead of claiming it is not a number.
+                let expected = if args[i].is_number() {
+                    "a number within the range of 28-digit decimal arithmetic (±7.9e28)"
+                } else {
+                    "a number or numeric string"
+                };
+                type_error(i + 1, expected)
+            })
         };
         Ok(match func {
             Func::Upper | Func::Lower | Func::Trim => {
@@ -1013,6 +1022,12 @@ mod tests {
         }
         let e = render("{{MULTIPLY('79228162514264337593543950335', 10)}}");
         assert!(matches!(e, Err(TemplateError::Overflow { .. })), "{e:?}");
+        // A number past the decimal range is out of range, not "not a number".
+        let e = render("{{MULTIPLY(123456789012345678901234567890, 2)}}").expect_err("range");
+        assert!(
+            matches!(&e, TemplateError::ArgumentType { expected, .. } if expected.contains("range")),
+            "{e:?}"
+        );
     }
 
     #[test]
