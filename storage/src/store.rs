@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions};
 use tokio::sync::{oneshot, watch};
 
 use crate::codec::{Record, decode};
@@ -129,6 +129,16 @@ impl Ks {
         Ks::Iterations,
     ];
 
+    /// Keyspaces whose values carry payloads (execution records with their trigger, step
+    /// inputs and outputs) and are kept, not deleted soon after writing. They are created
+    /// with fjall's key-value separation: values of 1 KiB or more live in blob files and
+    /// compactions move only the keys and pointers, instead of rewriting every payload at
+    /// each level as the history grows. Set when a keyspace is created (a data directory
+    /// from before keeps its keyspaces as they were; both read the same).
+    pub fn holds_payloads(self) -> bool {
+        matches!(self, Ks::Executions | Ks::Journal | Ks::Dlq)
+    }
+
     /// The keyspace's name on disk.
     pub fn name(self) -> &'static str {
         match self {
@@ -251,7 +261,13 @@ impl Store {
         let mut handles = Vec::with_capacity(Ks::ALL.len());
         for ks in Ks::ALL {
             handles.push(db.keyspace(ks.name(), || {
-                KeyspaceCreateOptions::default().max_memtable_size(options.memtable_bytes)
+                let create =
+                    KeyspaceCreateOptions::default().max_memtable_size(options.memtable_bytes);
+                if ks.holds_payloads() {
+                    create.with_kv_separation(Some(KvSeparationOptions::default()))
+                } else {
+                    create
+                }
             })?);
         }
         let handles = Handles(Arc::new(handles));
@@ -918,4 +934,28 @@ fn last_outbox_seq(handles: &Handles) -> Result<u64> {
         None => 0,
     };
     Ok(from_meta.max(from_outbox))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_keyspaces_keep_large_values_out_of_compactions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        for ks in Ks::ALL {
+            assert_eq!(
+                store.handles.get(ks).is_kv_separated(),
+                ks.holds_payloads(),
+                "{}",
+                ks.name()
+            );
+        }
+        // Still so after a reopen (the option is stored with the keyspace).
+        drop(store);
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+        assert!(store.handles.get(Ks::Executions).is_kv_separated());
+        assert!(!store.handles.get(Ks::Outbox).is_kv_separated());
+    }
 }
