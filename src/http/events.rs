@@ -22,7 +22,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use super::extract::QueryParams;
+use super::extract::{QueryParams, page_cursor};
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -49,10 +49,7 @@ async fn events(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
-    let cursor = match q.cursor.as_deref() {
-        Some(c) => Some(hex::decode(c).map_err(|_| ApiError::bad_request("invalid cursor"))?),
-        None => None,
-    };
+    let cursor = page_cursor(q.cursor.as_deref())?;
     let (page, next) =
         state
             .store

@@ -24,7 +24,7 @@ use sluice_storage::{ExecutionRecord, StepRecord, WaitRecord, WriteSet};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::QueryParams;
+use super::extract::{QueryParams, page_cursor};
 use crate::time::{rfc3339, rfc3339_opt};
 
 pub fn routes() -> Router<AppState> {
@@ -248,10 +248,7 @@ async fn list(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 500"));
     }
-    let cursor = match q.cursor.as_deref() {
-        Some(c) => Some(hex::decode(c).map_err(|_| ApiError::bad_request("invalid cursor"))?),
-        None => None,
-    };
+    let cursor = page_cursor(q.cursor.as_deref())?;
     let (page, next) =
         state
             .store

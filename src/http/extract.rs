@@ -64,6 +64,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// Decodes a list endpoint's `cursor` parameter (the hex of the previous page's
+/// `nextCursor`).
+///
+/// # Errors
+/// 400 when it is not hex.
+pub fn page_cursor(cursor: Option<&str>) -> Result<Option<Vec<u8>>, ApiError> {
+    cursor
+        .map(|c| hex::decode(c).map_err(|_| ApiError::bad_request("invalid cursor")))
+        .transpose()
+}
+
 /// Bytes of an oversized body read and discarded after answering 413, so the client sees the
 /// answer instead of a reset connection (a "lingering close").
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;

@@ -624,15 +624,46 @@ impl Store {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<ExecutionRecord>, Option<Vec<u8>>)> {
+        self.page_newest_first(
+            Ks::ExecutionsByTime,
+            space,
+            tenant,
+            before,
+            limit,
+            |suffix, _| {
+                // suffix = created-ms (8 bytes) + execution id + NUL
+                let id = suffix
+                    .get(8..suffix.len().saturating_sub(1))
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                self.execution(space, tenant, &id)
+            },
+        )
+    }
+
+    /// One page of the keys under a tenant's prefix in `ks`, newest (highest key) first:
+    /// up to `limit` items older than the cursor `before` (a key suffix after the prefix,
+    /// exclusive; `None` starts at the newest). `item` turns a key suffix and its value into
+    /// an item, or skips it with `None`. Returns the items and the next page's cursor, `None`
+    /// on the last page.
+    fn page_newest_first<T>(
+        &self,
+        ks: Ks,
+        space: &str,
+        tenant: &str,
+        before: Option<&[u8]>,
+        limit: usize,
+        mut item: impl FnMut(&[u8], &[u8]) -> Result<Option<T>>,
+    ) -> Result<(Vec<T>, Option<Vec<u8>>)> {
         let prefix = keys::tenant_prefix(space, tenant).build();
-        let index = self.handles.get(Ks::ExecutionsByTime);
+        let keyspace = self.handles.get(ks);
         let iter = match before {
             Some(suffix) => {
                 let mut upper = prefix.clone();
                 upper.extend_from_slice(suffix);
-                index.range(prefix.clone()..upper)
+                keyspace.range(prefix.clone()..upper)
             }
-            None => index.prefix(&prefix),
+            None => keyspace.prefix(&prefix),
         };
         let mut out = Vec::new();
         let mut last_suffix = None;
@@ -642,17 +673,12 @@ impl Store {
                 more = true;
                 break;
             }
-            let key = guard.key()?;
-            // suffix = created-ms (8 bytes) + execution id + NUL
+            let (key, value) = guard.into_inner()?;
             let Some(suffix) = key.get(prefix.len()..) else {
                 continue;
             };
-            let id = suffix
-                .get(8..suffix.len().saturating_sub(1))
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            if let Some(record) = self.execution(space, tenant, &id)? {
-                out.push(record);
+            if let Some(found) = item(suffix, &value)? {
+                out.push(found);
             }
             last_suffix = Some(suffix.to_vec());
         }
@@ -803,29 +829,9 @@ impl Store {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<(Vec<crate::EventRecord>, Option<Vec<u8>>)> {
-        let prefix = keys::tenant_prefix(space, tenant).build();
-        let events = self.handles.get(Ks::Events);
-        let iter = match before {
-            Some(suffix) => {
-                let mut upper = prefix.clone();
-                upper.extend_from_slice(suffix);
-                events.range(prefix.clone()..upper)
-            }
-            None => events.prefix(&prefix),
-        };
-        let mut out = Vec::new();
-        let mut last_suffix = None;
-        let mut more = false;
-        for guard in iter.rev() {
-            if out.len() == limit {
-                more = true;
-                break;
-            }
-            let (key, value) = guard.into_inner()?;
-            out.push(decode(&value)?);
-            last_suffix = key.get(prefix.len()..).map(<[u8]>::to_vec);
-        }
-        Ok((out, if more { last_suffix } else { None }))
+        self.page_newest_first(Ks::Events, space, tenant, before, limit, |_, value| {
+            decode(value).map(Some)
+        })
     }
 }
 
