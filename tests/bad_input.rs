@@ -510,23 +510,23 @@ fn closed_within(mut stream: TcpStream, trickle: bool, limit: Duration) -> Optio
     None
 }
 
-/// Slowloris on the request head: connections that never finish their headers (or trickle
-/// them a byte at a time) are closed after the header timeout, and with every connection slot
-/// taken by such clients a new client waits for a slot instead of the server running out of
-/// file descriptors.
+/// Slowloris on the request head: connections that never finish their headers, trickle them
+/// a byte at a time, or never send a byte are closed after the header timeout, and with every
+/// connection slot taken by such clients a new client waits for a slot instead of the server
+/// running out of file descriptors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_request_heads_are_closed_and_connections_are_capped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with(
         dir.path(),
-        &["--header-timeout", "1s", "--max-connections", "2"],
+        &["--header-timeout", "1s", "--max-connections", "3"],
     );
     let addr = server
         .base
         .strip_prefix("http://")
         .expect("addr")
         .to_owned();
-    let stalled: Vec<TcpStream> = (0..2)
+    let mut stalled: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = TcpStream::connect(&addr).expect("connect");
             s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -534,6 +534,8 @@ async fn unfinished_request_heads_are_closed_and_connections_are_capped() {
             s
         })
         .collect();
+    // And one that connects and says nothing at all.
+    stalled.push(TcpStream::connect(&addr).expect("connect"));
     // Both slots are taken: a third client is served only once the timeout frees one.
     let clock = Instant::now();
     let answer = server

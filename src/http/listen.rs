@@ -2,11 +2,12 @@
 //!
 //! It replaces `axum::serve` for two guards that function lacks:
 //! - **Header read timeout.** A client must send a request's complete head (request line and
-//!   headers) within `header_timeout` of starting it, or the connection is closed. Without a
-//!   timer hyper never enforces one, so clients that open connections and trickle (or never
-//!   finish) their headers — slowloris — hold a socket each until the process runs out of file
-//!   descriptors and stops accepting anyone. (Slow *bodies* are cut by the router's request
-//!   timeout with 408.)
+//!   headers) within `header_timeout` of starting it, or the connection is closed; so is a
+//!   new connection that sends nothing for that long, and a keep-alive connection idle for
+//!   that long. Without a timer hyper never enforces one, so clients that open connections
+//!   and trickle (or never finish, or never start) their headers — slowloris — hold a socket
+//!   each until the process runs out of file descriptors and stops accepting anyone. (Slow
+//!   *bodies* are cut by the router's request timeout with 408.)
 //! - **Connection cap.** At most `max_connections` connections are served at once; past that
 //!   the loop stops accepting and new clients wait in the kernel's backlog instead of the
 //!   process failing `accept` with `EMFILE`.
@@ -75,12 +76,23 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte_within = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // hyper-util reads the first bytes to tell HTTP/1 from HTTP/2 before hyper's
+            // header timer starts, with no timer of its own: a client that connects and
+            // stays silent would hold its slot forever.
+            let mut first = [0u8; 1];
+            let spoke = tokio::time::timeout(first_byte_within, stream.peek(&mut first)).await;
+            if !matches!(spoke, Ok(Ok(n)) if n > 0) {
+                drop(slot);
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::trace!(%error, "connection ended with an error");
             }
             drop(slot);
