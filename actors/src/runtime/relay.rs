@@ -9,9 +9,10 @@
 //! relay *defers* that lane — it lists the sequences it skips for it and keeps reading
 //! other lanes' entries. When the lane's credit frees, the relay catches up on it in order,
 //! reading the listed entries one by one (past a global bound on listed sequences it
-//! remembers only where the unlisted ones start and scans the outbox from there). So one saturated tenant never stalls the others, a flood of
-//! P3/P4 work never holds back a tenant's P1/P2 events (they reach the tenant's priority
-//! lanes, which serve them first), and the outbox is the buffer.
+//! remembers only where the unlisted ones start and scans the outbox from there). So one
+//! saturated tenant never stalls the others, a flood of P3/P4 work never holds back a
+//! tenant's P1/P2 events (they reach the tenant's priority lanes, which serve them first),
+//! and the outbox is the buffer.
 //!
 //! **Progress** is the outbox itself: a routed entry is deleted in the same batch that records
 //! its executions, so after a restart the relay simply starts from the lowest sequence left.
@@ -312,7 +313,8 @@ impl RelayState {
     ) -> Result<(), ActorProcessingErr> {
         while let Some(seq) = lane.listed.pop_front() {
             self.listed -= 1;
-            // Absent only after a rewind raced with the list; nothing to send then.
+            // Listed entries are routed only through this list, so one is absent only if the
+            // outbox lost it some other way; there is nothing to send then.
             let Some(entry) = self.store.outbox_entry(seq)? else {
                 continue;
             };
