@@ -104,6 +104,22 @@ async fn auth_tenancy_and_malformed_input() {
     assert_eq!(b["code"], "BAD_REQUEST", "{b}");
     let (s, _) = server.get_json("/tenants/from_array/executions").await;
     assert_eq!(s, 404, "no tenant was created from the array");
+    // A leading byte order mark is ignored, as on webhook bodies.
+    let r = server
+        .api(reqwest::Method::POST, "/tenants")
+        .body("\u{feff}{\"id\": \"with_bom\"}")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 201);
+    // The execute API's body is an {"input": …} wrapper: an array is refused too.
+    let r = server
+        .api(reqwest::Method::POST, "/some_flow")
+        .body("[1]")
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), 400);
     // A path segment that is not UTF-8 once decoded: 400 in the error shape, not plain text.
     let (s, b) = server.get_json("/tenants/%ff/workflows").await;
     assert_eq!((s, b["code"].as_str()), (400, Some("BAD_REQUEST")), "{b}");
@@ -256,4 +272,16 @@ async fn event_history_pages_with_a_cursor() {
     assert_eq!((seen.len(), unique.len()), (5, 5), "{seen:?}");
     let (s, b) = server.get_json("/tenants/default/events?cursor=zz").await;
     assert_eq!((s, b["code"].as_str()), (400, Some("BAD_REQUEST")));
+    // An empty cursor is refused rather than read as an empty last page.
+    for path in [
+        "/tenants/default/events?cursor=",
+        "/tenants/default/executions?cursor=",
+    ] {
+        let (s, b) = server.get_json(path).await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (400, Some("BAD_REQUEST")),
+            "{path}"
+        );
+    }
 }

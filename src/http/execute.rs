@@ -31,7 +31,7 @@ use sluice_storage::{ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, W
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::AnyJson;
+use super::extract::JsonBody;
 
 /// Longest time the execute API waits for an execution (below the 30 s request limit).
 pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(25);
@@ -77,7 +77,7 @@ async fn execute(
     caller: Caller,
     headers: HeaderMap,
     Path(flow_name): Path<String>,
-    AnyJson(body): AnyJson,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let tid = caller
         .tenant_header

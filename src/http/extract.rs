@@ -22,26 +22,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_limited(req, MAX_API_BODY).await?;
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        // A leading UTF-8 byte order mark is ignored, as on webhook bodies.
+        let json = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let first = json.iter().find(|b| !b.is_ascii_whitespace());
         if first.is_some_and(|b| *b != b'{') {
             return Err(ApiError::bad_request(
                 "invalid JSON body: expected a JSON object",
             ));
         }
-        parse(&bytes).map(JsonBody)
-    }
-}
-
-/// Any JSON document as the body (the execute API's input, which the flow's request schema
-/// validates); errors as for [`JsonBody`].
-pub struct AnyJson(pub serde_json::Value);
-
-impl<S: Send + Sync> FromRequest<S> for AnyJson {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_limited(req, MAX_API_BODY).await?;
-        parse(&bytes).map(AnyJson)
+        parse(json).map(JsonBody)
     }
 }
 
@@ -68,10 +57,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 /// `nextCursor`).
 ///
 /// # Errors
-/// 400 when it is not hex.
+/// 400 when it is empty or not hex.
 pub fn page_cursor(cursor: Option<&str>) -> Result<Option<Vec<u8>>, ApiError> {
     cursor
-        .map(|c| hex::decode(c).map_err(|_| ApiError::bad_request("invalid cursor")))
+        .map(|c| match hex::decode(c) {
+            // An empty cursor would read as an empty last page: refuse it like the DLQ does.
+            Ok(bytes) if !bytes.is_empty() => Ok(bytes),
+            _ => Err(ApiError::bad_request("invalid cursor")),
+        })
         .transpose()
 }
 

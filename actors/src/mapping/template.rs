@@ -254,9 +254,10 @@ impl Template {
     /// - `ADD(a, b)`, `MULTIPLY(a, b)`: exact decimal arithmetic (never `f64`) on JSON numbers
     ///   or numeric strings. The result takes the type of `a`: a string gives the decimal's
     ///   text with the scale the arithmetic yields (`MULTIPLY("19.99", 3)` = `"59.97"`,
-    ///   `MULTIPLY("404.95", 2)` = `"809.90"`); a number gives a JSON integer when there is
-    ///   no fractional part, else the `f64` parsed from the decimal's text
-    ///   (`ADD(0.1, 0.2)` = `0.3`). Any `null` argument gives `null`.
+    ///   `MULTIPLY("404.95", 2)` = `"809.90"`); a number gives a JSON number with the
+    ///   decimal's exact digits, trailing zeros dropped (`ADD(0.1, 0.2)` = `0.3`,
+    ///   `MULTIPLY(12345678901234567890, 2)` = `24691357802469135780`). Any `null` argument
+    ///   gives `null`.
     /// - `ROUND(x, places = 0)`: rounds half-up *away from zero* (`2.345` → `2.35`,
     ///   `-2.345` → `-2.35`, `2.5` → `3`). `places` is an integer 0..=28. Result type
     ///   follows `x` as above; a string result is padded to `places` (`"19.9"` → `"19.90"`).
@@ -373,8 +374,14 @@ impl Template {
             to_decimal(&args[i]).ok_or_else(|| {
                 // A number that does not fit the decimal arithmetic is a range error, not a
                 // type error: say so instead of claiming it is not a number.
-                let expected = if args[i].is_number() {
-                    "a number within the range of 28-digit decimal arithmetic (±7.9e28)"
+                let numeric = match &args[i] {
+                    Value::Number(_) => true,
+                    Value::String(s) => s.trim().parse::<f64>().is_ok_and(f64::is_finite),
+                    _ => false,
+                };
+                let expected = if numeric {
+                    "a number that 28-digit decimal arithmetic can hold \
+                     (magnitude at most 7.9e28, at most 28 decimal places)"
                 } else {
                     "a number or numeric string"
                 };
@@ -463,21 +470,16 @@ fn to_decimal(value: &Value) -> Option<Decimal> {
 }
 
 /// Shapes `d` like `model`: a string model gives the decimal's text, a number model a JSON
-/// integer when `d` has no fractional part, else the `f64` parsed from the decimal's text.
+/// number with the decimal's exact digits (serde_json keeps a number's text with
+/// `arbitrary_precision`, so results past 2^64 or with many digits are not rounded
+/// through `f64`).
 fn number_like(model: &Value, d: Decimal) -> Value {
     if model.is_string() {
         return Value::String(d.to_string());
     }
-    if d.fract().is_zero()
-        && let Some(i) = d.to_i64()
-    {
-        return Value::from(i);
-    }
     d.normalize()
         .to_string()
-        .parse()
-        .ok()
-        .and_then(Number::from_f64)
+        .parse::<Number>()
         .map_or(Value::Null, Value::Number)
 }
 
@@ -993,6 +995,15 @@ mod tests {
             ("{{ADD(0.1, 0.2)}}", json!(0.3)),
             ("{{ADD(input.qty, '2')}}", json!(5)),
             ("{{MULTIPLY(1.5, 2)}}", json!(3)),
+            // Past 2^64 the digits stay exact (no rounding through f64).
+            (
+                "{{MULTIPLY(12345678901234567890, 2)}}",
+                serde_json::from_str::<Value>("24691357802469135780").expect("number"),
+            ),
+            (
+                "{{ADD(12345678901234567890, 1)}}",
+                serde_json::from_str::<Value>("12345678901234567891").expect("number"),
+            ),
             ("{{ADD(-1.5, 0.25)}}", json!(-1.25)),
             ("{{ADD(input.none, 1)}}", Value::Null),
             ("{{MULTIPLY(2, nothing)}}", Value::Null),
@@ -1022,12 +1033,18 @@ mod tests {
         }
         let e = render("{{MULTIPLY('79228162514264337593543950335', 10)}}");
         assert!(matches!(e, Err(TemplateError::Overflow { .. })), "{e:?}");
-        // A number past the decimal range is out of range, not "not a number".
-        let e = render("{{MULTIPLY(123456789012345678901234567890, 2)}}").expect_err("range");
-        assert!(
-            matches!(&e, TemplateError::ArgumentType { expected, .. } if expected.contains("range")),
-            "{e:?}"
-        );
+        // A number past the decimal range is out of range, not "not a number", as a JSON
+        // number or as a numeric string.
+        for src in [
+            "{{MULTIPLY(123456789012345678901234567890, 2)}}",
+            "{{MULTIPLY('123456789012345678901234567890', 2)}}",
+        ] {
+            let e = render(src).expect_err(src);
+            assert!(
+                matches!(&e, TemplateError::ArgumentType { expected, .. } if expected.contains("28-digit")),
+                "{src}: {e:?}"
+            );
+        }
     }
 
     #[test]
