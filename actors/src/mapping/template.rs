@@ -35,7 +35,6 @@ use std::str::FromStr;
 
 use std::fmt;
 
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Number, Value};
 
