@@ -267,7 +267,6 @@ impl RelayState {
                     continue;
                 }
                 if let Offer::NoCredit(seq) = self.offer(&key, entry).await? {
-                    metrics::counter!("sluice_relay_deferrals_total").increment(1);
                     self.skip(key, seq);
                 }
             }
@@ -382,6 +381,7 @@ impl RelayState {
             credit.waiting.store(true, Ordering::Release);
             // Re-check: a release between the load and the store would not have woken us.
             if credit.in_flight.load(Ordering::Acquire) >= self.limits.per_lane {
+                metrics::counter!("sluice_relay_deferrals_total").increment(1);
                 return Ok(Offer::NoCredit(entry.seq));
             }
             credit.waiting.store(false, Ordering::Release);
