@@ -26,6 +26,7 @@ mod error;
 mod flow_records;
 mod flow_store;
 pub mod keys;
+mod layout_upgrade;
 mod poll_records;
 mod records;
 mod store;

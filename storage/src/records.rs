@@ -317,6 +317,12 @@ impl ExecutionStatus {
 }
 
 /// One run of a flow.
+///
+/// Stored in two parts: the state (everything but the trigger and input, rewritten at each
+/// status change) in `executions`, and the trigger and input, written once when the
+/// execution is created, in `execution_payloads` (see `WriteSet::put_execution` and
+/// `WriteSet::put_execution_state`). `Store::execution` joins them; records written before
+/// the split keep their payload inline and read the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
     /// Execution id, derived from (idempotency key, flow id, flow version).
@@ -370,6 +376,77 @@ impl ExecutionRecord {
             &self.input_json
         }
     }
+
+    /// A copy without the trigger and input (both empty): what the `executions` keyspace
+    /// stores. Every other field is copied, so a status change rewrites a few hundred bytes
+    /// instead of the payload.
+    pub(crate) fn state_only(&self) -> ExecutionRecord {
+        let Self {
+            id,
+            space_id,
+            tenant_id,
+            flow_id,
+            flow_name,
+            flow_version,
+            status,
+            event_id,
+            trigger_kind,
+            trigger_json: _,
+            input_json: _,
+            created_at_ms,
+            started_at_ms,
+            finished_at_ms,
+            error_json,
+            priority,
+            attempt,
+            replay_of,
+            idempotency_key,
+        } = self;
+        ExecutionRecord {
+            id: id.clone(),
+            space_id: space_id.clone(),
+            tenant_id: tenant_id.clone(),
+            flow_id: flow_id.clone(),
+            flow_name: flow_name.clone(),
+            flow_version: *flow_version,
+            status: *status,
+            event_id: event_id.clone(),
+            trigger_kind: trigger_kind.clone(),
+            trigger_json: String::new(),
+            input_json: String::new(),
+            created_at_ms: *created_at_ms,
+            started_at_ms: *started_at_ms,
+            finished_at_ms: *finished_at_ms,
+            error_json: error_json.clone(),
+            priority: *priority,
+            attempt: *attempt,
+            replay_of: replay_of.clone(),
+            idempotency_key: idempotency_key.clone(),
+        }
+    }
+
+    /// The trigger and input, as stored in `execution_payloads`.
+    pub(crate) fn payload(&self) -> ExecutionPayload {
+        ExecutionPayload {
+            trigger_json: self.trigger_json.clone(),
+            input_json: self.input_json.clone(),
+        }
+    }
+
+    /// Puts back the trigger and input read from `execution_payloads`.
+    pub(crate) fn with_payload(mut self, payload: ExecutionPayload) -> ExecutionRecord {
+        self.trigger_json = payload.trigger_json;
+        self.input_json = payload.input_json;
+        self
+    }
+}
+
+/// An execution's trigger and input as JSON text, written once when it is created; the
+/// `input_json` is empty when the input is the trigger (see [`ExecutionRecord`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExecutionPayload {
+    pub(crate) trigger_json: String,
+    pub(crate) input_json: String,
 }
 
 /// Status of one step in the journal.
@@ -616,6 +693,9 @@ impl Record for DlqRecord {
 }
 impl Record for ExecutionRecord {
     const KIND: &'static str = "execution";
+}
+impl Record for ExecutionPayload {
+    const KIND: &'static str = "execution payload";
 }
 impl Record for StepRecord {
     const KIND: &'static str = "step";

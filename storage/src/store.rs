@@ -11,9 +11,10 @@ use crate::codec::{Record, decode};
 use crate::committer::{self, Durability, IngestOutcome, Request};
 use crate::error::{Result, StorageError};
 use crate::keys;
+use crate::layout_upgrade;
 use crate::records::{
-    ApiKeyRecord, ExecutionRecord, FlowRecord, OutboxEntry, SpaceRecord, StepRecord, TenantRecord,
-    WebhookRecord,
+    ApiKeyRecord, ExecutionPayload, ExecutionRecord, FlowRecord, OutboxEntry, SpaceRecord,
+    StepRecord, TenantRecord, WebhookRecord,
 };
 use crate::write_set::WriteSet;
 
@@ -89,11 +90,14 @@ pub enum Ks {
     /// [`crate::IterationRecord`] by (space, tenant, execution id, loop step index,
     /// iteration): the finished iterations of a loop still running.
     Iterations,
+    /// [`ExecutionRecord`] trigger and input by (space, tenant, execution id), written once
+    /// when the execution is created; `Executions` holds the rest.
+    ExecutionPayloads,
 }
 
 impl Ks {
     /// Every keyspace, in a fixed order (the index into the handle table).
-    pub const ALL: [Ks; 33] = [
+    pub const ALL: [Ks; 34] = [
         Ks::Spaces,
         Ks::Tenants,
         Ks::ApiKeys,
@@ -127,16 +131,17 @@ impl Ks {
         Ks::OAuthPending,
         Ks::Retries,
         Ks::Iterations,
+        Ks::ExecutionPayloads,
     ];
 
-    /// Keyspaces whose values carry payloads (execution records with their trigger, step
-    /// inputs and outputs) and are kept, not deleted soon after writing. They are created
+    /// Keyspaces whose values carry payloads (execution triggers and inputs, step inputs and
+    /// outputs, dead-lettered bodies) and are kept, not deleted soon after writing. They are created
     /// with fjall's key-value separation: values of 1 KiB or more live in blob files and
     /// compactions move only the keys and pointers, instead of rewriting every payload at
     /// each level as the history grows. Set when a keyspace is created (a data directory
     /// from before keeps its keyspaces as they were; both read the same).
     pub fn holds_payloads(self) -> bool {
-        matches!(self, Ks::Executions | Ks::Journal | Ks::Dlq)
+        matches!(self, Ks::ExecutionPayloads | Ks::Journal | Ks::Dlq)
     }
 
     /// The keyspace's name on disk.
@@ -175,6 +180,7 @@ impl Ks {
             Ks::OAuthPending => "oauth_pending",
             Ks::Retries => "retries",
             Ks::Iterations => "iterations",
+            Ks::ExecutionPayloads => "execution_payloads",
         }
     }
 
@@ -271,6 +277,13 @@ impl Store {
             })?);
         }
         let handles = Handles(Arc::new(handles));
+        let moved = layout_upgrade::split_open_execution_payloads(&db, &handles)?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "open executions' payloads moved to execution_payloads"
+            );
+        }
         let last_seq = last_outbox_seq(&handles)?;
         let (head_tx, outbox_head) = watch::channel(last_seq);
         let failure = committer::WriteFailure::default();
@@ -608,12 +621,30 @@ impl Store {
         tenant: &str,
         id: &str,
     ) -> Result<Option<ExecutionRecord>> {
-        self.get(Ks::Executions, &keys::execution(space, tenant, id))
+        self.execution_at(&keys::execution(space, tenant, id))
     }
 
-    /// A page of a tenant's executions, newest first. `before` is the time-index key suffix
-    /// returned as the previous page's cursor (exclusive); the returned cursor is `None` on the
-    /// last page.
+    /// The execution stored under `key`, its state joined with its payload. A record from
+    /// before the split carries its payload inline (a non-empty trigger) and is returned as is.
+    fn execution_at(&self, key: &[u8]) -> Result<Option<ExecutionRecord>> {
+        let Some(state) = self.get::<ExecutionRecord>(Ks::Executions, key)? else {
+            return Ok(None);
+        };
+        if !state.trigger_json.is_empty() {
+            return Ok(Some(state));
+        }
+        Ok(Some(
+            match self.get::<ExecutionPayload>(Ks::ExecutionPayloads, key)? {
+                Some(payload) => state.with_payload(payload),
+                None => state,
+            },
+        ))
+    }
+
+    /// A page of a tenant's executions, newest first, as summaries: their state only, so the
+    /// trigger and input may be empty (read one with [`Store::execution`] for them). `before`
+    /// is the time-index key suffix returned as the previous page's cursor (exclusive); the
+    /// returned cursor is `None` on the last page.
     ///
     /// # Errors
     /// Engine or decode errors.
@@ -636,7 +667,7 @@ impl Store {
                     .get(8..suffix.len().saturating_sub(1))
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                self.execution(space, tenant, &id)
+                self.get(Ks::Executions, &keys::execution(space, tenant, &id))
             },
         )
     }
@@ -700,7 +731,7 @@ impl Store {
         let mut out = Vec::new();
         for guard in self.handles.get(Ks::ExecutionsOpen).prefix(prefix) {
             let key = guard.key()?;
-            if let Some(exec) = self.get::<ExecutionRecord>(Ks::Executions, &key)?
+            if let Some(exec) = self.execution_at(&key)?
                 && !exec.status.is_terminal()
             {
                 out.push(exec);
@@ -961,7 +992,7 @@ mod tests {
         // Still so after a reopen (the option is stored with the keyspace).
         drop(store);
         let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
-        assert!(store.handles.get(Ks::Executions).is_kv_separated());
+        assert!(store.handles.get(Ks::ExecutionPayloads).is_kv_separated());
         assert!(!store.handles.get(Ks::Outbox).is_kv_separated());
     }
 }

@@ -95,29 +95,39 @@ impl WriteSet {
         self.put(Ks::Flows, keys::flow(space, &r.tenant_id, &r.id), r)
     }
 
-    /// Puts an execution, its newest-first index entry (the index key depends only on the
-    /// creation time and id, so updates rewrite the same index key), and its entry in the
-    /// open-executions index (removed once the status is terminal).
+    /// Creates an execution: its state, its payload (trigger and input, never rewritten), its
+    /// newest-first index entry and its entry in the open-executions index. Later changes go
+    /// through [`WriteSet::put_execution_state`].
     ///
     /// # Errors
     /// Encoding errors.
     pub fn put_execution(&mut self, r: &ExecutionRecord) -> Result<&mut Self> {
+        let key = keys::execution(&r.space_id, &r.tenant_id, &r.id);
         self.ops.push(Op::Put(
             Ks::ExecutionsByTime,
             keys::execution_by_time(&r.space_id, &r.tenant_id, r.created_at_ms, &r.id),
             Vec::new(),
         ));
-        let open_key = keys::execution(&r.space_id, &r.tenant_id, &r.id);
+        self.put(Ks::ExecutionPayloads, key.clone(), &r.payload())?;
+        self.put_execution_state(r)
+    }
+
+    /// Records an execution's new state (status, times, error) without its payload, and keeps
+    /// the open-executions index in step (removed once the status is terminal). The execution
+    /// must have been created with [`WriteSet::put_execution`]; `Store::open` moves the
+    /// payloads of open executions written before the split, so this holds for every
+    /// execution that can still change.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn put_execution_state(&mut self, r: &ExecutionRecord) -> Result<&mut Self> {
+        let key = keys::execution(&r.space_id, &r.tenant_id, &r.id);
         self.ops.push(if r.status.is_terminal() {
-            Op::Delete(Ks::ExecutionsOpen, open_key)
+            Op::Delete(Ks::ExecutionsOpen, key.clone())
         } else {
-            Op::Put(Ks::ExecutionsOpen, open_key, Vec::new())
+            Op::Put(Ks::ExecutionsOpen, key.clone(), Vec::new())
         });
-        self.put(
-            Ks::Executions,
-            keys::execution(&r.space_id, &r.tenant_id, &r.id),
-            r,
-        )
+        self.put(Ks::Executions, key, &r.state_only())
     }
 
     /// Puts a step's journal record.

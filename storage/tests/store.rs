@@ -2,8 +2,8 @@
 //! paging, and reopening.
 
 use sluice_storage::{
-    ExecutionRecord, ExecutionStatus, IngestOutcome, OutboxEntry, Store, StoreOptions,
-    TenantRecord, WriteSet,
+    ExecutionRecord, ExecutionStatus, IngestOutcome, Ks, OutboxEntry, Store, StoreOptions,
+    TenantRecord, WriteSet, keys,
 };
 
 fn entry(tenant: &str, event_id: &str) -> OutboxEntry {
@@ -171,6 +171,57 @@ async fn executions_page_newest_first_with_cursor_and_tenant_isolation() {
     assert!(cursor.is_none());
     assert!(store.execution("sp", "b", "x1").expect("get").is_none());
     assert_eq!(store.unfinished_executions().expect("scan").len(), 6);
+}
+
+#[tokio::test]
+async fn an_execution_payload_is_written_once_and_joined_on_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+    let mut created = execution("a", "x", 100);
+    created.trigger_json = r#"{"order":12345678901234567890}"#.into();
+    created.input_json = r#"{"n":1}"#.into();
+    let mut w = WriteSet::new();
+    w.put_execution(&created).expect("put");
+    store.commit(w).await.expect("commit");
+
+    // A status change writes the state alone: a payload changed in memory is not rewritten.
+    let mut changed = created.clone();
+    changed.status = ExecutionStatus::Completed;
+    changed.finished_at_ms = Some(200);
+    changed.trigger_json = "{}".into();
+    let mut w = WriteSet::new();
+    w.put_execution_state(&changed).expect("put");
+    store.commit(w).await.expect("commit");
+
+    let read = store
+        .execution("sp", "a", "x")
+        .expect("get")
+        .expect("found");
+    assert_eq!(read.status, ExecutionStatus::Completed);
+    assert_eq!(read.finished_at_ms, Some(200));
+    assert_eq!(read.trigger_json, created.trigger_json);
+    assert_eq!(read.input_json(), r#"{"n":1}"#);
+    // The state record itself carries no payload; pages are summaries read from it.
+    let state: ExecutionRecord = store
+        .get(Ks::Executions, &keys::execution("sp", "a", "x"))
+        .expect("get")
+        .expect("found");
+    assert!(state.trigger_json.is_empty() && state.input_json.is_empty());
+    let (page, _) = store.executions_page("sp", "a", None, 10).expect("page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].status, ExecutionStatus::Completed);
+    // Terminal: out of the open index.
+    assert!(store.unfinished_executions().expect("scan").is_empty());
+
+    // And the same after a reopen.
+    drop(store);
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
+    let read = store
+        .execution("sp", "a", "x")
+        .expect("get")
+        .expect("found");
+    assert_eq!(read.trigger_json, created.trigger_json);
+    assert_eq!(read.status, ExecutionStatus::Completed);
 }
 
 #[tokio::test]

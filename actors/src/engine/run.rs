@@ -167,7 +167,7 @@ impl Engine {
             }
             exec.status = ExecutionStatus::Running;
             let mut w = WriteSet::new();
-            w.put_execution(exec)?;
+            w.put_execution_state(exec)?;
             // Not awaited: the journal, not this mark, is what a restart resumes from, and
             // every later write of this execution is applied after it.
             self.store.commit_queued(w)?;
@@ -433,7 +433,7 @@ impl Engine {
         times.dedup();
         exec.status = ExecutionStatus::Waiting;
         let mut w = WriteSet::new();
-        w.put_execution(exec)?;
+        w.put_execution_state(exec)?;
         for due_ms in times {
             w.put_timer(&TimerRecord {
                 due_ms,
@@ -516,7 +516,7 @@ impl Engine {
             None => {
                 exec.finished_at_ms = Some(now_ms());
                 let mut w = WriteSet::new();
-                w.put_execution(&exec)?;
+                w.put_execution_state(&exec)?;
                 self.store.commit(w).await?;
                 exec
             }
@@ -535,7 +535,7 @@ impl Engine {
     ) -> Result<ExecutionRecord, StorageError> {
         exec.finished_at_ms = Some(now_ms());
         let mut w = WriteSet::new();
-        w.put_execution(&exec)?;
+        w.put_execution_state(&exec)?;
         let failed = matches!(
             exec.status,
             ExecutionStatus::Failed | ExecutionStatus::TimedOut

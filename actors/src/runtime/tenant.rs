@@ -452,7 +452,7 @@ impl TenantState {
                     let id =
                         execution_id(&entry.idempotency_key, &flow.record.id, flow.record.version);
                     event.execution_ids.push(id.clone());
-                    if store.execution(space, tenant, &id)?.is_some() {
+                    if store.contains(Ks::Executions, &keys::execution(space, tenant, &id))? {
                         continue;
                     }
                     let exec = ExecutionRecord {
