@@ -624,6 +624,20 @@ impl Store {
         self.execution_at(&keys::execution(space, tenant, id))
     }
 
+    /// An execution's state alone: the trigger and input may be empty (they are written once
+    /// and never change, so a caller holding them needs only this to see a status change).
+    ///
+    /// # Errors
+    /// Engine or decode errors.
+    pub fn execution_state(
+        &self,
+        space: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ExecutionRecord>> {
+        self.get(Ks::Executions, &keys::execution(space, tenant, id))
+    }
+
     /// The execution stored under `key`, its state joined with its payload. A record from
     /// before the split carries its payload inline (a non-empty trigger) and is returned as is.
     fn execution_at(&self, key: &[u8]) -> Result<Option<ExecutionRecord>> {
@@ -667,7 +681,7 @@ impl Store {
                     .get(8..suffix.len().saturating_sub(1))
                     .map(|b| String::from_utf8_lossy(b).into_owned())
                     .unwrap_or_default();
-                self.get(Ks::Executions, &keys::execution(space, tenant, &id))
+                self.execution_state(space, tenant, &id)
             },
         )
     }

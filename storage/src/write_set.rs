@@ -109,24 +109,27 @@ impl WriteSet {
             Vec::new(),
         ));
         self.put(Ks::ExecutionPayloads, key.clone(), &r.payload())?;
+        if !r.status.is_terminal() {
+            self.ops
+                .push(Op::Put(Ks::ExecutionsOpen, key.clone(), Vec::new()));
+        }
         self.put_execution_state(r)
     }
 
-    /// Records an execution's new state (status, times, error) without its payload, and keeps
-    /// the open-executions index in step (removed once the status is terminal). The execution
-    /// must have been created with [`WriteSet::put_execution`]; `Store::open` moves the
-    /// payloads of open executions written before the split, so this holds for every
-    /// execution that can still change.
+    /// Records an execution's new state (status, times, error) without its payload, and takes
+    /// it out of the open-executions index once the status is terminal (it entered the index
+    /// when created, and a terminal execution never changes again). The execution must have
+    /// been created with [`WriteSet::put_execution`]; `Store::open` moves the payloads of
+    /// open executions written before the split, so this holds for every execution that can
+    /// still change.
     ///
     /// # Errors
     /// Encoding errors.
     pub fn put_execution_state(&mut self, r: &ExecutionRecord) -> Result<&mut Self> {
         let key = keys::execution(&r.space_id, &r.tenant_id, &r.id);
-        self.ops.push(if r.status.is_terminal() {
-            Op::Delete(Ks::ExecutionsOpen, key.clone())
-        } else {
-            Op::Put(Ks::ExecutionsOpen, key.clone(), Vec::new())
-        });
+        if r.status.is_terminal() {
+            self.ops.push(Op::Delete(Ks::ExecutionsOpen, key.clone()));
+        }
         self.put(Ks::Executions, key, &r.state_only())
     }
 

@@ -121,11 +121,20 @@ impl Engine {
             if live.contains_key(&exec.id) {
                 return Ok(RunOutcome::AlreadyRunning);
             }
-            // Re-read under the lock: a cancel may have finished it meanwhile.
-            let fresh = self
-                .store
-                .execution(&exec.space_id, &exec.tenant_id, &exec.id)?
-                .unwrap_or(exec);
+            // Re-read under the lock: a cancel may have finished it meanwhile. Its state is
+            // enough: the trigger and input never change once written.
+            let fresh =
+                match self
+                    .store
+                    .execution_state(&exec.space_id, &exec.tenant_id, &exec.id)?
+                {
+                    Some(mut state) => {
+                        state.trigger_json = exec.trigger_json;
+                        state.input_json = exec.input_json;
+                        state
+                    }
+                    None => exec,
+                };
             if fresh.status.is_terminal() {
                 return Ok(RunOutcome::Finished(fresh));
             }
@@ -158,6 +167,10 @@ impl Engine {
                 .collect()
         };
         let mut ctx = context::initial(exec);
+        // `kept[i]`: step `i` may have retry state in storage. A pending execution has run no
+        // step yet, so none has until one of its steps backs off in this run; reading and
+        // deleting retry state is then skipped for the others.
+        let mut kept = vec![exec.status != ExecutionStatus::Pending; plan.spec.steps.len()];
         if matches!(
             exec.status,
             ExecutionStatus::Pending | ExecutionStatus::Waiting
@@ -208,7 +221,8 @@ impl Engine {
                         continue;
                     }
                     let step = &plan.spec.steps[i];
-                    self.clear_progress(&mut w, exec, i, plan)?;
+                    // A step abandoned mid-call may have stored a backoff: always cleared.
+                    self.clear_progress(&mut w, exec, i, plan, true)?;
                     w.put_step(&space, &tenant, &exec.id, &skipped(i as u32, &step.name))?;
                 }
                 self.store.commit(w).await?;
@@ -246,14 +260,14 @@ impl Engine {
                 let step = &plan.spec.steps[i];
                 if halted.is_some() || join == Join::Skip {
                     let record = skipped(i as u32, &step.name);
-                    self.journal(exec, i, &record, plan).await?;
+                    self.journal(exec, i, &record, plan, kept[i]).await?;
                     record_output(&mut ctx, &step.name, &record);
                     slots[i] = Slot::Done(record);
                     progressed = true;
                     continue;
                 }
                 slots[i] = Slot::Running;
-                self.spawn_step(&mut tasks, exec, plan, i, &ctx);
+                self.spawn_step(&mut tasks, exec, plan, i, &ctx, kept[i]);
             }
             if progressed {
                 continue;
@@ -277,7 +291,7 @@ impl Engine {
                         if matches!(slot, Slot::Waiting(_)) {
                             let step = &plan.spec.steps[i];
                             let record = skipped(i as u32, &step.name);
-                            self.journal(exec, i, &record, plan).await?;
+                            self.journal(exec, i, &record, plan, true).await?;
                             *slot = Slot::Done(record);
                         }
                     }
@@ -302,11 +316,14 @@ impl Engine {
                             if record.status == StepStatus::Failed && step.on_error == OnError::Halt {
                                 halted.get_or_insert_with(|| failed_error(&record, &step.name));
                             }
-                            self.journal(exec, i, &record, plan).await?;
+                            self.journal(exec, i, &record, plan, kept[i]).await?;
                             record_output(&mut ctx, &step.name, &record);
                             slots[i] = Slot::Done(record);
                         }
-                        StepResult::Pending(times) => slots[i] = Slot::Waiting(times),
+                        StepResult::Pending(times) => {
+                            kept[i] = true;
+                            slots[i] = Slot::Waiting(times);
+                        }
                     }
                 }
                 changed = cancel.changed() => {
@@ -336,6 +353,7 @@ impl Engine {
         plan: &Plan,
         i: usize,
         ctx: &Value,
+        kept: bool,
     ) {
         let step = plan.spec.steps[i].clone();
         let ctx = ctx.clone();
@@ -375,20 +393,21 @@ impl Engine {
                         &StepError::new("INTERNAL_ERROR", 500, &step.name, "loop has no plan"),
                     ))),
                 },
-                _ => action_step(&store, &env, &exec, index, &step, &ctx).await,
+                _ => action_step(&store, &env, &exec, index, &step, &ctx, kept).await,
             };
             (i, result)
         });
     }
 
     /// Adds to `w` the deletes of what step `i` kept while unfinished: its wait, its retry
-    /// state and its finished loop iterations.
+    /// state (only when `kept`: it may have some) and its finished loop iterations.
     fn clear_progress(
         &self,
         w: &mut WriteSet,
         exec: &ExecutionRecord,
         i: usize,
         plan: &Plan,
+        kept: bool,
     ) -> Result<(), StorageError> {
         let step = &plan.spec.steps[i];
         let (space, tenant, index) = (&exec.space_id, &exec.tenant_id, i as u32);
@@ -399,23 +418,26 @@ impl Engine {
                     w.delete_iteration(space, tenant, &exec.id, index, it.iteration);
                 }
             }
-            _ => {
+            _ if kept => {
                 w.delete_retry(space, tenant, &exec.id, index);
             }
+            _ => {}
         }
         Ok(())
     }
 
-    /// Journals a step's outcome (ending its wait, if it had one).
+    /// Journals a step's outcome (ending its wait, if it had one; `kept` as for
+    /// [`Engine::clear_progress`]).
     async fn journal(
         &self,
         exec: &ExecutionRecord,
         i: usize,
         record: &StepRecord,
         plan: &Plan,
+        kept: bool,
     ) -> Result<(), StorageError> {
         let mut w = WriteSet::new();
-        self.clear_progress(&mut w, exec, i, plan)?;
+        self.clear_progress(&mut w, exec, i, plan, kept)?;
         w.put_step(&exec.space_id, &exec.tenant_id, &exec.id, record)?;
         self.store.commit(w).await
     }
@@ -499,7 +521,7 @@ impl Engine {
         if let Some(plan) = plan {
             for (i, step) in plan.spec.steps.iter().enumerate() {
                 if !journal.contains(&(i as u32)) {
-                    self.clear_progress(&mut w, &exec, i, plan)?;
+                    self.clear_progress(&mut w, &exec, i, plan, true)?;
                     w.put_step(space, tenant, id, &skipped(i as u32, &step.name))?;
                 }
             }
@@ -605,7 +627,7 @@ impl Engine {
 /// Runs (or resumes) an `action` step. A backoff longer than
 /// [`action::INLINE_BACKOFF_MS`] is persisted as the step's retry state and the step is
 /// pending until it is due; when the execution runs again the step resumes at its next
-/// attempt, with the same Idempotency-Key.
+/// attempt, with the same Idempotency-Key. `kept`: the step may have retry state stored.
 async fn action_step(
     store: &Store,
     env: &ActionEnv,
@@ -613,9 +635,15 @@ async fn action_step(
     index: u32,
     step: &crate::flow::StepSpec,
     ctx: &Value,
+    kept: bool,
 ) -> Result<StepResult, StorageError> {
     let (space, tenant) = (&exec.space_id, &exec.tenant_id);
-    let resume = store.retry(space, tenant, &exec.id, index)?;
+    // Without `kept`, this step has not run before in this execution: no retry state.
+    let resume = if kept {
+        store.retry(space, tenant, &exec.id, index)?
+    } else {
+        None
+    };
     if let Some(r) = &resume {
         let left = r.due_ms.saturating_sub(now_ms());
         if left > action::INLINE_BACKOFF_MS {
