@@ -39,7 +39,9 @@ pub enum Ks {
     DedupByTime,
     /// [`crate::EventRecord`] by (space, tenant, seq).
     Events,
-    /// [`ExecutionRecord`] by (space, tenant, execution id).
+    /// [`ExecutionRecord`] state by (space, tenant, execution id): everything but the trigger
+    /// and input, which are in `ExecutionPayloads` (records written before that split keep
+    /// them inline).
     Executions,
     /// Empty values keyed (space, tenant, created ms, execution id): the newest-first index.
     ExecutionsByTime,
