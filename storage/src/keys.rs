@@ -313,6 +313,10 @@ pub fn release(space: &str, tenant: &str, environment: &str, flow_id: &str) -> V
 /// u64), so sequence numbers and event ids are never reused after the outbox drains.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
+/// Key in the `meta` keyspace holding the data directory's layout version (one byte; absent
+/// means layout 1). See `layout_upgrade` in this crate.
+pub const META_LAYOUT_VERSION: &[u8] = b"layout_version";
+
 /// Present once every live cron flow has a [`cron_state`] entry, so the `cron_state` keyspace
 /// can serve as the index of scheduled flows (data directories from before the index get it
 /// built once).

@@ -279,11 +279,11 @@ impl Store {
             })?);
         }
         let handles = Handles(Arc::new(handles));
-        let moved = layout_upgrade::split_open_execution_payloads(&db, &handles)?;
+        let moved = layout_upgrade::upgrade(&db, &handles)?;
         if moved > 0 {
             tracing::info!(
                 moved,
-                "open executions' payloads moved to execution_payloads"
+                "unfinished executions' payloads moved to execution_payloads"
             );
         }
         let last_seq = last_outbox_seq(&handles)?;
@@ -732,8 +732,9 @@ impl Store {
         Ok((out, if more { last_suffix } else { None }))
     }
 
-    /// Every execution of every tenant that is not terminal (`pending` or `running`): the work
-    /// to resume after a restart.
+    /// Every execution of every tenant that is not terminal (`pending`, `running` or
+    /// `waiting`): the work to resume after a restart. Their state only, as for
+    /// [`Store::execution_state`] (what runs them loads them whole).
     ///
     /// # Errors
     /// Engine or decode errors.
@@ -741,13 +742,14 @@ impl Store {
         self.open_executions(&[])
     }
 
-    /// Executions under `prefix` in the open index, read back and filtered (an index entry
-    /// is written in the same batch as its execution, so they agree; the filter is a guard).
+    /// The state of the executions under `prefix` in the open index, filtered (an index
+    /// entry is written in the same batch as its execution, so they agree; the filter is a
+    /// guard).
     fn open_executions(&self, prefix: &[u8]) -> Result<Vec<ExecutionRecord>> {
         let mut out = Vec::new();
         for guard in self.handles.get(Ks::ExecutionsOpen).prefix(prefix) {
             let key = guard.key()?;
-            if let Some(exec) = self.execution_at(&key)?
+            if let Some(exec) = self.get::<ExecutionRecord>(Ks::Executions, &key)?
                 && !exec.status.is_terminal()
             {
                 out.push(exec);
@@ -756,7 +758,8 @@ impl Store {
         Ok(out)
     }
 
-    /// A tenant's executions that are not terminal.
+    /// A tenant's executions that are not terminal, their state only (see
+    /// [`Store::unfinished_executions`]).
     ///
     /// # Errors
     /// Engine or decode errors.

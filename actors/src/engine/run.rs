@@ -143,6 +143,12 @@ impl Engine {
         };
         let id = exec.id.clone();
         let outcome = self.drive(&mut exec, plan, cancel_rx).await;
+        if outcome.is_err() {
+            // Writes this run queued without awaiting (its `running` mark) land before the
+            // execution can run again, so the next run never reads it back `pending`. The
+            // committer applies requests in order, so an empty commit is the barrier.
+            let _ = self.store.commit(WriteSet::new()).await;
+        }
         self.live.lock().await.remove(&id);
         outcome
     }
