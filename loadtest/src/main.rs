@@ -196,6 +196,7 @@ async fn run(
         idle_rss.map_or("?".into(), |k| k.to_string())
     );
     let cpu_before = probe::cpu_seconds(sluice.pid());
+    let written_before = probe::disk_write_bytes(sluice.pid());
     let sampler = probe::Sampler::start(
         client.clone(),
         sluice.base.clone(),
@@ -254,12 +255,22 @@ async fn run(
     let cpu_used = cpu_before
         .zip(probe::cpu_seconds(sluice.pid()))
         .map(|(a, b)| b - a);
+    let written = written_before
+        .zip(probe::disk_write_bytes(sluice.pid()))
+        .map(|(a, b)| b.saturating_sub(a));
     let peaks = sampler.finish().await;
     let acknowledged = result.ledger.iter().filter(|e| e.status == 202).count();
     if let Some(cpu) = cpu_used {
         println!(
             "  server CPU: {cpu:.2} s for the load and its drain = {:.1} µs per acknowledged event",
             1e6 * cpu / acknowledged.max(1) as f64
+        );
+    }
+    if let Some(bytes) = written {
+        println!(
+            "  server disk writes: {:.1} MiB for the load and its drain = {:.0} bytes per acknowledged event",
+            bytes as f64 / (1024.0 * 1024.0),
+            bytes as f64 / acknowledged.max(1) as f64
         );
     }
     println!(

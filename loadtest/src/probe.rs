@@ -1,6 +1,6 @@
-//! Watching the server while it is loaded: its CPU time from `/proc/<pid>/stat`, and the
-//! storage engine's state from its Prometheus `/metrics` (the `sluice_storage_*` gauges and
-//! the group-commit histograms).
+//! Watching the server while it is loaded: its CPU time from `/proc/<pid>/stat`, its disk
+//! writes from `/proc/<pid>/io`, and the storage engine's state from its Prometheus
+//! `/metrics` (the `sluice_storage_*` gauges and the group-commit histograms).
 //!
 //! CPU time is the steadiest figure on a shared machine: the generator and the sink compete
 //! for the same cores, which moves throughput and latency, but the server's own CPU seconds
@@ -25,6 +25,21 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// Bytes the process has caused to be written to the storage layer so far (`write_bytes` in
+/// `/proc/<pid>/io`: page-cache writeback and direct writes, counted when dirtied, so a
+/// rewritten page counts once per write-out). `None` where the kernel does not expose it
+/// (no task I/O accounting) or the process is gone.
+pub fn disk_write_bytes(pid: u32) -> Option<u64> {
+    write_bytes_in(&std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?)
+}
+
+/// The `write_bytes` field of a `/proc/<pid>/io` text.
+fn write_bytes_in(io: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Highest values of the storage gauges seen while sampling.
@@ -135,6 +150,14 @@ mod tests {
         assert_eq!(gauge(text, "sluice_storage_journal"), None);
         let line = commit_summary(text).expect("a summary");
         assert!(line.starts_with("100 group commits, 8.0 requests per group; 10 took over 5 ms, 1 over 50 ms; mean 5.00 ms"), "{line}");
+    }
+
+    #[test]
+    fn reads_write_bytes_not_the_cancelled_ones() {
+        let io = "rchar: 4410\nwchar: 1207\nsyscr: 12\nsyscw: 5\nread_bytes: 8192\n\
+                  write_bytes: 1048576\ncancelled_write_bytes: 4096\n";
+        assert_eq!(write_bytes_in(io), Some(1_048_576));
+        assert_eq!(write_bytes_in("rchar: 1\n"), None);
     }
 
     #[test]
