@@ -209,6 +209,9 @@ impl Engine {
         }
         let mut tasks: JoinSet<(usize, Result<StepResult, StorageError>)> = JoinSet::new();
         let mut end: Option<ExecutionStatus> = None;
+        // The last step's journal record, committed with the terminal status (nothing runs
+        // after it, so it need not be durable before anything else).
+        let mut last_writes = WriteSet::new();
         loop {
             if end.is_none() {
                 if *cancel.borrow() {
@@ -250,7 +253,7 @@ impl Engine {
                         .to_string(),
                 );
                 return self
-                    .finish(exec.clone(), plan)
+                    .finish(exec.clone(), plan, WriteSet::new())
                     .await
                     .map(RunOutcome::Finished);
             }
@@ -322,6 +325,16 @@ impl Engine {
                             if record.status == StepStatus::Failed && step.on_error == OnError::Halt {
                                 halted.get_or_insert_with(|| failed_error(&record, &step.name));
                             }
+                            let last = tasks.is_empty()
+                                && slots
+                                    .iter()
+                                    .enumerate()
+                                    .all(|(j, s)| j == i || matches!(s, Slot::Done(_)));
+                            if last {
+                                self.journal_writes(&mut last_writes, exec, i, &record, plan, kept[i])?;
+                                slots[i] = Slot::Done(record);
+                                break;
+                            }
                             self.journal(exec, i, &record, plan, kept[i]).await?;
                             record_output(&mut ctx, &step.name, &record);
                             slots[i] = Slot::Done(record);
@@ -347,7 +360,7 @@ impl Engine {
             ExecutionStatus::Completed
         };
         exec.error_json = halted.map(|e| e.to_json().to_string());
-        self.finish(exec.clone(), plan)
+        self.finish(exec.clone(), plan, last_writes)
             .await
             .map(RunOutcome::Finished)
     }
@@ -443,9 +456,23 @@ impl Engine {
         kept: bool,
     ) -> Result<(), StorageError> {
         let mut w = WriteSet::new();
-        self.clear_progress(&mut w, exec, i, plan, kept)?;
-        w.put_step(&exec.space_id, &exec.tenant_id, &exec.id, record)?;
+        self.journal_writes(&mut w, exec, i, record, plan, kept)?;
         self.store.commit(w).await
+    }
+
+    /// Adds to `w` what [`Engine::journal`] commits.
+    fn journal_writes(
+        &self,
+        w: &mut WriteSet,
+        exec: &ExecutionRecord,
+        i: usize,
+        record: &StepRecord,
+        plan: &Plan,
+        kept: bool,
+    ) -> Result<(), StorageError> {
+        self.clear_progress(w, exec, i, plan, kept)?;
+        w.put_step(&exec.space_id, &exec.tenant_id, &exec.id, record)?;
+        Ok(())
     }
 
     /// Records `waiting` and the timers that will wake the execution.
@@ -540,7 +567,7 @@ impl Engine {
             .to_string(),
         );
         let exec = match plan {
-            Some(plan) => self.finish(exec, plan).await?,
+            Some(plan) => self.finish(exec, plan, WriteSet::new()).await?,
             None => {
                 exec.finished_at_ms = Some(now_ms());
                 let mut w = WriteSet::new();
@@ -553,16 +580,16 @@ impl Engine {
         Ok(Some(exec))
     }
 
-    /// Records a terminal status, and with it (in the same batch) the DLQ bookkeeping: a
-    /// failed or timed-out execution becomes a DLQ item, and a replay updates the item it
-    /// replays.
+    /// Records a terminal status, and with it (in the same batch, after `w`: the last step's
+    /// journal record, or nothing) the DLQ bookkeeping: a failed or timed-out execution
+    /// becomes a DLQ item, and a replay updates the item it replays.
     async fn finish(
         &self,
         mut exec: ExecutionRecord,
         plan: &Plan,
+        mut w: WriteSet,
     ) -> Result<ExecutionRecord, StorageError> {
         exec.finished_at_ms = Some(now_ms());
-        let mut w = WriteSet::new();
         w.put_execution_state(&exec)?;
         let failed = matches!(
             exec.status,
@@ -626,7 +653,7 @@ impl Engine {
                    "message": reason})
             .to_string(),
         );
-        self.finish(exec, plan).await
+        self.finish(exec, plan, WriteSet::new()).await
     }
 }
 
