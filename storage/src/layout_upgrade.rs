@@ -28,8 +28,8 @@ const MOVE_CHUNK: usize = 1024;
 /// Brings the directory to [`LAYOUT_VERSION`]; returns how many records were moved.
 ///
 /// # Errors
-/// [`StorageError::Engine`] from fjall; [`StorageError::Decode`] for a record that cannot be
-/// read, or a layout newer than this binary knows.
+/// [`StorageError::Engine`] from fjall; [`StorageError::Decode`] for a layout newer than this
+/// binary knows. A record that cannot be decoded is logged and left where it is.
 pub(crate) fn upgrade(db: &Database, handles: &Handles) -> Result<usize> {
     let meta = handles.get(Ks::Meta);
     let found = match meta.get(keys::META_LAYOUT_VERSION)? {
@@ -74,7 +74,15 @@ fn split_execution_payloads(db: &Database, handles: &Handles) -> Result<usize> {
     let mut in_batch = 0;
     for guard in handles.get(Ks::Executions).iter() {
         let (key, bytes) = guard.into_inner()?;
-        let exec: ExecutionRecord = decode(&bytes)?;
+        let exec: ExecutionRecord = match decode(&bytes) {
+            Ok(exec) => exec,
+            Err(e) => {
+                // Left as it is: it reads (or fails to) as before, and one bad record must
+                // not keep the whole directory from opening.
+                tracing::warn!(error = %e, "execution record not moved by the layout upgrade");
+                continue;
+            }
+        };
         if exec.status.is_terminal() || exec.trigger_json.is_empty() {
             continue;
         }

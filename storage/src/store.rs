@@ -137,9 +137,9 @@ impl Ks {
     ];
 
     /// Keyspaces whose values carry payloads (execution triggers and inputs, step inputs and
-    /// outputs, dead-lettered bodies) and are kept, not deleted soon after writing. They are created
-    /// with fjall's key-value separation: values of 1 KiB or more live in blob files and
-    /// compactions move only the keys and pointers, instead of rewriting every payload at
+    /// outputs, dead-lettered bodies) and are kept, not deleted soon after writing. They are
+    /// created with fjall's key-value separation: values of 1 KiB or more live in blob files
+    /// and compactions move only the keys and pointers, instead of rewriting every payload at
     /// each level as the history grows. Set when a keyspace is created (a data directory
     /// from before keeps its keyspaces as they were; both read the same).
     pub fn holds_payloads(self) -> bool {
