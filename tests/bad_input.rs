@@ -407,6 +407,7 @@ async fn refused_requests_write_nothing_and_read_little() {
     );
 
     // A chunked body with no length under the limit is an ordinary delivery.
+    let head_path = path.clone();
     let body = br#"{"ok": true}"#;
     let sig = github_headers(SECRET, body, "push", "chunked-ok")
         .into_iter()
@@ -430,6 +431,38 @@ async fn refused_requests_write_nothing_and_read_little() {
     .await
     .expect("join");
     assert_eq!(s, 202, "{v}");
+
+    // An oversized head, between our limits and hyper's: 431 or 414 in the error shape, and
+    // nothing stored even though the delivery is correctly signed.
+    let sig = github_headers(SECRET, body, "push", "many-headers")
+        .into_iter()
+        .find(|(k, _)| k == "X-Hub-Signature-256")
+        .expect("sig")
+        .1;
+    let extra: String = (0..150).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let head = format!(
+        "POST {head_path} HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n\
+         X-GitHub-Delivery: many-headers\r\nX-Hub-Signature-256: {sig}\r\n{extra}\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let long_target = format!("{head_path}?pad={}", "p".repeat(9 * 1024));
+    let long_head = format!(
+        "POST {long_target} HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n\
+         X-GitHub-Delivery: long-target\r\nX-Hub-Signature-256: {sig}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    for (head, status) in [(head, 431), (long_head, 414)] {
+        let addr6 = addr.clone();
+        let (s, v, _) = tokio::task::spawn_blocking(move || {
+            raw(&addr6, &head, body, 1024, Duration::from_millis(5))
+        })
+        .await
+        .expect("join");
+        assert_eq!(s, status, "{v}");
+        assert_error_shape(status, &v);
+    }
 
     // Nothing but the one good delivery was written (no flow: it is an event, no execution).
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -90,6 +90,25 @@ impl ApiError {
         )
     }
 
+    /// 414 `URI_TOO_LONG`: the request target (path and query) is longer than `limit` bytes.
+    pub fn uri_too_long(limit: usize) -> Self {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "URI_TOO_LONG",
+            format!("request target is longer than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 431 `HEADERS_TOO_LARGE` (RFC 6585 §5): too many header fields, or too many bytes in
+    /// them; `what` says which limit was passed.
+    pub fn headers_too_large(what: String) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "HEADERS_TOO_LARGE",
+            what,
+        )
+    }
+
     /// 503 `STORAGE_UNAVAILABLE`: writes are refused (disk full or failing); nothing of the
     /// request was stored. Retry later.
     pub fn storage_unavailable(cause: &dyn std::fmt::Display) -> Self {

@@ -12,6 +12,7 @@ mod events;
 mod execute;
 mod executions;
 mod extract;
+mod head_limits;
 pub mod listen;
 mod oauth;
 mod ops;
@@ -102,6 +103,7 @@ pub fn router(state: AppState, timeout: std::time::Duration) -> Router {
         ))
         // Outside the timeout layer, so that its bare 408 gets the error body.
         .layer(axum::middleware::map_response(bare_errors_as_api_errors))
+        .layer(axum::middleware::from_fn(head_limits::check))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

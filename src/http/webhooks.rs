@@ -100,21 +100,7 @@ async fn create(
             body.connector
         )));
     };
-    if body.secret.is_empty() || body.secret.len() > 1024 {
-        return Err(ApiError::bad_request("secret must be 1-1024 bytes"));
-    }
-    if scheme == Scheme::Standard {
-        use base64::Engine as _;
-        let raw = body.secret.strip_prefix("whsec_").unwrap_or(&body.secret);
-        if base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .is_err()
-        {
-            return Err(ApiError::bad_request(
-                "a Standard Webhooks secret is whsec_ followed by base64",
-            ));
-        }
-    }
+    check_secret(scheme, &body.secret)?;
     let record = WebhookRecord {
         id: format!("wh_{}", uuid::Uuid::now_v7().simple()),
         space_id: caller.space().to_owned(),

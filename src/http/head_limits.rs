@@ -1,0 +1,133 @@
+//! Limits on a request's head (target and header fields), answered in the API's error shape.
+//!
+//! hyper enforces its own, larger limits while parsing (a target of 65,534 bytes, the
+//! connection's `max_headers`, a read buffer of ~400 KiB) and answers past them with a bare
+//! 414 or 431 and no body, before any of our code runs. These tighter limits sit under
+//! hyper's, so that an oversized head anywhere below them gets `URI_TOO_LONG` or
+//! `HEADERS_TOO_LARGE` as JSON, like every other error. Nothing of a refused request is read
+//! past its head or stored.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+
+/// Longest request target (path and query), bytes. Webhook and API paths are far shorter;
+/// 8 KiB is the common proxy default (nginx `large_client_header_buffers`).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Most header fields in one request (hyper's own default, which the accept loop raises so
+/// that this check is reached first).
+pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// Most bytes in all header names and values together.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Header fields hyper is allowed to parse: above [`MAX_HEADER_FIELDS`], so that a request
+/// between the two limits reaches [`check`] and gets a JSON answer.
+pub const HYPER_MAX_HEADERS: usize = 4 * MAX_HEADER_FIELDS;
+
+/// Middleware: refuses a request whose head is over the limits above with 414 or 431, before
+/// routing and before its body is read.
+pub async fn check(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if target > MAX_URI_BYTES {
+        return ApiError::uri_too_long(MAX_URI_BYTES).into_response();
+    }
+    let headers = request.headers();
+    if headers.len() > MAX_HEADER_FIELDS {
+        return ApiError::headers_too_large(format!(
+            "request has {} header fields; the limit is {MAX_HEADER_FIELDS}",
+            headers.len()
+        ))
+        .into_response();
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if bytes > MAX_HEADER_BYTES {
+        return ApiError::headers_too_large(format!(
+            "request header fields hold {bytes} bytes; the limit is {MAX_HEADER_BYTES}"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        Router::new()
+            .route("/x", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(check))
+    }
+
+    async fn answer(request: axum::http::Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    #[tokio::test]
+    async fn target_at_the_limit_passes_and_one_byte_over_is_414() {
+        let at = format!("/x?q={}", "a".repeat(MAX_URI_BYTES - 5));
+        let request = axum::http::Request::get(at)
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(answer(request).await.0, StatusCode::OK);
+
+        let over = format!("/x?q={}", "a".repeat(MAX_URI_BYTES - 4));
+        let request = axum::http::Request::get(over)
+            .body(Body::empty())
+            .expect("request");
+        let (status, body) = answer(request).await;
+        assert_eq!(status, StatusCode::URI_TOO_LONG);
+        assert_eq!(body["code"], "URI_TOO_LONG");
+        assert_eq!(body["statusCode"], 414);
+    }
+
+    #[tokio::test]
+    async fn too_many_fields_is_431() {
+        let mut request = axum::http::Request::get("/x");
+        for i in 0..MAX_HEADER_FIELDS {
+            request = request.header(format!("x-h{i}"), "v");
+        }
+        let ok = request.body(Body::empty()).expect("request");
+        assert_eq!(answer(ok).await.0, StatusCode::OK);
+
+        let mut request = axum::http::Request::get("/x");
+        for i in 0..=MAX_HEADER_FIELDS {
+            request = request.header(format!("x-h{i}"), "v");
+        }
+        let (status, body) = answer(request.body(Body::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(body["code"], "HEADERS_TOO_LARGE");
+    }
+
+    #[tokio::test]
+    async fn too_many_header_bytes_is_431() {
+        let request = axum::http::Request::get("/x")
+            .header("x-big", "v".repeat(MAX_HEADER_BYTES))
+            .body(Body::empty())
+            .expect("request");
+        let (status, body) = answer(request).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(body["statusCode"], 431);
+    }
+}
