@@ -252,7 +252,7 @@ impl Default for StoreOptions {
 pub struct Store {
     db: Database,
     handles: Handles,
-    tx: crossbeam_channel::Sender<Request>,
+    tx: committer::CommitterTx,
     outbox_head: watch::Receiver<u64>,
     failure: committer::WriteFailure,
 }
