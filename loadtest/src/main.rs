@@ -280,12 +280,13 @@ async fn run(
         peaks.flushes_queued,
         peaks.journals
     );
-    if let Some(line) = probe::scrape(&client, &sluice.base)
-        .await
-        .ok()
-        .and_then(|t| probe::commit_summary(&t))
-    {
-        println!("  storage: {line}");
+    if let Ok(text) = probe::scrape(&client, &sluice.base).await {
+        if let Some(line) = probe::commit_summary(&text) {
+            println!("  storage: {line}");
+        }
+        if let Some(line) = probe::ack_summary(&text) {
+            println!("  server-side: {line}");
+        }
     }
     let deliveries = sink
         .log

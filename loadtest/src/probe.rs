@@ -112,18 +112,22 @@ pub fn gauge(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How many samples the unlabelled Prometheus histogram `name` holds above its bucket `le`
+/// (an upper bound as rendered, `"0.005"`), with its count: `(count, over)`.
+fn histogram_over(text: &str, name: &str, le: &str) -> Option<(f64, f64)> {
+    let count = gauge(text, &format!("{name}_count"))?;
+    let within = gauge(text, &format!("{name}_bucket{{le=\"{le}\"}}"))?;
+    Some((count, count - within))
+}
+
 /// One line about the group commits seen in the run, from the server's histograms: how many,
 /// their mean size, and how many took longer than 5 ms and 50 ms (fsync alone is well under a
 /// millisecond here, so those are stalls).
 pub fn commit_summary(text: &str) -> Option<String> {
     let count = gauge(text, "sluice_storage_commit_seconds_count")?;
-    let bucket = |le: &str| {
-        gauge(
-            text,
-            &format!("sluice_storage_commit_seconds_bucket{{le=\"{le}\"}}"),
-        )
+    let over = |le: &str| {
+        histogram_over(text, "sluice_storage_commit_seconds", le).map_or(0.0, |(_, over)| over)
     };
-    let over = |le: &str| bucket(le).map_or(0.0, |b| count - b);
     let requests = gauge(text, "sluice_storage_commit_group_size_sum")?;
     Some(format!(
         "{count:.0} group commits, {:.1} requests per group; {:.0} took over 5 ms, {:.0} over 50 ms; mean {:.2} ms",
@@ -131,6 +135,22 @@ pub fn commit_summary(text: &str) -> Option<String> {
         over("0.005"),
         over("0.05"),
         1000.0 * gauge(text, "sluice_storage_commit_seconds_sum")? / count.max(1.0)
+    ))
+}
+
+/// One line about the server's own handling time of accepted webhooks (the
+/// `sluice_webhook_ack_seconds` histogram: from the handler's start to its answer, so without
+/// the time a request waits for the server to read it), to set against the latency the
+/// generator measures: how many took over 5 ms and over 10 ms.
+pub fn ack_summary(text: &str) -> Option<String> {
+    let name = "sluice_webhook_ack_seconds";
+    let (count, over5) = histogram_over(text, name, "0.005")?;
+    let (_, over10) = histogram_over(text, name, "0.01")?;
+    let share = |n: f64| 100.0 * n / count.max(1.0);
+    Some(format!(
+        "{count:.0} accepted; {over5:.0} ({:.2} %) took over 5 ms inside the handler, {over10:.0} ({:.2} %) over 10 ms",
+        share(over5),
+        share(over10)
     ))
 }
 
@@ -150,6 +170,19 @@ mod tests {
         assert_eq!(gauge(text, "sluice_storage_journal"), None);
         let line = commit_summary(text).expect("a summary");
         assert!(line.starts_with("100 group commits, 8.0 requests per group; 10 took over 5 ms, 1 over 50 ms; mean 5.00 ms"), "{line}");
+    }
+
+    #[test]
+    fn summarizes_server_side_ack_times() {
+        let text = "sluice_webhook_ack_seconds_bucket{le=\"0.005\"} 990\n\
+            sluice_webhook_ack_seconds_bucket{le=\"0.01\"} 998\n\
+            sluice_webhook_ack_seconds_count 1000\n";
+        let line = ack_summary(text).expect("a summary");
+        assert_eq!(
+            line,
+            "1000 accepted; 10 (1.00 %) took over 5 ms inside the handler, 2 (0.20 %) over 10 ms"
+        );
+        assert_eq!(ack_summary("sluice_storage_journals 3\n"), None);
     }
 
     #[test]
