@@ -55,6 +55,8 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Size at which a keyspace's memtable is sealed and flushed, bytes. Smaller values
     /// flush (and compact) more often; the crash suite uses this to reach those paths quickly.
+    /// Applies to keyspaces created by this start, i.e. a new data directory: the storage
+    /// engine records each keyspace's size when it creates it and keeps that one afterwards.
     #[arg(long, env = "SLUICE_MEMTABLE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub memtable_bytes: u64,
     /// Outbox entries one tenant may have in flight at each priority before the relay defers
