@@ -90,6 +90,7 @@ pub(crate) type WriteFailure = Arc<OnceLock<String>>;
 /// yields per second, gaps of 2–16 ms after them, and every request that arrived meanwhile
 /// waiting). It drains with `try_recv` and parks; every send unparks it (a futex wake if it
 /// is parked, an atomic swap otherwise).
+#[derive(Clone)]
 pub(crate) struct CommitterTx {
     /// `Some` until dropped; taken in `drop` so that the wake-up that follows sees the
     /// disconnection.
@@ -105,15 +106,6 @@ impl CommitterTx {
         tx.send(request).map_err(|_| ())?;
         self.committer.unpark();
         Ok(())
-    }
-}
-
-impl Clone for CommitterTx {
-    fn clone(&self) -> Self {
-        Self {
-            tx: self.tx.clone(),
-            committer: self.committer.clone(),
-        }
     }
 }
 
