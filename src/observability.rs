@@ -102,6 +102,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         "Times the relay deferred a tenant that had no credit left"
     );
     describe_counter!(
+        "sluice_relay_reads_back_total",
+        "Deferred outbox entries read back from storage on catch-up (past the relay's memory budget)"
+    );
+    describe_counter!(
         "sluice_actor_restarts_total",
         "Supervised actors replaced after a failure"
     );

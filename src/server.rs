@@ -75,6 +75,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 global: RELAY_IN_FLIGHT,
                 per_lane: args.tenant_in_flight.max(1),
                 max_listed: RelayLimits::DEFAULT_MAX_LISTED,
+                max_held_bytes: RelayLimits::DEFAULT_MAX_HELD_BYTES,
             },
         },
     )

@@ -89,17 +89,29 @@ async fn send(store: &Store, p: u8, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urgent_work_overtakes_a_background_flood_and_p4_still_progresses() {
-    flood_then_urgent(RelayLimits::DEFAULT_MAX_LISTED).await;
+    flood_then_urgent(
+        RelayLimits::DEFAULT_MAX_LISTED,
+        RelayLimits::DEFAULT_MAX_HELD_BYTES,
+    )
+    .await;
 }
 
-/// The same with room to list only three skipped entries: the deferred lanes catch up by
-/// scanning the outbox from their first unlisted entry, and order and completeness hold.
+/// The same with nothing held in memory and room to list only three skipped entries: the
+/// deferred lanes catch up by scanning the outbox from their first unlisted entry, and order
+/// and completeness hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_lanes_catch_up_past_the_listing_bound() {
-    flood_then_urgent(3).await;
+    flood_then_urgent(3, 0).await;
 }
 
-async fn flood_then_urgent(max_listed: usize) {
+/// The same with room to hold only a few skipped entries in memory: each deferred lane
+/// catches up on held entries first and then reads the listed ones back, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_lanes_catch_up_from_memory_then_from_the_outbox() {
+    flood_then_urgent(RelayLimits::DEFAULT_MAX_LISTED, 2_000).await;
+}
+
+async fn flood_then_urgent(max_listed: usize, max_held_bytes: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
     setup(&store).await;
@@ -121,6 +133,7 @@ async fn flood_then_urgent(max_listed: usize) {
                 global: 1024,
                 per_lane: 64,
                 max_listed,
+                max_held_bytes,
             },
         },
     )

@@ -6,9 +6,10 @@
 //! priority) pair — bounding what one tenant may hold at each priority. The tenant releases
 //! the permit once the executions the entry started are running (or at once when it started
 //! none). When the global pool is empty the relay waits; when a lane is out of credit the
-//! relay *defers* that lane — it lists the sequences it skips for it and keeps reading
-//! other lanes' entries. When the lane's credit frees, the relay catches up on it in order,
-//! reading the listed entries one by one (past a global bound on listed sequences it
+//! relay *defers* that lane — it keeps the entries it skips for it (in memory up to a global
+//! byte budget, then only their sequences) and keeps reading other lanes' entries. When the
+//! lane's credit frees, the relay catches up on it in order: held entries are sent as they
+//! are, listed ones are read back one by one (past a global bound on listed sequences it
 //! remembers only where the unlisted ones start and scans the outbox from there). So one
 //! saturated tenant never stalls the others, a flood of P3/P4 work never holds back a
 //! tenant's P1/P2 events (they reach the tenant's priority lanes, which serve them first),
@@ -48,11 +49,18 @@ pub struct RelayLimits {
     /// catch-up scans the outbox from its first unlisted entry.
     /// [`RelayLimits::DEFAULT_MAX_LISTED`] is 2^20 (8 MiB).
     pub max_listed: usize,
+    /// Bytes of skipped entries kept in memory across all deferred lanes (body, headers and
+    /// ids, estimated); past it skipped entries are listed by sequence and read back from the
+    /// outbox when their lane catches up.
+    /// [`RelayLimits::DEFAULT_MAX_HELD_BYTES`] is 16 MiB.
+    pub max_held_bytes: usize,
 }
 
 impl RelayLimits {
     /// Default of [`RelayLimits::max_listed`].
     pub const DEFAULT_MAX_LISTED: usize = 1 << 20;
+    /// Default of [`RelayLimits::max_held_bytes`].
+    pub const DEFAULT_MAX_HELD_BYTES: usize = 16 << 20;
 }
 
 /// One lane's credit: how many of its entries are in flight.
@@ -91,25 +99,56 @@ pub type Dispatched = (OutboxEntry, RelayPermit);
 
 /// What the relay skipped for a lane out of credit, oldest first.
 ///
-/// Catching up on a listed entry is one point read; without the list the relay would scan
-/// the outbox from the first skipped entry to its cursor, decoding every other lane's
-/// entries (and stepping over the tombstones of routed ones) each time the lane's credit
-/// came back — a tenth of the server's CPU at 3 k events/s over four tenants.
+/// Catching up on a held entry costs nothing; on a listed one, one point read and a decode
+/// (~5 % of the server's CPU when a quarter of entries were deferred at ingest saturation).
+/// Without either the relay would scan the outbox from the first skipped entry to its
+/// cursor, decoding every other lane's entries (and stepping over the tombstones of routed
+/// ones) each time the lane's credit came back — a tenth of the server's CPU at 3 k
+/// events/s over four tenants.
 #[derive(Debug, Default)]
 struct Deferred {
-    /// Skipped sequences, ascending.
-    listed: VecDeque<u64>,
+    /// Skipped entries, ascending by sequence.
+    listed: VecDeque<Skipped>,
     /// The first skipped sequence not listed (the global bound was reached); every later
     /// entry of the lane below the cursor is unlisted too.
     unlisted_from: Option<u64>,
+}
+
+/// One entry a deferred lane skipped.
+#[derive(Debug)]
+enum Skipped {
+    /// Kept in memory (counted in [`RelayState::held_bytes`]).
+    Held(Box<OutboxEntry>),
+    /// Only its sequence; read back from the outbox on catch-up.
+    Listed(u64),
 }
 
 /// Outcome of offering an entry to its lane.
 enum Offer {
     /// Buffered for its tenant with a permit.
     Sent,
-    /// The lane is out of credit; the entry (dropped) was at this sequence.
-    NoCredit(u64),
+    /// The lane is out of credit; the entry is handed back.
+    NoCredit(Box<OutboxEntry>),
+}
+
+/// Estimated memory of a held entry, bytes: its body and headers, its ids, and the fixed
+/// part of the record.
+fn held_size(entry: &OutboxEntry) -> usize {
+    let headers: usize = entry
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<String>())
+        .sum();
+    std::mem::size_of::<OutboxEntry>()
+        + entry.body.len()
+        + headers
+        + entry.event_id.len()
+        + entry.space_id.len()
+        + entry.tenant_id.len()
+        + entry.webhook_id.len()
+        + entry.connector.len()
+        + entry.idempotency_key.len()
+        + entry.replay_of.as_ref().map_or(0, String::len)
 }
 
 /// Messages of the relay.
@@ -141,6 +180,9 @@ pub struct RelayState {
     deferred: HashMap<LaneKey, Deferred>,
     /// Sequences listed across `deferred` (bounded by `limits.max_listed`).
     listed: usize,
+    /// Estimated bytes of entries held across `deferred` (bounded by
+    /// `limits.max_held_bytes`).
+    held_bytes: usize,
     /// Highest committed sequence already counted in `sluice_outbox_pending`.
     counted_head: u64,
     waker: JoinHandle<()>,
@@ -190,6 +232,7 @@ impl Actor for OutboxRelay {
             credits: HashMap::new(),
             deferred: HashMap::new(),
             listed: 0,
+            held_bytes: 0,
             counted_head,
             waker,
             pump_queued,
@@ -217,6 +260,7 @@ impl Actor for OutboxRelay {
                 state.cursor = 0;
                 state.deferred.clear();
                 state.listed = 0;
+                state.held_bytes = 0;
             }
             RelayMsg::LaneFreed(key) => state.catch_up(&key).await?,
             RelayMsg::Pump => {
@@ -263,11 +307,11 @@ impl RelayState {
                 self.cursor = entry.seq + 1;
                 let key = lane_key(&entry);
                 if self.deferred.contains_key(&key) {
-                    self.skip(key, entry.seq);
+                    self.skip(key, Box::new(entry));
                     continue;
                 }
-                if let Offer::NoCredit(seq) = self.offer(&key, entry).await? {
-                    self.skip(key, seq);
+                if let Offer::NoCredit(entry) = self.offer(&key, entry).await? {
+                    self.skip(key, entry);
                 }
             }
             self.flush()?;
@@ -277,17 +321,23 @@ impl RelayState {
         }
     }
 
-    /// Records that `seq` of lane `key` was skipped (deferring the lane).
-    fn skip(&mut self, key: LaneKey, seq: u64) {
+    /// Records that `entry` of lane `key` was skipped (deferring the lane): held while the
+    /// byte budget allows, else listed by sequence, else (both bounds reached) the lane
+    /// remembers where its unlisted entries start.
+    fn skip(&mut self, key: LaneKey, entry: Box<OutboxEntry>) {
         let lane = self.deferred.entry(key).or_default();
         if lane.unlisted_from.is_some() {
             return;
         }
-        if self.listed < self.limits.max_listed {
-            lane.listed.push_back(seq);
+        let size = held_size(&entry);
+        if self.held_bytes + size <= self.limits.max_held_bytes {
+            self.held_bytes += size;
+            lane.listed.push_back(Skipped::Held(entry));
+        } else if self.listed < self.limits.max_listed {
+            lane.listed.push_back(Skipped::Listed(entry.seq));
             self.listed += 1;
         } else {
-            lane.unlisted_from = Some(seq);
+            lane.unlisted_from = Some(entry.seq);
         }
     }
 
@@ -310,17 +360,31 @@ impl RelayState {
         key: &LaneKey,
         lane: &mut Deferred,
     ) -> Result<(), ActorProcessingErr> {
-        while let Some(seq) = lane.listed.pop_front() {
-            self.listed -= 1;
-            // Listed entries are routed only through this list, so one is absent only if the
-            // outbox lost it some other way; there is nothing to send then.
-            let Some(entry) = self.store.outbox_entry(seq)? else {
-                continue;
-            };
-            if let Offer::NoCredit(_) = self.offer(key, entry).await? {
-                lane.listed.push_front(seq);
-                self.listed += 1;
-                return Ok(());
+        while let Some(skipped) = lane.listed.pop_front() {
+            match skipped {
+                Skipped::Held(entry) => {
+                    self.held_bytes -= held_size(&entry);
+                    if let Offer::NoCredit(entry) = self.offer(key, *entry).await? {
+                        self.held_bytes += held_size(&entry);
+                        lane.listed.push_front(Skipped::Held(entry));
+                        return Ok(());
+                    }
+                }
+                Skipped::Listed(seq) => {
+                    self.listed -= 1;
+                    metrics::counter!("sluice_relay_reads_back_total").increment(1);
+                    // Listed entries are routed only through this list, so one is absent
+                    // only if the outbox lost it some other way; there is nothing to send
+                    // then.
+                    let Some(entry) = self.store.outbox_entry(seq)? else {
+                        continue;
+                    };
+                    if let Offer::NoCredit(_) = self.offer(key, entry).await? {
+                        lane.listed.push_front(Skipped::Listed(seq));
+                        self.listed += 1;
+                        return Ok(());
+                    }
+                }
             }
         }
         let Some(mut from) = lane.unlisted_from.take() else {
@@ -339,8 +403,8 @@ impl RelayState {
                 if &lane_key(&entry) != key {
                     continue;
                 }
-                if let Offer::NoCredit(seq) = self.offer(key, entry).await? {
-                    lane.unlisted_from = Some(seq);
+                if let Offer::NoCredit(entry) = self.offer(key, entry).await? {
+                    lane.unlisted_from = Some(entry.seq);
                     return Ok(());
                 }
             }
@@ -369,8 +433,7 @@ impl RelayState {
     }
 
     /// Buffers `entry` for its tenant if its lane has credit (waiting for a global slot if
-    /// needed); otherwise marks the lane as waiting for credit and drops the entry (the
-    /// outbox keeps it).
+    /// needed); otherwise marks the lane as waiting for credit and hands the entry back.
     async fn offer(
         &mut self,
         key: &LaneKey,
@@ -382,7 +445,7 @@ impl RelayState {
             // Re-check: a release between the load and the store would not have woken us.
             if credit.in_flight.load(Ordering::Acquire) >= self.limits.per_lane {
                 metrics::counter!("sluice_relay_deferrals_total").increment(1);
-                return Ok(Offer::NoCredit(entry.seq));
+                return Ok(Offer::NoCredit(Box::new(entry)));
             }
             credit.waiting.store(false, Ordering::Release);
         }
