@@ -287,6 +287,9 @@ async fn run(
         if let Some(line) = probe::ack_summary(&text) {
             println!("  server-side: {line}");
         }
+        if let Some(line) = probe::relay_summary(&text) {
+            println!("  relay: {line}");
+        }
     }
     let deliveries = sink
         .log

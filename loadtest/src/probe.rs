@@ -154,6 +154,18 @@ pub fn ack_summary(text: &str) -> Option<String> {
     ))
 }
 
+/// One line about the relay's deferrals in the run: how many times a lane ran out of credit
+/// (`sluice_relay_deferrals_total`) and how many skipped entries the relay read back from the
+/// outbox on catch-up because its memory budget for them was spent
+/// (`sluice_relay_reads_back_total`). `None` when nothing was deferred.
+pub fn relay_summary(text: &str) -> Option<String> {
+    let deferred = gauge(text, "sluice_relay_deferrals_total")?;
+    let read_back = gauge(text, "sluice_relay_reads_back_total").unwrap_or(0.0);
+    Some(format!(
+        "a lane ran out of credit {deferred:.0} times; {read_back:.0} skipped entries read back from the outbox"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +195,20 @@ mod tests {
             "1000 accepted; 10 (1.00 %) took over 5 ms inside the handler, 2 (0.20 %) over 10 ms"
         );
         assert_eq!(ack_summary("sluice_storage_journals 3\n"), None);
+    }
+
+    #[test]
+    fn summarizes_relay_deferrals() {
+        let text = "sluice_relay_deferrals_total 120\nsluice_relay_reads_back_total 7\n";
+        assert_eq!(
+            relay_summary(text).as_deref(),
+            Some("a lane ran out of credit 120 times; 7 skipped entries read back from the outbox")
+        );
+        assert_eq!(
+            relay_summary("sluice_relay_deferrals_total 3\n").as_deref(),
+            Some("a lane ran out of credit 3 times; 0 skipped entries read back from the outbox")
+        );
+        assert_eq!(relay_summary(""), None);
     }
 
     #[test]
