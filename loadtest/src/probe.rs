@@ -138,17 +138,18 @@ pub fn commit_summary(text: &str) -> Option<String> {
     ))
 }
 
-/// One line about the server's own handling time of accepted webhooks (the
-/// `sluice_webhook_ack_seconds` histogram: from the handler's start to its answer, so without
-/// the time a request waits for the server to read it), to set against the latency the
-/// generator measures: how many took over 5 ms and over 10 ms.
+/// One line about the server's own handling time of webhooks it answered 202 or 200
+/// (duplicate) — the `sluice_webhook_ack_seconds` histogram: from the handler's start
+/// (reading the body included) to its answer, so without the time a request waits for the
+/// server to read its head — to set against the latency the generator measures: how many
+/// took over 5 ms and over 10 ms.
 pub fn ack_summary(text: &str) -> Option<String> {
     let name = "sluice_webhook_ack_seconds";
     let (count, over5) = histogram_over(text, name, "0.005")?;
     let (_, over10) = histogram_over(text, name, "0.01")?;
     let share = |n: f64| 100.0 * n / count.max(1.0);
     Some(format!(
-        "{count:.0} accepted; {over5:.0} ({:.2} %) took over 5 ms inside the handler, {over10:.0} ({:.2} %) over 10 ms",
+        "{count:.0} answered; {over5:.0} ({:.2} %) took over 5 ms inside the handler, {over10:.0} ({:.2} %) over 10 ms",
         share(over5),
         share(over10)
     ))
@@ -192,7 +193,7 @@ mod tests {
         let line = ack_summary(text).expect("a summary");
         assert_eq!(
             line,
-            "1000 accepted; 10 (1.00 %) took over 5 ms inside the handler, 2 (0.20 %) over 10 ms"
+            "1000 answered; 10 (1.00 %) took over 5 ms inside the handler, 2 (0.20 %) over 10 ms"
         );
         assert_eq!(ack_summary("sluice_storage_journals 3\n"), None);
     }

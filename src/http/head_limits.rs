@@ -1,8 +1,9 @@
 //! Limits on a request's head (target and header fields), answered in the API's error shape.
 //!
-//! hyper enforces its own, larger limits while parsing (a target of 65,534 bytes, the
-//! connection's `max_headers`, a read buffer of ~400 KiB) and answers past them with a bare
-//! 414 or 431 and no body, before any of our code runs. These tighter limits sit under
+//! hyper enforces its own, larger limits while parsing and answers past them before any of
+//! our code runs: over HTTP/1.1 a bare 414 or 431 with no body (a target of 65,534 bytes,
+//! the connection's `max_headers`, a read buffer of about 400 KiB), over HTTP/2 a refused
+//! stream (the header list size the accept loop sets). These tighter limits sit under
 //! hyper's, so that an oversized head anywhere below them gets `URI_TOO_LONG` or
 //! `HEADERS_TOO_LARGE` as JSON, like every other error. Nothing of a refused request is read
 //! past its head or stored.
@@ -13,8 +14,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 
-/// Longest request target (path and query), bytes. Webhook and API paths are far shorter;
-/// 8 KiB is the common proxy default (nginx `large_client_header_buffers`).
+/// Longest request target, bytes: path and query, plus scheme and authority when the target
+/// is in absolute form (RFC 9112 §3.2.2). Webhook and API paths are far shorter; 8 KiB is
+/// the common proxy default (nginx `large_client_header_buffers`).
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Most header fields in one request (hyper's own default, which the accept loop raises so
@@ -28,14 +30,25 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// between the two limits reaches [`check`] and gets a JSON answer.
 pub const HYPER_MAX_HEADERS: usize = 4 * MAX_HEADER_FIELDS;
 
+/// HTTP/2 header list size hyper accepts (RFC 9113 §6.5.2 `SETTINGS_MAX_HEADER_LIST_SIZE`,
+/// which counts the `:path` pseudo-header and 32 bytes per field): above both of our byte
+/// limits, so that an HTTP/2 request between them gets a JSON answer too. hyper's default is
+/// 16 KiB.
+pub const HYPER_MAX_HEADER_LIST_BYTES: u32 = 4 * MAX_HEADER_BYTES as u32;
+
+/// Length of `uri` as the request target was sent: scheme and authority (absolute form)
+/// plus path and query.
+fn target_len(uri: &axum::http::Uri) -> usize {
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + "://".len());
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let path = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    scheme + authority + path
+}
+
 /// Middleware: refuses a request whose head is over the limits above with 414 or 431, before
 /// routing and before its body is read.
 pub async fn check(request: Request, next: Next) -> Response {
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |pq| pq.as_str().len());
-    if target > MAX_URI_BYTES {
+    if target_len(request.uri()) > MAX_URI_BYTES {
         return ApiError::uri_too_long(MAX_URI_BYTES).into_response();
     }
     let headers = request.headers();
@@ -100,6 +113,21 @@ mod tests {
         assert_eq!(status, StatusCode::URI_TOO_LONG);
         assert_eq!(body["code"], "URI_TOO_LONG");
         assert_eq!(body["statusCode"], 414);
+    }
+
+    #[tokio::test]
+    async fn an_absolute_form_target_counts_its_authority() {
+        let host = format!("{}.example", "h".repeat(MAX_URI_BYTES));
+        let request = axum::http::Request::get(format!("http://{host}/x"))
+            .body(Body::empty())
+            .expect("request");
+        let (status, body) = answer(request).await;
+        assert_eq!(status, StatusCode::URI_TOO_LONG);
+        assert_eq!(body["code"], "URI_TOO_LONG");
+        let short = axum::http::Request::get("http://h.example/x")
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(answer(short).await.0, StatusCode::OK);
     }
 
     #[tokio::test]

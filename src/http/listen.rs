@@ -52,7 +52,12 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         // Above the router's own limit, so that its JSON 431 answers first.
         .max_headers(super::head_limits::HYPER_MAX_HEADERS);
+    builder
+        .http2()
+        .max_header_list_size(super::head_limits::HYPER_MAX_HEADER_LIST_BYTES);
     let graceful = GracefulShutdown::new();
+    // Tells connections still waiting for their first byte that the server is stopping.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
@@ -81,12 +86,20 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte_within = limits.header_timeout;
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
             // hyper-util reads the first bytes to tell HTTP/1 from HTTP/2 before hyper's
             // header timer starts, with no timer of its own: a client that connects and
-            // stays silent would hold its slot forever.
+            // stays silent would hold its slot forever (and, at shutdown, hold up the
+            // graceful wait until the timeout).
             let mut first = [0u8; 1];
-            let spoke = tokio::time::timeout(first_byte_within, stream.peek(&mut first)).await;
+            let spoke = tokio::select! {
+                spoke = tokio::time::timeout(first_byte_within, stream.peek(&mut first)) => spoke,
+                _ = stopping.wait_for(|s| *s) => {
+                    drop(slot);
+                    return;
+                }
+            };
             if !matches!(spoke, Ok(Ok(n)) if n > 0) {
                 drop(slot);
                 return;
@@ -101,5 +114,6 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let _ = stopping_tx.send(true);
     graceful.shutdown().await;
 }
