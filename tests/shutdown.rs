@@ -53,3 +53,25 @@ async fn sigterm_with_a_stalled_client_exits_within_the_grace_period() {
     assert_eq!(s, 200, "the acknowledged delivery survived: {dup}");
     assert_eq!(dup["eventId"], ack["eventId"]);
 }
+
+/// Connections that never send a byte do not hold up a shutdown: the wait for their first
+/// byte ends when the server stops, not at `--header-timeout` (set long here, with an even
+/// longer grace period, so that only that can make the exit prompt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_silent_connections_exits_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        &["--shutdown-grace-secs", "60", "--header-timeout", "30s"],
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let silent: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let took = server
+        .terminate(Duration::from_secs(45))
+        .expect("the server exited after SIGTERM");
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    drop(silent);
+}
