@@ -121,7 +121,8 @@ async fn a_blocked_tenant_does_not_stall_another() {
         "the noisy lane was deferred"
     );
     // Memory is bounded: the noisy tenant holds at most its lane credit (64) in memory; the
-    // rest of its burst waits in the outbox on disk.
+    // rest of its burst stays in the outbox on disk (the relay may also keep skipped entries
+    // in memory, within its own byte budget, until the lane has credit again).
     let gauge = |name: &str| -> f64 {
         metrics
             .lines()

@@ -107,8 +107,8 @@ pub type Dispatched = (OutboxEntry, RelayPermit);
 /// events/s over four tenants.
 #[derive(Debug, Default)]
 struct Deferred {
-    /// Skipped entries, ascending by sequence.
-    listed: VecDeque<Skipped>,
+    /// Skipped entries, held or listed, ascending by sequence.
+    skipped: VecDeque<Skipped>,
     /// The first skipped sequence not listed (the global bound was reached); every later
     /// entry of the lane below the cursor is unlisted too.
     unlisted_from: Option<u64>,
@@ -332,9 +332,9 @@ impl RelayState {
         let size = held_size(&entry);
         if self.held_bytes + size <= self.limits.max_held_bytes {
             self.held_bytes += size;
-            lane.listed.push_back(Skipped::Held(entry));
+            lane.skipped.push_back(Skipped::Held(entry));
         } else if self.listed < self.limits.max_listed {
-            lane.listed.push_back(Skipped::Listed(entry.seq));
+            lane.skipped.push_back(Skipped::Listed(entry.seq));
             self.listed += 1;
         } else {
             lane.unlisted_from = Some(entry.seq);
@@ -348,7 +348,7 @@ impl RelayState {
             return Ok(());
         };
         let result = self.catch_up_lane(key, &mut lane).await;
-        if !lane.listed.is_empty() || lane.unlisted_from.is_some() {
+        if !lane.skipped.is_empty() || lane.unlisted_from.is_some() {
             self.deferred.insert(key.clone(), lane);
         }
         self.flush()?;
@@ -360,13 +360,13 @@ impl RelayState {
         key: &LaneKey,
         lane: &mut Deferred,
     ) -> Result<(), ActorProcessingErr> {
-        while let Some(skipped) = lane.listed.pop_front() {
+        while let Some(skipped) = lane.skipped.pop_front() {
             match skipped {
                 Skipped::Held(entry) => {
                     self.held_bytes -= held_size(&entry);
                     if let Offer::NoCredit(entry) = self.offer(key, *entry).await? {
                         self.held_bytes += held_size(&entry);
-                        lane.listed.push_front(Skipped::Held(entry));
+                        lane.skipped.push_front(Skipped::Held(entry));
                         return Ok(());
                     }
                 }
@@ -380,7 +380,7 @@ impl RelayState {
                         continue;
                     };
                     if let Offer::NoCredit(_) = self.offer(key, entry).await? {
-                        lane.listed.push_front(Skipped::Listed(seq));
+                        lane.skipped.push_front(Skipped::Listed(seq));
                         self.listed += 1;
                         return Ok(());
                     }
