@@ -8,12 +8,15 @@
 //! cost of one sync is shared by every request in the group, and a caller is never told
 //! "done" before its data is on disk.
 //!
-//! Dedup for ingestion is checked inside the same thread, against both the database and the
-//! group being built, so two identical deliveries racing on different connections produce
-//! one outbox entry. Outbox sequence numbers are assigned here, in commit order, so the relay
+//! Dedup for ingestion is decided inside the same thread, against the database and the group
+//! being built, so two identical deliveries racing on different connections produce one
+//! outbox entry. The caller has already looked the key up in the database on its own thread
+//! (a repeat delivery is answered there, without queuing); the committer then checks only
+//! what was committed after that lookup, which it keeps in memory ([`RecentKeys`]), and reads
+//! the database again only when that window has moved past the lookup. Outbox sequence numbers are assigned here, in commit order, so the relay
 //! can read the outbox in sequence without ever seeing a gap filled later.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,6 +27,7 @@ use tokio::sync::{oneshot, watch};
 use crate::codec::{decode, encode};
 use crate::error::{Result, StorageError};
 use crate::keys;
+use crate::recent_keys::RecentKeys;
 use crate::records::{DedupRecord, OutboxEntry};
 use crate::store::{Handles, Ks, StoreOptions};
 use crate::write_set::{Op, WriteSet};
@@ -63,6 +67,9 @@ pub(crate) enum Request {
     },
     Ingest {
         dedup_key: Option<[u8; 32]>,
+        /// The last group commit visible to the caller's own lookup of `dedup_key`, which
+        /// found nothing; `None` when the caller did not look.
+        checked_through: Option<u64>,
         entry: Box<OutboxEntry>,
         reply: oneshot::Sender<Result<IngestOutcome>>,
     },
@@ -81,6 +88,11 @@ enum Reply {
 
 /// Set once, at the first failed commit; its reason is every later write's answer.
 pub(crate) type WriteFailure = Arc<OnceLock<String>>;
+
+/// Number of the last group commit whose writes are visible to readers (groups are numbered
+/// from 1 in each process). A caller that reads it before a lookup knows the lookup saw every
+/// group up to that number.
+pub(crate) type CommittedGroups = Arc<AtomicU64>;
 
 /// The sending side of the committer's queue.
 ///
@@ -125,6 +137,7 @@ pub(crate) fn start(
     last_seq: u64,
     head: watch::Sender<u64>,
     failure: WriteFailure,
+    committed: CommittedGroups,
 ) -> Result<CommitterTx> {
     let (tx, rx) = crossbeam_channel::bounded::<Request>(options.max_batch.max(1) * 4);
     let mut committer = Committer {
@@ -134,6 +147,8 @@ pub(crate) fn start(
         next_seq: last_seq + 1,
         head,
         failure,
+        committed,
+        recent: RecentKeys::new(RecentKeys::DEFAULT_CAPACITY),
     };
     let thread = thread::Builder::new()
         .name("sluice-committer".into())
@@ -181,11 +196,14 @@ struct Committer {
     next_seq: u64,
     head: watch::Sender<u64>,
     failure: WriteFailure,
+    committed: CommittedGroups,
+    recent: RecentKeys,
 }
 
 impl Committer {
     fn commit_group(&mut self, group: Vec<Request>) {
         let first_seq = self.next_seq;
+        let group_no = self.committed.load(Ordering::Relaxed) + 1;
         let mut batch = self.db.batch();
         // Spelled out rather than left to fjall's default for batches (`Buffer`, unless the
         // database is opened with manual journal persistence, which would leave a group in the
@@ -194,7 +212,6 @@ impl Committer {
             Durability::Fsync => PersistMode::SyncData,
             Durability::Buffered => PersistMode::Buffer,
         }));
-        let mut seen: HashMap<Vec<u8>, String> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
         for request in group {
             match request {
@@ -202,16 +219,27 @@ impl Committer {
                     for op in writes.ops {
                         match op {
                             Op::Put(ks, k, v) => batch.insert(self.handles.get(ks), k, v),
-                            Op::Delete(ks, k) => batch.remove(self.handles.get(ks), k),
+                            Op::Delete(ks, k) => {
+                                if ks == Ks::Dedup {
+                                    self.recent.remove(&k);
+                                }
+                                batch.remove(self.handles.get(ks), k);
+                            }
                         }
                     }
                     pending.push(Pending::Apply(reply));
                 }
                 Request::Ingest {
                     dedup_key,
+                    checked_through,
                     entry,
                     reply,
-                } => match self.stage_ingest(&mut batch, &mut seen, dedup_key, *entry) {
+                } => match self.stage_ingest(
+                    &mut batch,
+                    group_no,
+                    dedup_key.map(|key| (key, checked_through)),
+                    *entry,
+                ) {
                     Ok(outcome) => pending.push(Pending::Ingest(reply, outcome)),
                     Err(e) => pending.push(Pending::Failed(Reply::Ingest(reply), e)),
                 },
@@ -229,6 +257,9 @@ impl Committer {
         Self::record_metrics(group_size, started.elapsed());
         match committed {
             Ok(()) => {
+                // After the commit returns its writes are visible: a lookup that reads this
+                // number first sees them.
+                self.committed.store(group_no, Ordering::Release);
                 if wrote_outbox {
                     self.head.send_replace(self.next_seq - 1);
                 }
@@ -250,6 +281,7 @@ impl Committer {
                 // now on every write is refused with the reason, and a restart recovers.
                 tracing::error!(error = %e, "group commit failed; refusing writes until restart");
                 self.next_seq = first_seq;
+                self.recent.forget_all();
                 let reason = self.failure.get_or_init(|| e.to_string()).clone();
                 for p in pending {
                     let reply = match p {
@@ -272,26 +304,32 @@ impl Committer {
         metrics::histogram!("sluice_storage_commit_group_size").record(group_size as f64);
     }
 
+    /// Stages one ingest into `batch` (group `group_no`): a duplicate of a key in the
+    /// database or in this group writes nothing. `dedup` is the key and, when the caller
+    /// already looked it up, the last group visible to that lookup.
     fn stage_ingest(
         &mut self,
         batch: &mut fjall::OwnedWriteBatch,
-        seen: &mut HashMap<Vec<u8>, String>,
-        dedup_key: Option<[u8; 32]>,
+        group_no: u64,
+        dedup: Option<([u8; 32], Option<u64>)>,
         mut entry: OutboxEntry,
     ) -> Result<IngestOutcome> {
         entry.seq = self.next_seq;
-        if let Some(dedup_key) = dedup_key {
+        if let Some((dedup_key, checked_through)) = dedup {
             let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
-            if let Some(event_id) = seen.get(&key) {
+            if let Some(event_id) = self.recent.get(&key) {
                 return Ok(IngestOutcome::Duplicate {
-                    event_id: event_id.clone(),
+                    event_id: event_id.to_owned(),
                 });
             }
-            if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
-                let first: DedupRecord = decode(&bytes)?;
-                return Ok(IngestOutcome::Duplicate {
-                    event_id: first.event_id,
-                });
+            let looked_up = checked_through.is_some_and(|c| self.recent.covers(c));
+            if !looked_up {
+                if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
+                    let first: DedupRecord = decode(&bytes)?;
+                    return Ok(IngestOutcome::Duplicate {
+                        event_id: first.event_id,
+                    });
+                }
             }
             let dedup = DedupRecord {
                 event_id: entry.event_id.clone(),
@@ -304,7 +342,7 @@ impl Committer {
                 Vec::new(),
             );
             batch.insert(self.handles.get(Ks::Dedup), key.clone(), dedup_bytes);
-            seen.insert(key, entry.event_id.clone());
+            self.recent.insert(key, group_no, entry.event_id.clone());
         }
         if entry.body.len() > self.options.claim_check_bytes {
             let body = std::mem::take(&mut entry.body);

@@ -28,6 +28,7 @@ mod flow_store;
 pub mod keys;
 mod layout_upgrade;
 mod poll_records;
+mod recent_keys;
 mod records;
 mod store;
 mod write_set;

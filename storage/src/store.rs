@@ -13,8 +13,8 @@ use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::layout_upgrade;
 use crate::records::{
-    ApiKeyRecord, ExecutionPayload, ExecutionRecord, FlowRecord, OutboxEntry, SpaceRecord,
-    StepRecord, TenantRecord, WebhookRecord,
+    ApiKeyRecord, DedupRecord, ExecutionPayload, ExecutionRecord, FlowRecord, OutboxEntry,
+    SpaceRecord, StepRecord, TenantRecord, WebhookRecord,
 };
 use crate::write_set::WriteSet;
 
@@ -255,6 +255,7 @@ pub struct Store {
     tx: committer::CommitterTx,
     outbox_head: watch::Receiver<u64>,
     failure: committer::WriteFailure,
+    committed: committer::CommittedGroups,
 }
 
 impl Store {
@@ -289,6 +290,7 @@ impl Store {
         let last_seq = last_outbox_seq(&handles)?;
         let (head_tx, outbox_head) = watch::channel(last_seq);
         let failure = committer::WriteFailure::default();
+        let committed = committer::CommittedGroups::default();
         let tx = committer::start(
             db.clone(),
             handles.clone(),
@@ -296,10 +298,12 @@ impl Store {
             last_seq,
             head_tx,
             failure.clone(),
+            committed.clone(),
         )?;
         Ok(Self {
             db,
             failure,
+            committed,
             handles,
             tx,
             outbox_head,
@@ -346,6 +350,12 @@ impl Store {
     /// was seen before. The committer assigns `entry.seq`; the check and the write happen in
     /// one critical section, so two racing identical deliveries produce one entry.
     ///
+    /// A key already in the database is answered here, on the caller's thread, without
+    /// queuing for the committer: a dedup record is only visible once its group commit is
+    /// durable, so the first delivery was acknowledged (or is about to be) with the same event
+    /// id. This holds even while writes are refused (a full disk): a repeat of a stored
+    /// delivery is still a duplicate.
+    ///
     /// # Errors
     /// As [`Store::commit`].
     pub async fn ingest(&self, dedup_key: [u8; 32], entry: OutboxEntry) -> Result<IngestOutcome> {
@@ -366,9 +376,23 @@ impl Store {
         dedup_key: Option<[u8; 32]>,
         entry: OutboxEntry,
     ) -> Result<IngestOutcome> {
+        let mut checked_through = None;
+        if let Some(dedup_key) = &dedup_key {
+            // Read the group number first: the lookup then sees every group up to it.
+            let visible = self.committed.load(std::sync::atomic::Ordering::Acquire);
+            let key = keys::dedup(&entry.space_id, &entry.tenant_id, dedup_key);
+            if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
+                let first: DedupRecord = decode(&bytes)?;
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: first.event_id,
+                });
+            }
+            checked_through = Some(visible);
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Request::Ingest {
             dedup_key,
+            checked_through,
             entry: Box::new(entry),
             reply,
         })?;
@@ -1013,5 +1037,106 @@ mod tests {
         let store = Store::open(dir.path(), StoreOptions::default()).expect("reopen");
         assert!(store.handles.get(Ks::ExecutionPayloads).is_kv_separated());
         assert!(!store.handles.get(Ks::Outbox).is_kv_separated());
+    }
+
+    fn outbox_entry(event_id: &str) -> OutboxEntry {
+        OutboxEntry {
+            seq: 0,
+            event_id: event_id.into(),
+            space_id: "sp".into(),
+            tenant_id: "t".into(),
+            webhook_id: "wh".into(),
+            connector: "github".into(),
+            headers: Vec::new(),
+            body: b"{}".to_vec(),
+            body_in_blob: false,
+            received_at_ms: 1,
+            priority: 2,
+            idempotency_key: "00".into(),
+            attempt: 1,
+            replay_of: None,
+        }
+    }
+
+    /// Queues an ingest as a caller whose own lookup saw only the groups up to
+    /// `checked_through` and found nothing.
+    async fn ingest_checked_through(
+        store: &Store,
+        key: [u8; 32],
+        event_id: &str,
+        checked_through: u64,
+    ) -> IngestOutcome {
+        let (reply, rx) = oneshot::channel();
+        store
+            .send(Request::Ingest {
+                dedup_key: Some(key),
+                checked_through: Some(checked_through),
+                entry: Box::new(outbox_entry(event_id)),
+                reply,
+            })
+            .expect("queue");
+        rx.await.expect("reply").expect("ingest")
+    }
+
+    /// The committer trusts a caller's lookup only while it still holds every key committed
+    /// after it; past that it reads the database again, so a stale lookup never lets a
+    /// duplicate through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_lookup_falls_back_to_the_database_once_recent_keys_moved_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = StoreOptions {
+            durability: Durability::Buffered,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), options).expect("open");
+        let first = store
+            .ingest([1; 32], outbox_entry("evt_first"))
+            .await
+            .expect("ingest");
+        assert!(matches!(first, IngestOutcome::Accepted { .. }), "{first:?}");
+        // A lookup made before the first commit (group 0) missed it: the committer's window
+        // of recent keys answers.
+        let racing = ingest_checked_through(&store, [1; 32], "evt_racing", 0).await;
+        assert_eq!(
+            racing,
+            IngestOutcome::Duplicate {
+                event_id: "evt_first".into()
+            }
+        );
+        // Push the first key out of the window.
+        let capacity = crate::recent_keys::RecentKeys::DEFAULT_CAPACITY;
+        for chunk in 0..capacity.div_ceil(1024) {
+            let mut tasks = Vec::new();
+            for i in 0..1024usize {
+                let n = chunk * 1024 + i;
+                let mut key = [0u8; 32];
+                key[..8].copy_from_slice(&(n as u64 + 1_000).to_be_bytes());
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    store.ingest(key, outbox_entry(&format!("evt_{n}"))).await
+                }));
+            }
+            for t in tasks {
+                t.await.expect("join").expect("ingest");
+            }
+        }
+        let stale = ingest_checked_through(&store, [1; 32], "evt_stale", 0).await;
+        assert_eq!(
+            stale,
+            IngestOutcome::Duplicate {
+                event_id: "evt_first".into()
+            }
+        );
+        // And a repeat is answered before it reaches the committer.
+        let repeat = store
+            .ingest([1; 32], outbox_entry("evt_repeat"))
+            .await
+            .expect("ingest");
+        assert_eq!(
+            repeat,
+            IngestOutcome::Duplicate {
+                event_id: "evt_first".into()
+            }
+        );
     }
 }
