@@ -323,13 +323,11 @@ impl Committer {
                 });
             }
             let looked_up = checked_through.is_some_and(|c| self.recent.covers(c));
-            if !looked_up {
-                if let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
-                    let first: DedupRecord = decode(&bytes)?;
-                    return Ok(IngestOutcome::Duplicate {
-                        event_id: first.event_id,
-                    });
-                }
+            if !looked_up && let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
+                let first: DedupRecord = decode(&bytes)?;
+                return Ok(IngestOutcome::Duplicate {
+                    event_id: first.event_id,
+                });
             }
             let dedup = DedupRecord {
                 event_id: entry.event_id.clone(),
