@@ -229,20 +229,6 @@ pub struct StoreOptions {
     pub memtable_bytes: u64,
     /// Block cache for reads, bytes.
     pub cache_bytes: u64,
-    /// fjall's background threads (flushes and compactions); at least 1.
-    /// [`StoreOptions::DEFAULT_WORKERS`] is 4.
-    pub workers: usize,
-}
-
-impl StoreOptions {
-    /// Default of [`StoreOptions::workers`]: fjall's own default on machines with four or more
-    /// cores. fjall 3.1 defaults to one thread per core below that. With two threads, worker 0
-    /// hands every compaction request back to the shared queue while worker 1 compacts, and
-    /// takes the next: a busy loop that lasts as long as the compaction (perf at one-step
-    /// 7.5 k/s on two cores: ~6 % of the server's CPU in `worker_tick` and the queue's `send`;
-    /// 0.4 % with four threads, where an idle worker takes the request). One thread avoids the
-    /// loop too, but can deadlock on a full queue (fjall PR #323).
-    pub const DEFAULT_WORKERS: usize = 4;
 }
 
 impl Default for StoreOptions {
@@ -253,7 +239,6 @@ impl Default for StoreOptions {
             claim_check_bytes: 256 * 1024,
             memtable_bytes: 8 * 1024 * 1024,
             cache_bytes: 32 * 1024 * 1024,
-            workers: Self::DEFAULT_WORKERS,
         }
     }
 }
@@ -281,7 +266,6 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let db = Database::builder(dir.as_ref())
             .cache_size(options.cache_bytes)
-            .worker_threads(options.workers.max(1))
             .open()?;
         let mut handles = Vec::with_capacity(Ks::ALL.len());
         for ks in Ks::ALL {
