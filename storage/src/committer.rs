@@ -13,8 +13,10 @@
 //! outbox entry. The caller has already looked the key up in the database on its own thread
 //! (a repeat delivery is answered there, without queuing); the committer then checks only
 //! what was committed after that lookup, which it keeps in memory ([`RecentKeys`]), and reads
-//! the database again only when that window has moved past the lookup. Outbox sequence numbers are assigned here, in commit order, so the relay
-//! can read the outbox in sequence without ever seeing a gap filled later.
+//! the database again only when that window has moved past the lookup.
+//!
+//! Outbox sequence numbers are assigned here, in commit order, so the relay can read the
+//! outbox in sequence without ever seeing a gap filled later.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -315,6 +317,7 @@ impl Committer {
         mut entry: OutboxEntry,
     ) -> Result<IngestOutcome> {
         entry.seq = self.next_seq;
+        let mut dedup_record = None;
         if let Some((dedup_key, checked_through)) = dedup {
             let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
             if let Some(event_id) = self.recent.get(&key) {
@@ -329,11 +332,22 @@ impl Committer {
                     event_id: first.event_id,
                 });
             }
-            let dedup = DedupRecord {
+            let record = DedupRecord {
                 event_id: entry.event_id.clone(),
                 first_seen_ms: entry.received_at_ms,
             };
-            let dedup_bytes = encode(&dedup)?;
+            dedup_record = Some((key, encode(&record)?));
+        }
+        let blob = if entry.body.len() > self.options.claim_check_bytes {
+            entry.body_in_blob = true;
+            Some(std::mem::take(&mut entry.body))
+        } else {
+            None
+        };
+        // Everything is encoded before anything is staged: a request that fails leaves no
+        // dedup record behind (a retry would otherwise be told "duplicate" of nothing).
+        let entry_bytes = encode(&entry)?;
+        if let Some((key, dedup_bytes)) = dedup_record {
             batch.insert(
                 self.handles.get(Ks::DedupByTime),
                 keys::dedup_by_time(entry.received_at_ms, &key),
@@ -342,16 +356,13 @@ impl Committer {
             batch.insert(self.handles.get(Ks::Dedup), key.clone(), dedup_bytes);
             self.recent.insert(key, group_no, entry.event_id.clone());
         }
-        if entry.body.len() > self.options.claim_check_bytes {
-            let body = std::mem::take(&mut entry.body);
+        if let Some(body) = blob {
             batch.insert(
                 self.handles.get(Ks::Blobs),
                 keys::blob(&entry.space_id, &entry.tenant_id, &entry.event_id),
                 body,
             );
-            entry.body_in_blob = true;
         }
-        let entry_bytes = encode(&entry)?;
         batch.insert(
             self.handles.get(Ks::Outbox),
             keys::outbox(entry.seq),

@@ -51,11 +51,16 @@ impl RecentKeys {
     }
 
     /// Records that group `group` writes `key` for `event_id`, evicting the oldest keys past
-    /// the capacity.
+    /// the capacity — but never a key of `group` itself: the group being built is not in the
+    /// database yet, so it is checked only here, and the window may hold one group more than
+    /// its capacity.
     pub(crate) fn insert(&mut self, key: Vec<u8>, group: u64, event_id: String) {
         self.order.push_back((group, key.clone()));
         self.by_key.insert(key, (group, event_id));
         while self.order.len() > self.capacity {
+            if self.order.front().is_none_or(|(g, _)| *g >= group) {
+                break;
+            }
             let Some((old_group, old_key)) = self.order.pop_front() else {
                 break;
             };
@@ -114,6 +119,26 @@ mod tests {
         // Evicts the first (group 1) entry of "a", not its second write.
         recent.insert(b"b".to_vec(), 3, "evt_b".into());
         assert_eq!(recent.get(b"a"), Some("evt_2"));
+    }
+
+    /// A group larger than the window keeps all its keys until the next group: they are not
+    /// in the database yet, so a repeat within the group is caught only here.
+    #[test]
+    fn keys_of_the_group_being_built_are_never_evicted() {
+        let mut recent = RecentKeys::new(2);
+        recent.insert(b"old".to_vec(), 4, "evt_old".into());
+        for (i, key) in [b"a", b"b", b"c"].into_iter().enumerate() {
+            recent.insert(key.to_vec(), 5, format!("evt_{i}"));
+        }
+        assert_eq!(recent.get(b"old"), None);
+        assert!(!recent.covers(3) && recent.covers(4));
+        for key in [b"a", b"b", b"c"] {
+            assert!(recent.get(key).is_some(), "{key:?} kept");
+        }
+        // The next group trims the window back to its capacity.
+        recent.insert(b"d".to_vec(), 6, "evt_d".into());
+        assert_eq!(recent.get(b"a"), None);
+        assert!(!recent.covers(4) && recent.covers(5));
     }
 
     #[test]
