@@ -14,8 +14,9 @@ use clap::Parser;
 /// and freed on another (an HTTP worker builds a write, the committer applies it, a storage
 /// worker drops the memtable). glibc's malloc spent its time consolidating free lists (one-step
 /// at 7.5 k/s: ~415 µs of CPU per event against ~240). mimalloc collected other threads' frees:
-/// ~16 % of the server's CPU in `perf`. jemalloc, against mimalloc, over five alternated pairs:
-/// 7 % less CPU per event and 10 % less peak memory (loadtest/README.md).
+/// ~19 % of the server's samples in `perf`, against ~8 % for jemalloc, which also keeps peak
+/// memory ~10 % lower; CPU per event is 7 % lower in a slow period of the machine and the same
+/// within the noise in a fast one (loadtest/README.md, "allocator").
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
