@@ -351,9 +351,10 @@ impl Store {
     /// one critical section, so two racing identical deliveries produce one entry.
     ///
     /// A key already in the database is answered here, on the caller's thread, without
-    /// queuing for the committer: a dedup record is only visible once its group commit is
-    /// durable, so the first delivery was acknowledged (or is about to be) with the same event
-    /// id. This holds even while writes are refused (a full disk): a repeat of a stored
+    /// queuing for the committer: with [`Durability::Fsync`] a dedup record is only visible
+    /// once its group commit is durable (fjall syncs the journal before it fills the
+    /// memtables), so the first delivery was acknowledged (or is about to be) with the same
+    /// event id. This holds even while writes are refused (a full disk): a repeat of a stored
     /// delivery is still a duplicate.
     ///
     /// # Errors
