@@ -68,10 +68,8 @@ pub(crate) enum Request {
         reply: oneshot::Sender<Result<()>>,
     },
     Ingest {
-        dedup_key: Option<[u8; 32]>,
-        /// The last group commit visible to the caller's own lookup of `dedup_key`, which
-        /// found nothing; `None` when the caller did not look.
-        checked_through: Option<u64>,
+        /// `None` for an entry that skips dedup (a DLQ replay).
+        dedup: Option<DedupCheck>,
         entry: Box<OutboxEntry>,
         reply: oneshot::Sender<Result<IngestOutcome>>,
     },
@@ -86,6 +84,14 @@ enum Pending {
 enum Reply {
     Apply(oneshot::Sender<Result<()>>),
     Ingest(oneshot::Sender<Result<IngestOutcome>>),
+}
+
+/// The dedup key of an ingest and what the caller's own lookup of it saw.
+pub(crate) struct DedupCheck {
+    /// The full `dedup` keyspace key ([`keys::dedup`]).
+    pub(crate) key: Vec<u8>,
+    /// The last group commit visible to that lookup, which found nothing.
+    pub(crate) checked_through: u64,
 }
 
 /// Set once, at the first failed commit; its reason is every later write's answer.
@@ -232,16 +238,10 @@ impl Committer {
                     pending.push(Pending::Apply(reply));
                 }
                 Request::Ingest {
-                    dedup_key,
-                    checked_through,
+                    dedup,
                     entry,
                     reply,
-                } => match self.stage_ingest(
-                    &mut batch,
-                    group_no,
-                    dedup_key.map(|key| (key, checked_through)),
-                    *entry,
-                ) {
+                } => match self.stage_ingest(&mut batch, group_no, dedup, *entry) {
                     Ok(outcome) => pending.push(Pending::Ingest(reply, outcome)),
                     Err(e) => pending.push(Pending::Failed(Reply::Ingest(reply), e)),
                 },
@@ -307,26 +307,30 @@ impl Committer {
     }
 
     /// Stages one ingest into `batch` (group `group_no`): a duplicate of a key in the
-    /// database or in this group writes nothing. `dedup` is the key and, when the caller
-    /// already looked it up, the last group visible to that lookup.
+    /// database or in this group writes nothing. `dedup` is the key and what the caller's
+    /// lookup of it saw; `None` skips dedup.
     fn stage_ingest(
         &mut self,
         batch: &mut fjall::OwnedWriteBatch,
         group_no: u64,
-        dedup: Option<([u8; 32], Option<u64>)>,
+        dedup: Option<DedupCheck>,
         mut entry: OutboxEntry,
     ) -> Result<IngestOutcome> {
         entry.seq = self.next_seq;
         let mut dedup_record = None;
-        if let Some((dedup_key, checked_through)) = dedup {
-            let key = keys::dedup(&entry.space_id, &entry.tenant_id, &dedup_key);
+        if let Some(DedupCheck {
+            key,
+            checked_through,
+        }) = dedup
+        {
             if let Some(event_id) = self.recent.get(&key) {
                 return Ok(IngestOutcome::Duplicate {
                     event_id: event_id.to_owned(),
                 });
             }
-            let looked_up = checked_through.is_some_and(|c| self.recent.covers(c));
-            if !looked_up && let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)? {
+            if !self.recent.covers(checked_through)
+                && let Some(bytes) = self.handles.get(Ks::Dedup).get(&key)?
+            {
                 let first: DedupRecord = decode(&bytes)?;
                 return Ok(IngestOutcome::Duplicate {
                     event_id: first.event_id,

@@ -377,7 +377,7 @@ impl Store {
         dedup_key: Option<[u8; 32]>,
         entry: OutboxEntry,
     ) -> Result<IngestOutcome> {
-        let mut checked_through = None;
+        let mut dedup = None;
         if let Some(dedup_key) = &dedup_key {
             // Read the group number first: the lookup then sees every group up to it.
             let visible = self.committed.load(std::sync::atomic::Ordering::Acquire);
@@ -388,12 +388,14 @@ impl Store {
                     event_id: first.event_id,
                 });
             }
-            checked_through = Some(visible);
+            dedup = Some(committer::DedupCheck {
+                key,
+                checked_through: visible,
+            });
         }
         let (reply, rx) = oneshot::channel();
         self.send(Request::Ingest {
-            dedup_key,
-            checked_through,
+            dedup,
             entry: Box::new(entry),
             reply,
         })?;
@@ -1070,8 +1072,10 @@ mod tests {
         let (reply, rx) = oneshot::channel();
         store
             .send(Request::Ingest {
-                dedup_key: Some(key),
-                checked_through: Some(checked_through),
+                dedup: Some(committer::DedupCheck {
+                    key: keys::dedup("sp", "t", &key),
+                    checked_through,
+                }),
                 entry: Box::new(outbox_entry(event_id)),
                 reply,
             })
