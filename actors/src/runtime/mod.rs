@@ -20,6 +20,6 @@ mod tenant;
 pub mod timers;
 
 pub use lanes::PriorityLanes;
-pub use relay::{Dispatched, OutboxRelay, RelayLimits, RelayMsg, RelayPermit};
+pub use relay::{Dispatched, DispatchedThrough, OutboxRelay, RelayLimits, RelayMsg, RelayPermit};
 pub use root::{RootArgs, RootMsg, RootSupervisor};
 pub use tenant::{ExecutionRef, TenantArgs, TenantMsg, TenantSupervisor};

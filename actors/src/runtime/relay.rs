@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -94,8 +94,25 @@ impl Drop for RelayPermit {
     }
 }
 
-/// An entry on its way to its tenant, with the permit it holds.
-pub type Dispatched = (OutboxEntry, RelayPermit);
+/// An outbox entry on its way to its tenant, with the permit it holds.
+#[derive(Debug)]
+pub struct Dispatched {
+    /// The entry, as read from the outbox.
+    pub entry: OutboxEntry,
+    /// Held until the executions the entry starts are running.
+    pub permit: RelayPermit,
+    /// `true` when no relay of this process dispatched this sequence before. Such an entry
+    /// cannot have been routed yet (routing deletes it in the commit that records its
+    /// executions, and nothing else routes it), so its tenant skips the outbox read that
+    /// guards against routing a copy twice. `false` after a rewind or a restarted relay
+    /// re-read it: a copy sent earlier may still be on its way, and the tenant checks that the
+    /// entry is still in the outbox first.
+    pub first_dispatch: bool,
+}
+
+/// The highest outbox sequence any relay of this process has dispatched, kept by the root
+/// supervisor across relay restarts (see [`Dispatched::first_dispatch`]).
+pub type DispatchedThrough = Arc<AtomicU64>;
 
 /// What the relay skipped for a lane out of credit, oldest first.
 ///
@@ -163,7 +180,7 @@ pub enum RelayMsg {
     Rewind,
 }
 
-/// The relay actor; its arguments are `(store, root, limits)`.
+/// The relay actor; its arguments are `(store, root, limits, dispatched_through)`.
 pub struct OutboxRelay;
 
 /// The relay's state.
@@ -192,17 +209,19 @@ pub struct RelayState {
     /// Entries granted a permit and not yet sent, in sequence order; sent per tenant in one
     /// message at the end of each page (so a tenant routes them in one commit).
     outgoing: Vec<Dispatched>,
+    /// Shared with the relays started before and after this one.
+    dispatched_through: DispatchedThrough,
 }
 
 impl Actor for OutboxRelay {
     type Msg = RelayMsg;
     type State = RelayState;
-    type Arguments = (Store, ActorRef<RootMsg>, RelayLimits);
+    type Arguments = (Store, ActorRef<RootMsg>, RelayLimits, DispatchedThrough);
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (store, root, limits): Self::Arguments,
+        (store, root, limits, dispatched_through): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut head = store.outbox_head();
         let counted_head = *head.borrow();
@@ -237,6 +256,7 @@ impl Actor for OutboxRelay {
             waker,
             pump_queued,
             outgoing: Vec::new(),
+            dispatched_through,
         })
     }
 
@@ -462,18 +482,29 @@ impl RelayState {
             _slot: slot,
             credit,
         };
-        self.outgoing.push((entry, permit));
+        let first_dispatch = entry.seq
+            > self
+                .dispatched_through
+                .fetch_max(entry.seq, Ordering::Relaxed);
+        self.outgoing.push(Dispatched {
+            entry,
+            permit,
+            first_dispatch,
+        });
         Ok(Offer::Sent)
     }
 
     /// Sends the buffered entries, one message per tenant, each in sequence order.
     fn flush(&mut self) -> Result<(), ActorProcessingErr> {
         let mut by_tenant: Vec<((String, String), Vec<Dispatched>)> = Vec::new();
-        for (entry, permit) in self.outgoing.drain(..) {
-            let tenant = (entry.space_id.clone(), entry.tenant_id.clone());
+        for dispatched in self.outgoing.drain(..) {
+            let tenant = (
+                dispatched.entry.space_id.clone(),
+                dispatched.entry.tenant_id.clone(),
+            );
             match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
-                Some((_, batch)) => batch.push((entry, permit)),
-                None => by_tenant.push((tenant, vec![(entry, permit)])),
+                Some((_, batch)) => batch.push(dispatched),
+                None => by_tenant.push((tenant, vec![dispatched])),
             }
         }
         for (_, batch) in by_tenant {
@@ -489,5 +520,129 @@ impl RelayState {
             metrics::gauge!("sluice_outbox_pending").increment((head - self.counted_head) as f64);
             self.counted_head = head;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use sluice_storage::{Store, StoreOptions};
+    use tokio::sync::mpsc;
+
+    use super::{DispatchedThrough, OutboxRelay, RelayLimits, RelayMsg};
+    use crate::pipeline::submit::{Submission, submit};
+    use crate::runtime::root::RootMsg;
+
+    /// Stands in for the root supervisor: reports (sequence, first dispatch) of every entry
+    /// the relay sends, and drops its permit at once.
+    struct Collector;
+
+    impl Actor for Collector {
+        type Msg = RootMsg;
+        type State = mpsc::UnboundedSender<(u64, bool)>;
+        type Arguments = mpsc::UnboundedSender<(u64, bool)>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            message: Self::Msg,
+            tx: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            if let RootMsg::Route(batch) = message {
+                for d in batch {
+                    let _ = tx.send((d.entry.seq, d.first_dispatch));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    async fn send(store: &Store, n: u32) {
+        submit(
+            store,
+            Submission {
+                space_id: "sp".into(),
+                tenant_id: "t".into(),
+                source: "app".into(),
+                event: "e".into(),
+                payload: format!("{{\"n\":{n}}}").into_bytes(),
+                priority: 2,
+                idempotency_key: Some(n.to_string()),
+            },
+        )
+        .await
+        .expect("submit");
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<(u64, bool)>, count: usize) -> Vec<(u64, bool)> {
+        let mut got = Vec::new();
+        while got.len() < count {
+            let item = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("the relay sent nothing")
+                .expect("collector stopped");
+            got.push(item);
+        }
+        got
+    }
+
+    /// Entries are marked as first dispatched exactly once per process: a rewind and a
+    /// restarted relay send them again marked as possibly routed, so their tenant checks the
+    /// outbox before routing; a new entry after that is a first dispatch again.
+    #[tokio::test]
+    async fn only_the_first_dispatch_of_a_sequence_skips_the_outbox_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        for n in 0..3 {
+            send(&store, n).await;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (root, _) = Actor::spawn(None, Collector, tx).await.expect("collector");
+        let through = DispatchedThrough::default();
+        let limits = RelayLimits {
+            global: 64,
+            per_lane: 64,
+            max_listed: RelayLimits::DEFAULT_MAX_LISTED,
+            max_held_bytes: RelayLimits::DEFAULT_MAX_HELD_BYTES,
+        };
+        let spawn = |through: DispatchedThrough| {
+            Actor::spawn(
+                None,
+                OutboxRelay,
+                (store.clone(), root.clone(), limits, through),
+            )
+        };
+
+        let (relay, handle) = spawn(through.clone()).await.expect("relay");
+        assert_eq!(next(&mut rx, 3).await, [(1, true), (2, true), (3, true)]);
+        relay.cast(RelayMsg::Rewind).expect("rewind");
+        relay.cast(RelayMsg::Pump).expect("pump");
+        assert_eq!(next(&mut rx, 3).await, [(1, false), (2, false), (3, false)]);
+        relay.stop(None);
+        handle.await.expect("relay stopped");
+
+        // A restarted relay (same process) starts from the beginning of the outbox again.
+        let (relay, handle) = spawn(through.clone()).await.expect("relay again");
+        assert_eq!(next(&mut rx, 3).await, [(1, false), (2, false), (3, false)]);
+        send(&store, 3).await;
+        assert_eq!(next(&mut rx, 1).await, [(4, true)]);
+        relay.stop(None);
+        handle.await.expect("relay stopped");
+
+        // A new process has nothing in flight: everything left is a first dispatch.
+        let (relay, handle) = spawn(DispatchedThrough::default()).await.expect("relay");
+        assert_eq!(next(&mut rx, 4).await.iter().filter(|(_, f)| *f).count(), 4);
+        relay.stop(None);
+        handle.await.expect("relay stopped");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sluice_storage::{ExecutionRecord, Store};
 
-use super::relay::{Dispatched, OutboxRelay, RelayLimits, RelayMsg};
+use super::relay::{Dispatched, DispatchedThrough, OutboxRelay, RelayLimits, RelayMsg};
 use super::tenant::{ExecutionRef, TenantArgs, TenantMsg, TenantSupervisor};
 use crate::engine::Engine;
 
@@ -64,6 +64,8 @@ pub struct RootState {
     args: RootArgs,
     tenants: HashMap<(String, String), ActorRef<TenantMsg>>,
     relay: Option<ActorRef<RelayMsg>>,
+    /// Outlives each relay: a restarted relay reads the outbox from its start again.
+    dispatched_through: DispatchedThrough,
 }
 
 impl RootState {
@@ -96,7 +98,12 @@ impl RootState {
         let (relay, _) = Actor::spawn_linked(
             None,
             OutboxRelay,
-            (self.args.store.clone(), myself.clone(), self.args.relay),
+            (
+                self.args.store.clone(),
+                myself.clone(),
+                self.args.relay,
+                self.dispatched_through.clone(),
+            ),
             myself.get_cell(),
         )
         .await?;
@@ -151,6 +158,7 @@ impl Actor for RootSupervisor {
             args,
             tenants: HashMap::new(),
             relay: None,
+            dispatched_through: DispatchedThrough::default(),
         };
         state.start_relay(&myself).await?;
         let me = myself.clone();
@@ -174,10 +182,11 @@ impl Actor for RootSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RootMsg::Route(batch) => {
-                let Some((first, _)) = batch.first() else {
+                let Some(first) = batch.first() else {
                     return Ok(());
                 };
-                let (space, tenant_id) = (first.space_id.clone(), first.tenant_id.clone());
+                let (space, tenant_id) =
+                    (first.entry.space_id.clone(), first.entry.tenant_id.clone());
                 let tenant = state.tenant(&myself, &space, &tenant_id).await?;
                 tenant.cast(TenantMsg::Route(batch))?;
             }

@@ -197,14 +197,21 @@ impl Actor for TenantSupervisor {
                 let mut started = Vec::with_capacity(batch.len());
                 let mut resumed = Vec::new();
                 let mut routed = 0;
-                for (n, (entry, permit)) in batch.into_iter().enumerate() {
+                for (n, dispatched) in batch.into_iter().enumerate() {
+                    let Dispatched {
+                        entry,
+                        permit,
+                        first_dispatch,
+                    } = dispatched;
                     // Routing a page is CPU work (parse, match, encode) on the async workers
                     // that also answer webhooks: give them a turn every few events so a
                     // 256-entry page never holds a worker for milliseconds.
                     if n > 0 && n % ROUTE_YIELD_EVERY == 0 {
                         tokio::task::yield_now().await;
                     }
-                    if let Some((created, woken)) = state.route(&entry, &mut writes).await? {
+                    if let Some((created, woken)) =
+                        state.route(&entry, first_dispatch, &mut writes).await?
+                    {
                         routed += 1;
                         started.push((created, permit));
                         resumed.extend(woken);
@@ -408,14 +415,16 @@ impl TenantState {
 
     /// Normalizes and routes one entry into `w`; returns the executions it creates and those
     /// whose event wait it ended, or `None` when the entry was already routed (a rewind re-read
-    /// it while it was in flight). Ending an event wait is committed on its own.
+    /// it while it was in flight; only an entry that is not at its `first_dispatch` is looked
+    /// up in the outbox for that). Ending an event wait is committed on its own.
     async fn route(
         &mut self,
         entry: &OutboxEntry,
+        first_dispatch: bool,
         w: &mut WriteSet,
     ) -> Result<Option<(Vec<ExecutionRecord>, Vec<ExecutionRef>)>, ActorProcessingErr> {
         let store = &self.args.store.clone();
-        if !store.contains(Ks::Outbox, &keys::outbox(entry.seq))? {
+        if !first_dispatch && !store.contains(Ks::Outbox, &keys::outbox(entry.seq))? {
             return Ok(None);
         }
         let mut resumed = Vec::new();
@@ -611,3 +620,4 @@ fn load_plan(record: &FlowRecord) -> Result<Plan, ActorProcessingErr> {
     let spec: FlowSpec = serde_json::from_str(&record.spec_json)?;
     Ok(plan(spec)?)
 }
+
