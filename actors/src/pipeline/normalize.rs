@@ -72,10 +72,8 @@ pub enum NormalizeError {
 /// [`NormalizeError`] when the body is not JSON or the event type cannot be found.
 pub fn normalize(entry: &OutboxEntry, body: &[u8]) -> Result<NormalizedEvent, NormalizeError> {
     let headers = Headers::new(entry.headers.iter().cloned());
-    // RFC 8259 §8.1: a parser may ignore a byte order mark; some senders prepend one.
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
+    let payload: Value = serde_json::from_slice(json_text(body))
+        .map_err(|e| NormalizeError::NotJson(e.to_string()))?;
     let source = entry.connector.as_str();
     let event_type = event_type(source, &headers, &payload)?;
     let occurred_at_ms = occurred_at_ms(source, &payload).unwrap_or(entry.received_at_ms);
@@ -92,6 +90,12 @@ pub fn normalize(entry: &OutboxEntry, body: &[u8]) -> Result<NormalizedEvent, No
         priority: entry.priority,
         seq: entry.seq,
     })
+}
+
+/// The JSON text of a delivery body, as [`normalize`] parses it: the body without a leading
+/// UTF-8 byte order mark (RFC 8259 §8.1 lets a parser ignore one; some senders prepend it).
+pub fn json_text(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
 }
 
 /// The dotted event name of a delivery (see the module docs for the rules).
