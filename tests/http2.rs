@@ -1,0 +1,137 @@
+//! HTTP/2 in cleartext with prior knowledge (what a reverse proxy or a gRPC-style client in
+//! front of Sluice may speak) reaches the same handlers, with the same limits and the same
+//! error shape as HTTP/1.1. hyper's own HTTP/2 limits sit above Sluice's, so a head between
+//! the two is answered by Sluice, in JSON, and a head under Sluice's limit is served.
+
+mod common;
+
+use common::{Server, github_headers};
+use reqwest::Version;
+use serde_json::Value;
+
+const SECRET: &str = "h2-secret";
+const BODY_LIMIT: usize = 64 * 1024;
+
+fn assert_error_shape(status: u16, body: &Value) {
+    assert_eq!(body["statusCode"], status, "error body: {body}");
+    assert!(body["code"].is_string(), "error body: {body}");
+    assert!(body["message"].is_string(), "error body: {body}");
+}
+
+/// POSTs `body` over `client` with the GitHub signature headers for `delivery` plus `extra`
+/// headers; returns (HTTP version, status, JSON answer).
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    delivery: &str,
+    body: &[u8],
+    extra: &[(String, String)],
+) -> (Version, u16, Value) {
+    let mut req = client.post(url).body(body.to_vec());
+    for (k, v) in github_headers(SECRET, body, "push", delivery)
+        .iter()
+        .chain(extra)
+    {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let r = req.send().await.expect("send over HTTP/2");
+    let version = r.version();
+    let status = r.status().as_u16();
+    (version, status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// `count` filler headers of `value_bytes` each.
+fn filler(count: usize, value_bytes: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| (format!("x-filler-{i}"), "v".repeat(value_bytes)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_get_the_same_answers_and_limits_as_http1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        &["--max-webhook-bytes", &BODY_LIMIT.to_string()],
+    );
+    server.tenant("h2").await;
+    let url = server.webhook("h2", "github", SECRET).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let body = br#"{"ref":"refs/heads/main","after":"abc","repository":{"id":1}}"#;
+
+    // Accepted, then recognized as a repeat: the same answers as over HTTP/1.1.
+    let (version, s, first) = post(&h2, &url, "d-1", body, &[]).await;
+    assert_eq!(version, Version::HTTP_2, "the server must speak HTTP/2");
+    assert_eq!(s, 202, "{first}");
+    assert_eq!(first["duplicate"], false);
+    let (_, s, again) = post(&h2, &url, "d-1", body, &[]).await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["eventId"], first["eventId"]);
+
+    // 40 KiB of headers: over hyper's 16 KiB default for HTTP/2 header lists, under Sluice's
+    // 64 KiB limit, so it is served.
+    let (_, s, v) = post(&h2, &url, "d-2", body, &filler(40, 1024)).await;
+    assert_eq!(
+        s, 202,
+        "a head under Sluice's limit is served over HTTP/2: {v}"
+    );
+
+    // Over Sluice's limits (bytes, then fields): its own 431 in the error shape.
+    let (_, s, v) = post(&h2, &url, "d-3", body, &filler(80, 1024)).await;
+    assert_eq!(s, 431, "{v}");
+    assert_error_shape(431, &v);
+    let (_, s, v) = post(&h2, &url, "d-4", body, &filler(120, 4)).await;
+    assert_eq!(s, 431, "{v}");
+    assert_error_shape(431, &v);
+
+    // A bad signature and an oversized body: the documented codes in the error shape.
+    let mut tampered = github_headers(SECRET, body, "push", "d-5");
+    for (k, v) in &mut tampered {
+        if k == "X-Hub-Signature-256" {
+            *v = format!("sha256={}", "0".repeat(64));
+        }
+    }
+    let mut req = h2.post(&url).body(body.to_vec());
+    for (k, v) in &tampered {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let r = req.send().await.expect("send");
+    let s = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(s, 401, "{v}");
+    assert_error_shape(401, &v);
+    let huge = vec![b' '; BODY_LIMIT + 1];
+    let (_, s, v) = post(&h2, &url, "d-6", &huge, &[]).await;
+    assert_eq!(s, 413, "{v}");
+    assert_error_shape(413, &v);
+
+    // The management API over HTTP/2: the two accepted deliveries are the tenant's events,
+    // and nothing refused was stored.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = h2
+            .get(format!("{}/api/v1/tenants/h2/events?limit=50", server.base))
+            .header("x-fastn-api-key", common::ADMIN_KEY)
+            .header("x-fastn-space-id", common::SPACE)
+            .send()
+            .await
+            .expect("list events");
+        assert_eq!(r.version(), Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+        let events: Value = r.json().await.expect("events JSON");
+        let n = events["events"].as_array().map_or(0, Vec::len);
+        if n == 2 {
+            break;
+        }
+        assert!(n < 2, "a refused request was stored: {events}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the accepted deliveries were not routed: {events}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
