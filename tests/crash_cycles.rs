@@ -263,7 +263,9 @@ async fn random_sigkills_lose_and_double_nothing_acknowledged() {
     let total: usize = expected.values().map(HashMap::len).sum();
     eprintln!("{total} deliveries acknowledged over {cycles} kills");
 
-    // Every acknowledged delivery ends as exactly one execution (the probe delivery too).
+    // Every acknowledged delivery ends as exactly one execution (the probe delivery too),
+    // once the backlog left by the last kill has drained.
+    server.wait_drained(Duration::from_secs(60)).await;
     for tenant in TENANTS {
         let want = expected.get(tenant).map_or(0, HashMap::len) + usize::from(tenant == "default");
         let execs = server

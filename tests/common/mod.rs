@@ -209,6 +209,55 @@ impl Server {
         }
     }
 
+    /// The sum of every series of metric `name` on `/metrics` (Prometheus text format), 0
+    /// when it has none yet.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until the server has nothing left to route and nothing queued to run (its
+    /// `/metrics`: `sluice_outbox_pending` and `sluice_queue_depth` at 0 twice in a row),
+    /// panicking only if routed events and finished executions stop increasing for `stall`:
+    /// a slow drain on a busy machine is not a failure, a stuck one is. Cheaper than listing
+    /// every execution while it drains (hundreds of API pages per tenant after a long run,
+    /// taking the CPU the drain needs).
+    pub async fn wait_drained(&self, stall: Duration) {
+        let mut progress = f64::NAN;
+        let mut last_change = Instant::now();
+        let mut idle_polls = 0;
+        while idle_polls < 2 {
+            let pending = self.metric_sum("sluice_outbox_pending").await
+                + self.metric_sum("sluice_queue_depth").await;
+            idle_polls = if pending == 0.0 { idle_polls + 1 } else { 0 };
+            let now = self.metric_sum("sluice_events_routed_total").await
+                + self.metric_sum("sluice_executions_total").await;
+            if now != progress {
+                progress = now;
+                last_change = Instant::now();
+            }
+            assert!(
+                last_change.elapsed() < stall,
+                "the backlog stopped draining: {pending} still pending, no progress for {stall:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Polls until `pred` holds for the tenant's executions, or panics after `secs`.
     pub async fn wait_executions(
         &self,
