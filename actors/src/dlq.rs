@@ -118,10 +118,18 @@ pub enum ReplayError {
     Runtime,
 }
 
+/// Replays (and deletions, [`remove`]) run one at a time. A replay reads its item, checks that it is pending and commits
+/// it as replaying; two requests for one item at once would otherwise both find it pending
+/// and both start a replay (for an event item: two outbox entries, two event records, and
+/// one of the two replay records lost). Replays are operator actions, so serializing them
+/// all costs nothing that matters.
+static ONE_REPLAY_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Replays one item; returns the updated item.
 ///
 /// # Errors
-/// [`ReplayError`] when the item is missing, not pending, or its flow cannot run.
+/// [`ReplayError`] when the item is missing, not pending (a replay of it already started:
+/// [`ReplayError::NotPending`] with `"replaying"`), or its flow cannot run.
 pub async fn replay(
     store: &Store,
     root: &ActorRef<RootMsg>,
@@ -130,6 +138,7 @@ pub async fn replay(
     id: &str,
     version: VersionChoice,
 ) -> Result<DlqRecord, ReplayError> {
+    let _only_one = ONE_REPLAY_AT_A_TIME.lock().await;
     let mut item = store
         .dlq_item(space, tenant, id)?
         .ok_or(ReplayError::NotFound)?;
@@ -240,6 +249,31 @@ pub async fn replay(
     Ok(item)
 }
 
+/// Deletes one item, under the same lock as [`replay`] (a replay that had read the item
+/// before the deletion would otherwise write it back as replaying); returns it, or `None`
+/// when there is no such item.
+///
+/// # Errors
+/// Storage errors.
+pub async fn remove(
+    store: &Store,
+    space: &str,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<DlqRecord>, StorageError> {
+    let _only_one = ONE_REPLAY_AT_A_TIME.lock().await;
+    let Some(item) = store.dlq_item(space, tenant, id)? else {
+        return Ok(None);
+    };
+    let mut w = WriteSet::new();
+    w.delete_dlq(space, tenant, id);
+    store.commit(w).await?;
+    if item.state != DlqState::Resolved {
+        metrics::gauge!("sluice_dlq_depth").decrement(1.0);
+    }
+    Ok(Some(item))
+}
+
 /// Filters for listing and bulk replay; empty fields match everything.
 #[derive(Debug, Clone, Default)]
 pub struct DlqFilter {
@@ -270,4 +304,82 @@ impl DlqFilter {
 /// events.
 pub fn error_value(item: &DlqRecord) -> Value {
     serde_json::from_str(&item.error).unwrap_or_else(|_| Value::String(item.error.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use sluice_storage::{DlqKind, DlqRecord, DlqState, Store, StoreOptions, WriteSet};
+
+    use super::{ReplayError, VersionChoice, replay};
+    use crate::runtime::RootMsg;
+
+    /// A root that ignores everything (an event replay goes through the outbox, not the root).
+    struct NoRoot;
+
+    impl Actor for NoRoot {
+        type Msg = RootMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            (): (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// Three replays of one event item at once start one replay: one outbox entry, one replay
+    /// record, and "replaying" for the other two.
+    #[tokio::test]
+    async fn concurrent_replays_of_one_item_start_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), StoreOptions::default()).expect("open");
+        let item = DlqRecord {
+            id: "dlq_1".into(),
+            kind: DlqKind::Event,
+            event_id: "evt_1".into(),
+            execution_id: None,
+            flow_id: None,
+            flow_version: None,
+            source: "app".into(),
+            event_type: String::new(),
+            webhook_id: String::new(),
+            priority: 2,
+            idempotency_key: "key".into(),
+            headers: Vec::new(),
+            body: br#"{"fixed":true}"#.to_vec(),
+            error: "not JSON".into(),
+            attempts: 1,
+            failed_at_ms: 1,
+            state: DlqState::Pending,
+            replays: Vec::new(),
+        };
+        let mut w = WriteSet::new();
+        w.put_dlq("sp", "t", &item).expect("encode");
+        store.commit(w).await.expect("commit");
+        let (root, _) = Actor::spawn(None, NoRoot, ()).await.expect("root");
+
+        let once = || replay(&store, &root, "sp", "t", "dlq_1", VersionChoice::Pinned);
+        let (a, b, c) = tokio::join!(once(), once(), once());
+        let results = [a, b, c];
+        let started = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(started, 1, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .all(|e| matches!(e, ReplayError::NotPending("replaying"))),
+            "{results:?}"
+        );
+        assert_eq!(store.outbox_count().expect("count"), 1);
+        let stored = store
+            .dlq_item("sp", "t", "dlq_1")
+            .expect("read")
+            .expect("item");
+        assert_eq!(stored.replays.len(), 1);
+        assert_eq!(stored.state, DlqState::Replaying);
+    }
 }

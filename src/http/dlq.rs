@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_actors::dlq::{self, DlqFilter, ReplayError, VersionChoice};
-use sluice_storage::{DlqRecord, DlqState, WriteSet};
+use sluice_storage::{DlqRecord, DlqState};
 
 use super::AppState;
 use super::auth::Caller;
@@ -146,16 +146,9 @@ async fn remove(
     Path((tid, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
-    let item = state
-        .store
-        .dlq_item(caller.space(), &tenant, &id)?
+    dlq::remove(&state.store, caller.space(), &tenant, &id)
+        .await?
         .ok_or_else(ApiError::not_found)?;
-    let mut w = WriteSet::new();
-    w.delete_dlq(caller.space(), &tenant, &id);
-    state.store.commit(w).await?;
-    if item.state != DlqState::Resolved {
-        metrics::gauge!("sluice_dlq_depth").decrement(1.0);
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
