@@ -9,6 +9,7 @@
 //! past its head or stored.
 
 use axum::extract::Request;
+use axum::http::Version;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -36,19 +37,25 @@ pub const HYPER_MAX_HEADERS: usize = 4 * MAX_HEADER_FIELDS;
 /// 16 KiB.
 pub const HYPER_MAX_HEADER_LIST_BYTES: u32 = 4 * MAX_HEADER_BYTES as u32;
 
-/// Length of `uri` as the request target was sent: scheme and authority (absolute form)
-/// plus path and query.
-fn target_len(uri: &axum::http::Uri) -> usize {
+/// Length of the request target as it was sent. Over HTTP/1.x that is the request line's
+/// target: scheme and authority when in absolute form (RFC 9112 §3.2.2), plus path and query.
+/// Over HTTP/2 and later the target is the `:path` pseudo-header alone (RFC 9113 §8.3.1);
+/// hyper fills the URI's scheme and authority from `:scheme` and `:authority`, which are
+/// separate fields and count toward the header limits instead.
+fn target_len(version: Version, uri: &axum::http::Uri) -> usize {
+    let path = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if version >= Version::HTTP_2 {
+        return path;
+    }
     let scheme = uri.scheme_str().map_or(0, |s| s.len() + "://".len());
     let authority = uri.authority().map_or(0, |a| a.as_str().len());
-    let path = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     scheme + authority + path
 }
 
 /// Middleware: refuses a request whose head is over the limits above with 414 or 431, before
 /// routing and before its body is read.
 pub async fn check(request: Request, next: Next) -> Response {
-    if target_len(request.uri()) > MAX_URI_BYTES {
+    if target_len(request.version(), request.uri()) > MAX_URI_BYTES {
         return ApiError::uri_too_long(MAX_URI_BYTES).into_response();
     }
     let headers = request.headers();
@@ -128,6 +135,24 @@ mod tests {
             .body(Body::empty())
             .expect("request");
         assert_eq!(answer(short).await.0, StatusCode::OK);
+    }
+
+    /// Over HTTP/2 the URI always carries the `:scheme` and `:authority` pseudo-headers: the
+    /// limit applies to `:path` alone, as it does to an HTTP/1.1 origin-form target.
+    #[tokio::test]
+    async fn an_http2_target_counts_its_path_only() {
+        let at = format!("http://h.example/x?q={}", "a".repeat(MAX_URI_BYTES - 5));
+        let request = axum::http::Request::get(&at)
+            .version(Version::HTTP_2)
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(answer(request).await.0, StatusCode::OK);
+        let over = format!("http://h.example/x?q={}", "a".repeat(MAX_URI_BYTES - 4));
+        let request = axum::http::Request::get(over)
+            .version(Version::HTTP_2)
+            .body(Body::empty())
+            .expect("request");
+        assert_eq!(answer(request).await.0, StatusCode::URI_TOO_LONG);
     }
 
     #[tokio::test]
