@@ -135,3 +135,87 @@ async fn http2_clients_get_the_same_answers_and_limits_as_http1() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Reads from `stream` until the server closes it (EOF or reset), up to `limit`; how long that
+/// took, or `None` if it stayed open.
+fn closed_within(
+    mut stream: std::net::TcpStream,
+    limit: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// Slowloris over HTTP/2: clients that send the connection preface and then nothing, or
+/// start a header block and never finish it, are closed once `--header-timeout` has passed
+/// with no request in progress (hyper's own header timer covers HTTP/1 only), so they cannot
+/// hold every connection slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_or_unfinished_http2_connections_are_closed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        &["--header-timeout", "1s", "--max-connections", "2"],
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    // RFC 9113 §3.4: the client preface, then an empty SETTINGS frame (length 0, type 0x4).
+    let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let mut silent = std::net::TcpStream::connect(&addr).expect("connect");
+    silent.write_all(preface).expect("preface");
+    // A HEADERS frame on stream 1 without END_HEADERS (flags 0): a header block that is
+    // never finished (its CONTINUATION never comes).
+    let mut unfinished = std::net::TcpStream::connect(&addr).expect("connect");
+    unfinished.write_all(preface).expect("preface");
+    unfinished
+        .write_all(b"\x00\x00\x01\x01\x00\x00\x00\x00\x01\x82")
+        .expect("headers");
+    let limit = std::time::Duration::from_secs(6);
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        let a = std::thread::spawn(move || closed_within(silent, limit));
+        let b = closed_within(unfinished, limit);
+        (a.join().expect("join"), b)
+    })
+    .await
+    .expect("join");
+    let a = a.expect("a silent HTTP/2 connection stayed open");
+    let b = b.expect("an unfinished HTTP/2 header block kept its connection open");
+    assert!(
+        a >= std::time::Duration::from_millis(800),
+        "closed too early: {a:?}"
+    );
+    assert!(
+        b >= std::time::Duration::from_millis(800),
+        "closed too early: {b:?}"
+    );
+
+    // The slots are free again: a real HTTP/2 client is served.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let r = h2
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .expect("served after the slowloris connections were closed");
+    assert_eq!(r.status(), 200);
+}

@@ -75,3 +75,30 @@ async fn sigterm_with_silent_connections_exits_at_once() {
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     drop(silent);
 }
+
+/// A connection still sending its request head has no request in progress: a shutdown does
+/// not wait for it to finish (or for `--header-timeout`, set long here), over HTTP/1.1 or
+/// HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_half_sent_heads_exits_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        &["--shutdown-grace-secs", "60", "--header-timeout", "30s"],
+    );
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut half_h1 = TcpStream::connect(&addr).expect("connect");
+    half_h1
+        .write_all(b"POST /healthz HTTP/1.1\r\nHost: x\r\nX-Partial: ")
+        .expect("write");
+    let mut half_h2 = TcpStream::connect(&addr).expect("connect");
+    half_h2
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    let took = server
+        .terminate(Duration::from_secs(45))
+        .expect("the server exited after SIGTERM");
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    drop((half_h1, half_h2));
+}
