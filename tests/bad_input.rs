@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, Sink, github_headers, send};
+use common::{Server, Sink, closed_within, github_headers, send};
 use serde_json::{Value, json};
 
 const SECRET: &str = "bad-input-secret";
@@ -515,32 +515,6 @@ async fn malformed_management_bodies_get_400_in_the_error_shape() {
         .or(tenants["tenants"].as_array())
         .map_or(0, Vec::len);
     assert_eq!(n, 1, "only the default tenant: {tenants}");
-}
-
-/// Reads from `stream` until the server closes it (EOF or reset), up to `limit`; how long that
-/// took, or `None` if it stayed open.
-fn closed_within(mut stream: TcpStream, trickle: bool, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut buf = [0u8; 1024];
-    while start.elapsed() < limit {
-        if trickle && stream.write_all(b"x").is_err() {
-            return Some(start.elapsed());
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return Some(start.elapsed()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return Some(start.elapsed()),
-        }
-    }
-    None
 }
 
 /// Slowloris on the request head: connections that never finish their headers, trickle them

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, github_headers};
+use common::{Server, closed_within, github_headers};
 use reqwest::Version;
 use serde_json::Value;
 
@@ -136,33 +136,6 @@ async fn http2_clients_get_the_same_answers_and_limits_as_http1() {
     }
 }
 
-/// Reads from `stream` until the server closes it (EOF or reset), up to `limit`; how long that
-/// took, or `None` if it stayed open.
-fn closed_within(
-    mut stream: std::net::TcpStream,
-    limit: std::time::Duration,
-) -> Option<std::time::Duration> {
-    use std::io::Read;
-    let start = std::time::Instant::now();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
-        .expect("timeout");
-    let mut buf = [0u8; 1024];
-    while start.elapsed() < limit {
-        match stream.read(&mut buf) {
-            Ok(0) => return Some(start.elapsed()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return Some(start.elapsed()),
-        }
-    }
-    None
-}
-
 /// Slowloris over HTTP/2: clients that send the connection preface and then nothing, or
 /// start a header block and never finish it, are closed once `--header-timeout` has passed
 /// with no request in progress (hyper's own header timer covers HTTP/1 only), so they cannot
@@ -189,8 +162,8 @@ async fn silent_or_unfinished_http2_connections_are_closed() {
         .expect("headers");
     let limit = std::time::Duration::from_secs(6);
     let (a, b) = tokio::task::spawn_blocking(move || {
-        let a = std::thread::spawn(move || closed_within(silent, limit));
-        let b = closed_within(unfinished, limit);
+        let a = std::thread::spawn(move || closed_within(silent, false, limit));
+        let b = closed_within(unfinished, false, limit);
         (a.join().expect("join"), b)
     })
     .await

@@ -107,15 +107,7 @@ async fn a_blocked_tenant_does_not_stall_another() {
         noisy.iter().all(|e| e["status"] != "completed"),
         "the black hole never answers"
     );
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("sluice_relay_deferrals_total"),
         "the noisy lane was deferred"
@@ -419,34 +411,15 @@ async fn idle_tenant_supervisors_stop_and_come_back() {
     server
         .live_flow("default", &push_flow("idle", &sink.url, 1))
         .await;
-    let supervisors = |server: &Server| {
-        let client = server.client.clone();
-        let url = format!("{}/metrics", server.base);
-        async move {
-            let text = client
-                .get(url)
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("text");
-            text.lines()
-                .find(|l| l.starts_with("sluice_tenant_supervisors "))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        }
-    };
     assert_eq!(push(&server, &url, "idle", 1, "i-1").await.0, 202);
     server
         .wait_executions("default", 20, |e| {
             e.len() == 1 && e[0]["status"] == "completed"
         })
         .await;
-    assert_eq!(supervisors(&server).await, 1.0);
+    assert_eq!(server.metric_sum("sluice_tenant_supervisors").await, 1.0);
     let deadline = Instant::now() + Duration::from_secs(15);
-    while supervisors(&server).await != 0.0 {
+    while server.metric_sum("sluice_tenant_supervisors").await != 0.0 {
         assert!(
             Instant::now() < deadline,
             "the idle supervisor was never stopped"

@@ -159,15 +159,7 @@ async fn signed_shopify_order_becomes_a_completed_execution() {
     assert_eq!(events["events"][0]["executionIds"][0], eid);
 
     // Metrics moved.
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     for needle in [
         "sluice_webhooks_received_total{connector=\"shopify\",outcome=\"accepted\"} 1",
         "sluice_webhooks_received_total{connector=\"shopify\",outcome=\"duplicate\"} 1",

@@ -209,19 +209,24 @@ impl Server {
         }
     }
 
-    /// The sum of every series of metric `name` on `/metrics` (Prometheus text format), 0
-    /// when it has none yet.
-    pub async fn metric_sum(&self, name: &str) -> f64 {
-        let text = self
-            .client
+    /// The `/metrics` page (Prometheus text format).
+    pub async fn metrics_text(&self) -> String {
+        self.client
             .get(format!("{}/metrics", self.base))
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("metrics text");
-        text.lines()
+            .expect("metrics text")
+    }
+
+    /// The sum of every series of metric `name` on `/metrics` (Prometheus text format), 0
+    /// when it has none yet.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .filter(|l| {
                 l.strip_prefix(name)
                     .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
@@ -411,4 +416,35 @@ pub async fn send(
     let r = req.send().await.expect("send webhook");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Reads from `stream` until the server closes it (EOF or reset), up to `limit`, writing a
+/// byte before each read when `trickle`; how long that took, or `None` if it stayed open.
+pub fn closed_within(
+    mut stream: std::net::TcpStream,
+    trickle: bool,
+    limit: Duration,
+) -> Option<Duration> {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < limit {
+        if trickle && stream.write_all(b"x").is_err() {
+            return Some(start.elapsed());
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
 }
