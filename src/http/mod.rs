@@ -3,6 +3,7 @@
 
 mod auth;
 mod cdm;
+mod connection;
 mod connectors;
 mod credentials;
 mod dlq;
