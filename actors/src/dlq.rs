@@ -118,12 +118,12 @@ pub enum ReplayError {
     Runtime,
 }
 
-/// Replays (and deletions, [`remove`]) run one at a time. A replay reads its item, checks that it is pending and commits
-/// it as replaying; two requests for one item at once would otherwise both find it pending
-/// and both start a replay (for an event item: two outbox entries, two event records, and
-/// one of the two replay records lost). Replays are operator actions, so serializing them
-/// all costs nothing that matters.
-static ONE_REPLAY_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Replays and deletions of items ([`replay`], [`remove`]) run one at a time. A replay reads
+/// its item, checks that it is pending and commits it as replaying; two requests for one item
+/// at once would otherwise both find it pending and both start a replay (for an event item:
+/// two outbox entries, two event records, and one of the two replay records lost). These are
+/// operator actions, so serializing them all costs nothing that matters.
+static ONE_ITEM_CHANGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Replays one item; returns the updated item.
 ///
@@ -138,7 +138,7 @@ pub async fn replay(
     id: &str,
     version: VersionChoice,
 ) -> Result<DlqRecord, ReplayError> {
-    let _only_one = ONE_REPLAY_AT_A_TIME.lock().await;
+    let _only_one = ONE_ITEM_CHANGE_AT_A_TIME.lock().await;
     let mut item = store
         .dlq_item(space, tenant, id)?
         .ok_or(ReplayError::NotFound)?;
@@ -261,7 +261,7 @@ pub async fn remove(
     tenant: &str,
     id: &str,
 ) -> Result<Option<DlqRecord>, StorageError> {
-    let _only_one = ONE_REPLAY_AT_A_TIME.lock().await;
+    let _only_one = ONE_ITEM_CHANGE_AT_A_TIME.lock().await;
     let Some(item) = store.dlq_item(space, tenant, id)? else {
         return Ok(None);
     };
