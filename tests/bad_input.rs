@@ -14,17 +14,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, Sink, closed_within, github_headers, send};
+use common::{Server, Sink, assert_error_shape, closed_within, github_headers, send};
 use serde_json::{Value, json};
 
 const SECRET: &str = "bad-input-secret";
 const LIMIT: usize = 64 * 1024;
-
-fn assert_error_shape(status: u16, body: &Value) {
-    assert_eq!(body["statusCode"], status, "error body: {body}");
-    assert!(body["code"].is_string(), "error body: {body}");
-    assert!(body["message"].is_string(), "error body: {body}");
-}
 
 async fn deliver(server: &Server, url: &str, id: &str, body: &[u8]) -> (u16, Value) {
     send(

@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{Server, closed_within, github_headers};
+use common::{Server, assert_error_shape, closed_within, github_headers};
 use reqwest::Version;
 use serde_json::Value;
 
 const SECRET: &str = "h2-secret";
 const BODY_LIMIT: usize = 64 * 1024;
-
-fn assert_error_shape(status: u16, body: &Value) {
-    assert_eq!(body["statusCode"], status, "error body: {body}");
-    assert!(body["code"].is_string(), "error body: {body}");
-    assert!(body["message"].is_string(), "error body: {body}");
-}
 
 /// POSTs `body` over `client` with the GitHub signature headers for `delivery` plus `extra`
 /// headers; returns (HTTP version, status, JSON answer).

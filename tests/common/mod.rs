@@ -448,3 +448,11 @@ pub fn closed_within(
     }
     None
 }
+
+/// Asserts that `body` is an error in the reference's shape (`statusCode`, `code`, `message`)
+/// for `status`.
+pub fn assert_error_shape(status: u16, body: &Value) {
+    assert_eq!(body["statusCode"], status, "error body: {body}");
+    assert!(body["code"].is_string(), "error body: {body}");
+    assert!(body["message"].is_string(), "error body: {body}");
+}
