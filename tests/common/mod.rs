@@ -224,15 +224,7 @@ impl Server {
     /// The sum of every series of metric `name` on `/metrics` (Prometheus text format), 0
     /// when it has none yet.
     pub async fn metric_sum(&self, name: &str) -> f64 {
-        self.metrics_text()
-            .await
-            .lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        sum_of(&self.metrics_text().await, name)
     }
 
     /// Waits until the server has nothing left to route and nothing queued to run (its
@@ -246,11 +238,12 @@ impl Server {
         let mut last_change = Instant::now();
         let mut idle_polls = 0;
         while idle_polls < 2 {
-            let pending = self.metric_sum("sluice_outbox_pending").await
-                + self.metric_sum("sluice_queue_depth").await;
+            let metrics = self.metrics_text().await;
+            let pending =
+                sum_of(&metrics, "sluice_outbox_pending") + sum_of(&metrics, "sluice_queue_depth");
             idle_polls = if pending == 0.0 { idle_polls + 1 } else { 0 };
-            let now = self.metric_sum("sluice_events_routed_total").await
-                + self.metric_sum("sluice_executions_total").await;
+            let now = sum_of(&metrics, "sluice_events_routed_total")
+                + sum_of(&metrics, "sluice_executions_total");
             if now != progress {
                 progress = now;
                 last_change = Instant::now();
@@ -455,4 +448,16 @@ pub fn assert_error_shape(status: u16, body: &Value) {
     assert_eq!(body["statusCode"], status, "error body: {body}");
     assert!(body["code"].is_string(), "error body: {body}");
     assert!(body["message"].is_string(), "error body: {body}");
+}
+
+/// The sum of every series of metric `name` in a `/metrics` page, 0 when it has none.
+fn sum_of(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
