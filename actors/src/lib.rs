@@ -20,6 +20,7 @@ pub mod dlq;
 pub mod engine;
 pub mod flow;
 pub mod ids;
+pub mod json_depth;
 pub mod limits;
 pub mod mapping;
 pub mod pipeline;

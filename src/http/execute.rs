@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sluice_actors::engine::context;
 use sluice_actors::flow::{FlowSpec, Plan, Trigger, plan, request_schema, versions};
 use sluice_actors::ids::now_ms;
+use sluice_actors::json_depth::parse_stored;
 use sluice_actors::mapping::template::render_value;
 use sluice_actors::pipeline::submit::P1_USER;
 use sluice_actors::runtime::RootMsg;
@@ -200,7 +201,7 @@ fn answer(state: &AppState, plan: &Plan, exec: &ExecutionRecord) -> Result<Respo
         let mut error = exec
             .error_json
             .as_deref()
-            .map(context::parse_json)
+            .map(parse_stored)
             .unwrap_or_else(|| json!({"code": "INTERNAL_ERROR", "statusCode": 500}));
         let status = if exec.status == ExecutionStatus::TimedOut {
             if let Some(o) = error.as_object_mut() {

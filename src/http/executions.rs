@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_actors::flow::{FlowSpec, plan};
 use sluice_actors::ids::now_ms;
+use sluice_actors::json_depth::parse_stored;
 use sluice_actors::runtime::RootMsg;
 use sluice_storage::{ExecutionRecord, StepRecord, WaitRecord, WriteSet};
 
@@ -56,7 +57,7 @@ fn wait_view(w: &WaitRecord) -> Value {
             "deadline": rfc3339_opt(w.deadline_ms),
             "nextCheck": rfc3339_opt(w.next_check_ms),
             "checks": w.checks,
-            "resolution": w.resolution.as_deref().map(json_text),
+            "resolution": w.resolution.as_deref().map(parse_stored),
         },
     })
 }
@@ -195,10 +196,6 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-fn json_text(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
 fn summary(e: &ExecutionRecord) -> Value {
     json!({
         "id": e.id,
@@ -214,7 +211,7 @@ fn summary(e: &ExecutionRecord) -> Value {
         "createdAt": rfc3339(e.created_at_ms),
         "startedAt": rfc3339_opt(e.started_at_ms),
         "finishedAt": rfc3339_opt(e.finished_at_ms),
-        "error": e.error_json.as_deref().map(json_text),
+        "error": e.error_json.as_deref().map(parse_stored),
     })
 }
 
@@ -222,14 +219,14 @@ fn step_view(s: &StepRecord) -> Value {
     json!({
         "name": s.name,
         "status": s.status.as_str(),
-        "input": json_text(&s.input_json),
-        "output": json_text(&s.output_json),
-        "error": s.error_json.as_deref().map(json_text),
+        "input": parse_stored(&s.input_json),
+        "output": parse_stored(&s.output_json),
+        "error": s.error_json.as_deref().map(parse_stored),
         "attempts": s.attempts.iter().map(|a| json!({
             "startedAt": rfc3339(a.started_at_ms),
             "finishedAt": rfc3339(a.finished_at_ms),
             "durationMs": a.finished_at_ms.saturating_sub(a.started_at_ms),
-            "error": a.error_json.as_deref().map(json_text),
+            "error": a.error_json.as_deref().map(parse_stored),
         })).collect::<Vec<_>>(),
         "startedAt": rfc3339(s.started_at_ms),
         "finishedAt": rfc3339(s.finished_at_ms),
@@ -277,7 +274,7 @@ async fn show(
     views.sort_by_key(|(i, _)| *i);
     let mut view = summary(&exec);
     if let Some(obj) = view.as_object_mut() {
-        obj.insert("trigger".into(), json_text(&exec.trigger_json));
+        obj.insert("trigger".into(), parse_stored(&exec.trigger_json));
         obj.insert(
             "steps".into(),
             Value::Array(views.into_iter().map(|(_, v)| v).collect()),

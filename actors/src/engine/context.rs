@@ -6,33 +6,29 @@ use sluice_storage::{AttemptRecord, ExecutionRecord, StepRecord, StepStatus};
 
 use super::step_error::StepError;
 use crate::ids::now_ms;
+use crate::json_depth::{self, parse_stored};
 
 /// The context of `exec` with no step outputs yet.
 pub fn initial(exec: &ExecutionRecord) -> Value {
-    let trigger = parse_json(&exec.trigger_json);
+    let trigger = parse_stored(&exec.trigger_json);
     let input = if exec.input_json.is_empty() {
         trigger.clone()
     } else {
-        parse_json(&exec.input_json)
+        parse_stored(&exec.input_json)
     };
     json!({"trigger": trigger, "input": input, "steps": {}})
 }
 
 /// Adds a journaled step to the context: `steps.NAME = {"output", "status", "error"}`.
 pub fn record_output(ctx: &mut Value, name: &str, record: &StepRecord) {
-    let output = parse_json(&record.output_json);
-    let error = record.error_json.as_deref().map(parse_json);
+    let output = parse_stored(&record.output_json);
+    let error = record.error_json.as_deref().map(parse_stored);
     if let Some(steps) = ctx.get_mut("steps").and_then(Value::as_object_mut) {
         steps.insert(
             name.to_owned(),
             json!({"output": output, "status": record.status.as_str(), "error": error}),
         );
     }
-}
-
-/// JSON text to a value; `null` when it does not parse.
-pub fn parse_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// A record for a step that did not run.
@@ -51,7 +47,8 @@ pub fn skipped(index: u32, name: &str) -> StepRecord {
     }
 }
 
-/// A completed record with one attempt.
+/// A completed record with one attempt; a failed one (`MAPPING_ERROR`) when the input or the
+/// output nests deeper than [`json_depth::MAX_DEPTH`], which is stored as nothing else is.
 pub fn completed(
     index: u32,
     name: &str,
@@ -59,6 +56,13 @@ pub fn completed(
     input: &Value,
     output: &Value,
 ) -> StepRecord {
+    let too_deep = json_depth::check(input)
+        .map_err(|m| format!("input: {m}"))
+        .and_then(|()| json_depth::check(output).map_err(|m| format!("output: {m}")));
+    if let Err(message) = too_deep {
+        let error = StepError::new("MAPPING_ERROR", 400, name, message);
+        return failed(index, name, started, input, &error);
+    }
     let now = now_ms();
     StepRecord {
         index,
@@ -77,7 +81,8 @@ pub fn completed(
     }
 }
 
-/// A failed record with one attempt carrying `error`.
+/// A failed record with one attempt carrying `error`; its input is stored as `null` when it
+/// nests deeper than [`json_depth::MAX_DEPTH`].
 pub fn failed(
     index: u32,
     name: &str,
@@ -91,7 +96,10 @@ pub fn failed(
         index,
         name: name.to_owned(),
         status: StepStatus::Failed,
-        input_json: input.to_string(),
+        input_json: match json_depth::check(input) {
+            Ok(()) => input.to_string(),
+            Err(_) => "null".into(),
+        },
         output_json: "null".into(),
         error_json: Some(e.clone()),
         attempts: vec![AttemptRecord {
@@ -109,7 +117,7 @@ pub fn failed_error(record: &StepRecord, step: &str) -> StepError {
     let parsed = record
         .error_json
         .as_deref()
-        .map(parse_json)
+        .map(parse_stored)
         .unwrap_or(Value::Null);
     let code = match parsed.get("code").and_then(Value::as_str) {
         Some("DATASOURCE_CONNECTION_ERROR") => "DATASOURCE_CONNECTION_ERROR",
@@ -179,5 +187,33 @@ mod tests {
         let ctx = initial(&exec(r#"{"a": 1}"#, r#"{"b": 2}"#));
         assert_eq!(ctx["input"], json!({"b": 2}));
         assert_eq!(ctx["trigger"], json!({"a": 1}));
+    }
+
+    #[test]
+    fn a_step_value_deeper_than_the_bound_is_stored_as_a_failure() {
+        let mut deep = json!(1);
+        for _ in 0..=json_depth::MAX_DEPTH {
+            deep = json!([deep]);
+        }
+        let record = completed(0, "s", 1, &json!({"a": 1}), &deep);
+        assert_eq!(record.status, StepStatus::Failed);
+        assert_eq!(record.output_json, "null");
+        assert_eq!(record.input_json, r#"{"a":1}"#);
+        let error = parse_stored(record.error_json.as_deref().expect("error"));
+        assert_eq!(error["code"], "MAPPING_ERROR");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("output: ")),
+            "{error}"
+        );
+        let record = completed(0, "s", 1, &deep, &json!(2));
+        assert_eq!(record.status, StepStatus::Failed);
+        assert_eq!(
+            record.input_json, "null",
+            "an input too deep to store is not stored"
+        );
+        let record = completed(0, "s", 1, &json!([[1]]), &json!(2));
+        assert_eq!(record.status, StepStatus::Completed);
     }
 }

@@ -22,6 +22,7 @@ use crate::connector::ActionInvoker;
 use crate::dlq;
 use crate::flow::{OnError, Plan, Trigger};
 use crate::ids::{now_ms, step_idempotency_key};
+use crate::json_depth::parse_stored;
 use crate::sync::IdMaps;
 
 /// How a call to [`Engine::run`] ended.
@@ -722,7 +723,7 @@ fn join_state(plan: &Plan, slots: &[Slot], i: usize) -> Option<Join> {
             && gate_index == d
             && !skipped_for_me
         {
-            let taken = gate::taken_branch(&context::parse_json(&record.output_json));
+            let taken = gate::taken_branch(&parse_stored(&record.output_json));
             skipped_for_me = taken != Some(branch);
         }
         if !skipped_for_me {

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::field_spec::{Declared, Expression, FieldError, parse_declared};
 use super::template::{Template, render_value};
+use crate::json_depth;
 
 /// Every problem of a mapping, in key order. `Display` joins them with `; `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,7 +111,18 @@ impl FieldMap {
         for (target, steps, source) in &self.fields {
             let field = format!("{prefix}{target}");
             match eval_source(&field, source, ctx) {
-                Ok(v) => set_path(out, steps, v),
+                // The document nests as deep as its deepest path plus what that path holds;
+                // checked before the value is placed, so no document outgrows the bound.
+                Ok(v) => match json_depth::depth(&v) + steps.len() {
+                    d if d > json_depth::MAX_DEPTH => errors.push(FieldError::new(
+                        &field,
+                        format!(
+                            "the mapped value nests {d} levels deep; values are limited to {} levels",
+                            json_depth::MAX_DEPTH
+                        ),
+                    )),
+                    _ => set_path(out, steps, v),
+                },
                 Err(mut e) => errors.append(&mut e),
             }
         }
@@ -253,6 +265,13 @@ fn parse_target(path: &str) -> Result<Vec<Step>, String> {
             }
         }
     }
+    if steps.len() > json_depth::MAX_DEPTH {
+        return Err(format!(
+            "the target path has {} levels; values are limited to {} levels",
+            steps.len(),
+            json_depth::MAX_DEPTH
+        ));
+    }
     Ok(steps)
 }
 
@@ -394,5 +413,30 @@ mod tests {
         let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["lines[1].q", "n", "when"]);
         assert!(e.to_string().contains("ambiguous"), "{e}");
+    }
+
+    /// A path deeper than the bound is refused when compiled; a value that would make the
+    /// document deeper is refused before it is placed (a 50,000-level path used to build a
+    /// document whose drop overflowed the stack).
+    #[test]
+    fn documents_stay_within_the_depth_bound() {
+        let bound = crate::json_depth::MAX_DEPTH;
+        let path = |levels: usize| vec!["k"; levels].join(".");
+        let e = FieldMap::compile(&map(json!({path(bound + 1): "x"}))).expect_err("too long");
+        assert!(e.to_string().contains("257 levels"), "{e}");
+        let fits =
+            FieldMap::compile(&map(json!({path(bound - 2): "{{trigger.v}}"}))).expect("compile");
+        let ctx = |levels: usize| {
+            let mut v = json!(1);
+            for _ in 0..levels {
+                v = json!([v]);
+            }
+            json!({"trigger": {"v": v}})
+        };
+        let out = fits.apply(&ctx(2)).expect("at the bound");
+        assert_eq!(crate::json_depth::depth(&out), bound);
+        let e = fits.apply(&ctx(3)).expect_err("one past the bound");
+        assert_eq!(e.0[0].field, path(bound - 2));
+        assert!(e.to_string().contains("257 levels"), "{e}");
     }
 }

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use sluice_storage::{EventWaitRecord, StorageError, Store, WriteSet};
 
 use crate::flow::condition;
+use crate::json_depth::parse_stored;
 
 /// Events a tenant remembers for waits that are just beginning.
 pub const RECENT_EVENTS: usize = 256;
@@ -142,7 +143,10 @@ pub fn accepts(w: &EventWaitRecord, event: &SeenEvent) -> bool {
     let Some(cond) = &w.condition else {
         return true;
     };
-    let mut vars: Value = serde_json::from_str(&w.context_json).unwrap_or_else(|_| json!({}));
+    let mut vars = match parse_stored(&w.context_json) {
+        Value::Null => json!({}),
+        v => v,
+    };
     if let Value::Object(o) = &mut vars {
         o.insert("event".into(), event.payload.clone());
     }

@@ -10,6 +10,7 @@ use crate::connector::{ActionCall, ActionError, ActionInvoker};
 use crate::engine::StepError;
 use crate::flow::StepSpec;
 use crate::ids::now_ms;
+use crate::json_depth;
 use crate::mapping::{field_map, template::render_value};
 use crate::sync::IdMaps;
 
@@ -287,5 +288,7 @@ fn render_input(step: &StepSpec, ctx: &Value) -> Result<Value, StepError> {
             obj.entry("body").or_insert(mapped);
         }
     }
+    json_depth::check(&input)
+        .map_err(|m| StepError::new("MAPPING_ERROR", 400, &step.name, format!("input: {m}")))?;
     Ok(input)
 }

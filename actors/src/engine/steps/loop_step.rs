@@ -19,9 +19,10 @@ use tokio::sync::Semaphore;
 use super::action::ActionEnv;
 use super::{action, notification};
 use crate::engine::StepError;
-use crate::engine::context::{completed, failed, parse_json, record_output};
+use crate::engine::context::{completed, failed, record_output};
 use crate::flow::{NestedPlan, OnError, StepSpec};
 use crate::ids::{iteration_idempotency_key, now_ms};
+use crate::json_depth::parse_stored;
 use crate::mapping::template::render_value;
 
 /// Most items a loop iterates.
@@ -80,7 +81,7 @@ pub async fn run(
     let mut results: Vec<Option<Result<Value, Value>>> = vec![None; items.len()];
     for it in store.iterations(&env.space, &env.tenant, execution_id, index)? {
         if let Some(slot) = results.get_mut(it.iteration as usize) {
-            let value = parse_json(&it.value_json);
+            let value = parse_stored(&it.value_json);
             *slot = Some(if it.ok { Ok(value) } else { Err(value) });
         }
     }
@@ -189,10 +190,10 @@ async fn iteration(
             return Err(record
                 .error_json
                 .as_deref()
-                .map(parse_json)
+                .map(parse_stored)
                 .unwrap_or(Value::Null));
         }
-        outputs.insert(s.name.clone(), parse_json(&record.output_json));
+        outputs.insert(s.name.clone(), parse_stored(&record.output_json));
     }
     Ok(Value::Object(outputs))
 }

@@ -28,9 +28,10 @@ use sluice_storage::{
 
 use super::gate::is_missing_field;
 use crate::engine::StepError;
-use crate::engine::context::{completed, failed, parse_json};
+use crate::engine::context::{completed, failed};
 use crate::flow::{StepSpec, condition};
 use crate::ids::now_ms;
+use crate::json_depth::parse_stored;
 
 /// A wait ending this soon (ms) is waited for in-process instead of parking the execution.
 pub const INLINE_WAIT_MS: u64 = 500;
@@ -201,7 +202,7 @@ pub async fn poll(
         }
         _ => {
             if let Some(resolution) = &rec.resolution {
-                let value = parse_json(resolution);
+                let value = parse_stored(resolution);
                 if rec.kind == "approval" && value.get("approved") != Some(&Value::Bool(true)) {
                     let by = value.get("approver").and_then(Value::as_str).unwrap_or("?");
                     let comment = value.get("comment").and_then(Value::as_str).unwrap_or("");
