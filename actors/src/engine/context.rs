@@ -47,8 +47,9 @@ pub fn skipped(index: u32, name: &str) -> StepRecord {
     }
 }
 
-/// A completed record with one attempt; a failed one (`MAPPING_ERROR`) when the input or the
-/// output nests deeper than [`json_depth::MAX_DEPTH`], which is stored as nothing else is.
+/// A completed record with one attempt. A step whose input or output nests deeper than
+/// [`json_depth::MAX_DEPTH`] is recorded as failed with `MAPPING_ERROR` instead: such a value
+/// is neither stored nor handed to the next step.
 pub fn completed(
     index: u32,
     name: &str,
