@@ -99,7 +99,7 @@ impl FieldMap {
     pub fn apply(&self, ctx: &Value) -> Result<Value, MappingErrors> {
         let mut out = Value::Object(Map::new());
         let mut errors = Vec::new();
-        self.apply_into(ctx, "", &mut out, &mut errors);
+        self.apply_into(&mut Scope::Shared(ctx), "", &mut out, &mut errors);
         if errors.is_empty() {
             Ok(out)
         } else {
@@ -107,7 +107,13 @@ impl FieldMap {
         }
     }
 
-    fn apply_into(&self, ctx: &Value, prefix: &str, out: &mut Value, errors: &mut Vec<FieldError>) {
+    fn apply_into(
+        &self,
+        ctx: &mut Scope<'_>,
+        prefix: &str,
+        out: &mut Value,
+        errors: &mut Vec<FieldError>,
+    ) {
         for (target, steps, source) in &self.fields {
             let field = format!("{prefix}{target}");
             match eval_source(&field, source, ctx) {
@@ -179,7 +185,28 @@ fn check_document(target: &str, value: &Value) -> Result<(), Vec<FieldError>> {
     }
 }
 
-fn eval_source(field: &str, source: &Source, ctx: &Value) -> Result<Value, Vec<FieldError>> {
+/// The context a mapping reads: the caller's, or the item scope of an enclosing `each`
+/// (`{"item", "index", "parent"}`), which that `each` owns and lends to the one inside it.
+enum Scope<'a> {
+    Shared(&'a Value),
+    Lent(&'a mut Value),
+}
+
+impl Scope<'_> {
+    fn value(&self) -> &Value {
+        match self {
+            Scope::Shared(v) => v,
+            Scope::Lent(v) => v,
+        }
+    }
+}
+
+fn eval_source(
+    field: &str,
+    source: &Source,
+    scope: &mut Scope<'_>,
+) -> Result<Value, Vec<FieldError>> {
+    let ctx = scope.value();
     match source {
         Source::Expr(e) => e.eval(field, ctx).map_err(|e| vec![e]),
         Source::Document(doc) => {
@@ -188,7 +215,7 @@ fn eval_source(field: &str, source: &Source, ctx: &Value) -> Result<Value, Vec<F
         Source::Declared(d, each) => {
             let raw = d.from.eval(field, ctx).map_err(|e| vec![e])?;
             let value = match (each, &d.coercion) {
-                (Some(inner), _) => each_item(field, inner, raw, ctx)?,
+                (Some(inner), _) => each_item(field, inner, raw, scope)?,
                 (None, Some(c)) => {
                     let currency = match &d.currency {
                         Some(e) => Some(e.eval(field, ctx).map_err(|e| vec![e])?),
@@ -207,29 +234,46 @@ fn eval_source(field: &str, source: &Source, ctx: &Value) -> Result<Value, Vec<F
     }
 }
 
+/// Applies `inner` to each item of `raw` in the scope `{"item", "index", "parent"}`.
+///
+/// One scope serves every item: `parent` is the enclosing context, copied once when it is
+/// the caller's and borrowed (moved in, then back) when it is an enclosing `each`'s scope.
+/// A copy per item made an `each` over n items cost n copies of the whole context, the
+/// trigger included: minutes of CPU for a 40,000-item array in an 80 KB event.
 fn each_item(
     field: &str,
     inner: &FieldMap,
     raw: Value,
-    ctx: &Value,
+    scope: &mut Scope<'_>,
 ) -> Result<Value, Vec<FieldError>> {
     let items = match raw {
         Value::Null => return Ok(Value::Null),
         Value::Array(items) => items,
         single => vec![single],
     };
+    let parent = match scope {
+        Scope::Shared(v) => (*v).clone(),
+        Scope::Lent(v) => std::mem::take(*v),
+    };
+    let mut item_scope = json!({"item": null, "index": 0, "parent": parent});
     let mut errors = Vec::new();
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        let item_ctx = json!({"item": item, "index": index, "parent": ctx});
+        if let Value::Object(slots) = &mut item_scope {
+            slots.insert("item".into(), item);
+            slots.insert("index".into(), json!(index));
+        }
         let mut doc = Value::Object(Map::new());
         inner.apply_into(
-            &item_ctx,
+            &mut Scope::Lent(&mut item_scope),
             &format!("{field}[{index}]."),
             &mut doc,
             &mut errors,
         );
         out.push(doc);
+    }
+    if let (Scope::Lent(v), Value::Object(mut slots)) = (scope, item_scope) {
+        **v = slots.remove("parent").unwrap_or_default();
     }
     if errors.is_empty() {
         Ok(Value::Array(out))
@@ -413,6 +457,35 @@ mod tests {
         let fields: Vec<&str> = e.0.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["lines[1].q", "n", "when"]);
         assert!(e.to_string().contains("ambiguous"), "{e}");
+    }
+
+    /// `each` lends one item scope to every item (and to an `each` inside it), so the
+    /// context is copied once per mapping, not once per item; `parent` still reads it.
+    #[test]
+    fn each_reads_item_index_and_parent_at_every_level() {
+        let mapping = map(json!({
+            "orders": {"from": "$.trigger.orders", "each": {
+                "n": "{{index}}",
+                "who": "{{parent.trigger.customer}}",
+                "lines": {"from": "$.item.lines", "each": {
+                    "sku": "{{item}}",
+                    "order": "{{parent.index}}",
+                    "who": "{{parent.parent.trigger.customer}}"
+                }}
+            }},
+            "after": "{{trigger.customer}}"
+        }));
+        let ctx = json!({"trigger": {"customer": "ada",
+                                     "orders": [{"lines": ["a", "b"]}, {"lines": ["c"]}]}});
+        let out = apply(&mapping, &ctx).expect("apply");
+        assert_eq!(
+            out,
+            json!({"after": "ada", "orders": [
+                {"n": 0, "who": "ada", "lines": [{"sku": "a", "order": 0, "who": "ada"},
+                                                 {"sku": "b", "order": 0, "who": "ada"}]},
+                {"n": 1, "who": "ada", "lines": [{"sku": "c", "order": 1, "who": "ada"}]}
+            ]})
+        );
     }
 
     /// A path deeper than the bound is refused when compiled; a value that would make the
