@@ -53,7 +53,11 @@ async fn preview(
                     vec![json!({"position": e.position, "message": e.message})],
                 )
             })?;
-            Value::Array(selector.nodes(&body.document))
+            Value::Array(
+                selector
+                    .nodes(&body.document)
+                    .map_err(|m| invalid(&m, vec![json!({"position": 0, "message": m})]))?,
+            )
         }
         (None, Some(expr)) => Template::parse(&expr)
             .and_then(|t| t.render(&body.document))

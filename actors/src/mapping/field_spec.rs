@@ -74,7 +74,8 @@ impl FieldError {
             | TemplateError::UnknownFunction { position, .. }
             | TemplateError::Arity { position, .. }
             | TemplateError::ArgumentType { position, .. }
-            | TemplateError::Overflow { position, .. } => *position,
+            | TemplateError::Overflow { position, .. }
+            | TemplateError::TooCostly { position, .. } => *position,
         };
         Self {
             field: field.to_owned(),
@@ -121,7 +122,7 @@ impl Expression {
     /// A template render error (a function given an unusable value).
     pub fn eval(&self, field: &str, ctx: &Value) -> Result<Value, FieldError> {
         match self {
-            Expression::Select(s) => Ok(s.select(ctx)),
+            Expression::Select(s) => s.select(ctx).map_err(|m| FieldError::new(field, m)),
             Expression::Template(t) => t.render(ctx).map_err(|e| FieldError::template(field, &e)),
         }
     }

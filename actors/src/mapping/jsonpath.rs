@@ -38,7 +38,14 @@ pub struct Selector {
     path: JsonPath,
     prefix: Vec<Segment>,
     singular: bool,
+    /// A filter reads the root: the cost is the square of the document's size.
+    root_in_filter: bool,
 }
+
+/// Most nodes a document may have for a query whose filter reads the root (`$.a[?@.x ==
+/// $.y]`, RFC 9535 `value($..c)`): each element tested queries the whole document again,
+/// so the work is the square of its size (10,000 nodes: about 10^8 steps, under a second).
+pub const MAX_NODES_FOR_ROOT_FILTERS: usize = 10_000;
 
 /// True when `s` is meant as JSONPath: it starts with `$` (after leading spaces).
 pub fn is_jsonpath(s: &str) -> bool {
@@ -61,12 +68,18 @@ impl Selector {
             position: e.position(),
             message: e.message().to_owned(),
         })?;
+        let root_in_filter = check_cost(src).map_err(|(position, message)| JsonPathError {
+            expression: src.to_owned(),
+            position,
+            message,
+        })?;
         let (prefix, singular) = singular_prefix(src);
         Ok(Selector {
             source: src.to_owned(),
             path,
             prefix,
             singular,
+            root_in_filter,
         })
     }
 
@@ -88,18 +101,115 @@ impl Selector {
     }
 
     /// The nodelist, in document order.
-    pub fn nodes(&self, doc: &Value) -> Vec<Value> {
-        self.path.query(doc).all().into_iter().cloned().collect()
+    ///
+    /// # Errors
+    /// The reason, when a filter reads the root and `doc` has more than
+    /// [`MAX_NODES_FOR_ROOT_FILTERS`] nodes.
+    pub fn nodes(&self, doc: &Value) -> Result<Vec<Value>, String> {
+        self.affordable(doc)?;
+        Ok(self.path.query(doc).all().into_iter().cloned().collect())
     }
 
     /// A singular query's node (or `null`); any other query's nodelist as an array.
-    pub fn select(&self, doc: &Value) -> Value {
+    ///
+    /// # Errors
+    /// As [`Selector::nodes`].
+    pub fn select(&self, doc: &Value) -> Result<Value, String> {
         if self.singular {
-            self.path.query(doc).first().cloned().unwrap_or(Value::Null)
+            Ok(self.path.query(doc).first().cloned().unwrap_or(Value::Null))
         } else {
-            Value::Array(self.nodes(doc))
+            self.nodes(doc).map(Value::Array)
         }
     }
+
+    fn affordable(&self, doc: &Value) -> Result<(), String> {
+        if !self.root_in_filter {
+            return Ok(());
+        }
+        // Counted with an explicit stack, stopping past the limit.
+        let (mut seen, mut stack) = (0usize, vec![doc]);
+        while let Some(v) = stack.pop() {
+            seen += 1;
+            if seen > MAX_NODES_FOR_ROOT_FILTERS {
+                return Err(format!(
+                    "JSONPath {:?}: a filter that reads the root ($) runs over documents of at \
+                     most {MAX_NODES_FOR_ROOT_FILTERS} nodes; this one has more",
+                    self.source
+                ));
+            }
+            match v {
+                Value::Array(items) => stack.extend(items),
+                Value::Object(map) => stack.extend(map.values()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most descendant segments (`..`) in one query.
+pub const MAX_DESCENDANT_SEGMENTS: usize = 2;
+
+/// Refuses the query shapes whose work grows as a power of the document's size, and tells
+/// whether a filter reads the root. The evaluator is exact and unbounded: each descendant
+/// segment multiplies the nodelist by the document's depth (`$..*..*..*` over a 120-level,
+/// 1.3 KB event selected millions of subtrees and exhausted memory), and a filter that
+/// queries the root again for every element it tests costs the square of the document (a
+/// filter inside it, the cube: 13 s for a 696-byte body). So a query may have at most
+/// [`MAX_DESCENDANT_SEGMENTS`] descendant segments and no filter inside a filter; a filter
+/// that reads the root is accepted and runs only over documents of at most
+/// [`MAX_NODES_FOR_ROOT_FILTERS`] nodes ([`Selector::nodes`]).
+///
+/// Works on the text `serde_json_path` has accepted (its syntax tree is private); strings
+/// are skipped. `Err` holds the byte position and the reason.
+fn check_cost(src: &str) -> Result<bool, (usize, String)> {
+    let bytes = src.as_bytes();
+    let (mut descendants, mut depth, mut root_in_filter) = (0usize, 0usize, false);
+    // The bracket depth of the filter being read.
+    let mut filter: Option<usize> = None;
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'\'' | b'"' => quote = Some(b),
+            b'[' => depth += 1,
+            b']' => {
+                if filter == Some(depth) {
+                    filter = None;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b'?' if filter.is_some() => return Err((i, "a filter inside a filter".into())),
+            b'?' => filter = Some(depth),
+            b'$' if filter.is_some() => root_in_filter = true,
+            b'.' if bytes.get(i + 1) == Some(&b'.') => {
+                descendants += 1;
+                if descendants > MAX_DESCENDANT_SEGMENTS {
+                    return Err((
+                        i,
+                        format!("more than {MAX_DESCENDANT_SEGMENTS} descendant segments (`..`)"),
+                    ));
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(root_in_filter)
 }
 
 /// Reads the leading singular segments of a query that `serde_json_path` accepted, and
@@ -196,6 +306,40 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn query_shapes_whose_cost_is_a_power_of_the_document_are_refused() {
+        for ok in [
+            "$..a",
+            "$..a..b",
+            "$.items[?@.price < $.max]",
+            "$.items[?@.price < $.limits[0] && count(@.tags[*]) > 1]",
+            "$.items[?@.name == '$..*[?*']",
+            "$.a[?@.b]..c",
+            "$.a[1:3]",
+        ] {
+            assert!(Selector::parse(ok).is_ok(), "{ok}");
+        }
+        for (bad, reason) in [
+            ("$..*..*..*", "descendant"),
+            ("$.a[?@.b[?@.c]]", "filter inside a filter"),
+        ] {
+            let e = Selector::parse(bad).expect_err(bad);
+            assert!(e.message.contains(reason), "{bad}: {e}");
+        }
+        // A filter that reads the root runs over small documents only.
+        let quadratic = Selector::parse("$.a[?count($.a[*]) == 3]").expect("parse");
+        let small = json!({"a": [1, 2, 3]});
+        assert_eq!(
+            quadratic.nodes(&small),
+            Ok(vec![json!(1), json!(2), json!(3)])
+        );
+        let large = json!({"a": vec![0; MAX_NODES_FOR_ROOT_FILTERS]});
+        let e = quadratic.select(&large).expect_err("too large");
+        assert!(e.contains("at most 10000 nodes"), "{e}");
+        let linear = Selector::parse("$.a[?@ == 0]").expect("parse");
+        assert!(linear.nodes(&large).is_ok());
+    }
+
+    #[test]
     fn singular_queries_yield_a_value_others_a_nodelist() {
         let doc = json!({"a": {"b c": [10, 20, {"d": 1}]}, "items": [{"q": 1}, {"q": 3}]});
         let cases = [
@@ -214,7 +358,7 @@ mod tests {
         for (src, want, singular) in cases {
             let s = Selector::parse(src).expect(src);
             assert_eq!(s.is_singular(), singular, "{src}");
-            assert_eq!(s.select(&doc), want, "{src}");
+            assert_eq!(s.select(&doc), Ok(want), "{src}");
         }
         let s = Selector::parse("$.steps.fetch.output[*].id").expect("parse");
         assert_eq!(

@@ -98,6 +98,17 @@ pub enum TemplateError {
         /// What it got (scalars as JSON text, otherwise `an array` / `an object`).
         found: String,
     },
+    /// A JSONPath query whose filter reads the root, over a document too large for it
+    /// ([`MAX_NODES_FOR_ROOT_FILTERS`](super::jsonpath::MAX_NODES_FOR_ROOT_FILTERS)).
+    #[error("template {template:?}: {reason}")]
+    TooCostly {
+        /// The template source.
+        template: String,
+        /// Byte offset of the query in the template (0: not tracked).
+        position: usize,
+        /// The query and the limit.
+        reason: String,
+    },
     /// `ADD` / `MULTIPLY` overflowed the decimal range (about ±7.9e28).
     #[error("template {template:?}: `{function}` at byte {position} overflowed")]
     Overflow {
@@ -333,7 +344,11 @@ impl Template {
         match expr {
             Expr::Literal(v) => Ok(v.clone()),
             Expr::Path(p) => Ok(p.resolve(ctx).cloned().unwrap_or(Value::Null)),
-            Expr::Select(s) => Ok(s.select(ctx)),
+            Expr::Select(s) => s.select(ctx).map_err(|reason| TemplateError::TooCostly {
+                template: self.source.clone(),
+                position: 0,
+                reason,
+            }),
             Expr::Call {
                 func,
                 name,
