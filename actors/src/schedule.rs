@@ -100,7 +100,14 @@ impl Schedule {
             Some(name) => TimeZone::get(name)
                 .map_err(|e| format!("time zone {name:?} is not a known IANA zone: {e}"))?,
         };
-        Ok(Self { cron, tz })
+        let schedule = Self { cron, tz };
+        // A schedule no date matches (`0 0 30 2 *`) would be searched for again at every
+        // scheduler tick, ~30 ms of CPU each time, for ever.
+        let now = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or_default();
+        if schedule.next_after(now).is_none() {
+            return Err(format!("schedule {expr:?} never fires: no date matches it"));
+        }
+        Ok(schedule)
     }
 
     /// The first run strictly after `after_ms` (Unix ms), if any within croner's search range.

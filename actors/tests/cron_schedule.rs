@@ -211,6 +211,15 @@ fn bad_expressions_and_zones_are_refused() {
     assert!(Schedule::parse("61 * * * *", None).is_err());
     assert!(Schedule::parse("0 9 * * MON-FRI", Some("Mars/Olympus")).is_err());
     assert!(Schedule::parse("0 9 * * MON-FRI", Some("Asia/Tokyo")).is_ok());
+    // Dates that never exist: refused, not searched for at every tick.
+    for never in ["0 0 30 2 *", "0 0 31 4 MON"] {
+        let e = Schedule::parse(never, None).expect_err(never);
+        assert!(e.contains("never fires"), "{e}");
+    }
+    assert!(
+        Schedule::parse("0 0 29 2 *", None).is_ok(),
+        "leap days do come"
+    );
     assert!(CatchUp::parse(Some("sometimes"), None).is_err());
 }
 
