@@ -13,12 +13,7 @@ async fn auth_tenancy_and_malformed_input() {
     let url = |p: &str| format!("{}/api/v1{p}", server.base);
 
     // Health needs no auth.
-    let r = c
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(r.status(), 200);
+    assert_eq!(server.health().await, 200);
 
     // No key, wrong key: 401. Wrong space: 403.
     let r = c.get(url("/tenants")).send().await.expect("req");

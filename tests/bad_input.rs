@@ -470,13 +470,7 @@ async fn refused_requests_write_nothing_and_read_little() {
     }
 
     // The server is still healthy.
-    let r = server
-        .client
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(r.status(), 200);
+    assert_eq!(server.health().await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

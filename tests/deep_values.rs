@@ -187,13 +187,7 @@ async fn values_beyond_the_bound_fail_their_step_and_the_server_stays_up() {
     );
 
     // The server is up, and comes up again on the same data directory.
-    let health = server
-        .client
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status(), 200);
+    assert_eq!(server.health().await, 200);
     assert!(server.terminate(Duration::from_secs(10)).is_some());
     let server = Server::start(dir.path());
     let exec_again = execution_of(&server, "default", "chain").await;

@@ -105,13 +105,7 @@ async fn a_full_disk_refuses_with_503_and_loses_nothing_acknowledged() {
     .await;
     assert_eq!(status, 503);
     assert!(started.elapsed() < Duration::from_secs(1));
-    let health = server
-        .client
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status(), 503);
+    assert_eq!(server.health().await, 503);
 
     // Space returns; a restart recovers with everything acknowledged.
     server.kill9();

@@ -19,6 +19,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::limits::QuotedStrings;
+
 /// Deepest nesting of a value Sluice builds and stores, in levels (`[]` and `{"a": 1}` are
 /// one level, a scalar none). Twice the parser's limit, so that every payload that parses
 /// fits with room for the levels flows add around it; a quarter of what a debug build's
@@ -67,20 +69,12 @@ pub fn check(value: &Value) -> Result<(), String> {
 /// that is not JSON gets a number too; only the depth is meant.
 pub fn text_depth(text: &str) -> usize {
     let (mut open, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = QuotedStrings::new(b"\"");
     for b in text.bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
+        if strings.skip(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 open += 1;
                 deepest = deepest.max(open);

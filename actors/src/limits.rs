@@ -10,6 +10,44 @@ pub const MAX_NESTING: usize = 32;
 /// Most member accesses (`.`) accepted in one expression.
 pub const MAX_MEMBERS: usize = 256;
 
+/// Follows quoted strings through a text scanned byte by byte, so that scans of expressions
+/// and JSON skip what is inside them. A backslash escapes the next byte.
+pub(crate) struct QuotedStrings {
+    quotes: &'static [u8],
+    open: Option<u8>,
+    escaped: bool,
+}
+
+impl QuotedStrings {
+    /// Strings delimited by any of `quotes` (`b"\"'"` for CEL and JSONPath, `b"\""` for JSON).
+    pub(crate) fn new(quotes: &'static [u8]) -> Self {
+        Self {
+            quotes,
+            open: None,
+            escaped: false,
+        }
+    }
+
+    /// True when `b`, the next byte, belongs to a string (its quotes included).
+    pub(crate) fn skip(&mut self, b: u8) -> bool {
+        if let Some(q) = self.open {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == q {
+                self.open = None;
+            }
+            return true;
+        }
+        if self.quotes.contains(&b) {
+            self.open = Some(b);
+            return true;
+        }
+        false
+    }
+}
+
 /// Checks `src` against the bounds, ignoring what is inside quoted strings.
 ///
 /// # Errors
@@ -21,21 +59,12 @@ pub fn check_expression(src: &str) -> Result<(), String> {
         ));
     }
     let (mut depth, mut deepest, mut members) = (0usize, 0usize, 0usize);
-    let mut quote: Option<u8> = None;
-    let mut escaped = false;
+    let mut strings = QuotedStrings::new(b"'\"");
     for b in src.bytes() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == q {
-                quote = None;
-            }
+        if strings.skip(b) {
             continue;
         }
         match b {
-            b'\'' | b'"' => quote = Some(b),
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);

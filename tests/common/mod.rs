@@ -111,6 +111,17 @@ impl Server {
             .header("content-type", "application/json")
     }
 
+    /// The status of `GET /healthz` (no auth).
+    pub async fn health(&self) -> u16 {
+        self.client
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .expect("healthz")
+            .status()
+            .as_u16()
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let r = self
             .api(reqwest::Method::GET, path)

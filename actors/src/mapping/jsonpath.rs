@@ -167,24 +167,15 @@ fn check_cost(src: &str) -> Result<bool, (usize, String)> {
     let (mut descendants, mut depth, mut root_in_filter) = (0usize, 0usize, false);
     // The bracket depth of the filter being read.
     let mut filter: Option<usize> = None;
-    let mut quote: Option<u8> = None;
-    let mut escaped = false;
+    let mut strings = crate::limits::QuotedStrings::new(b"'\"");
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == q {
-                quote = None;
-            }
+        if strings.skip(b) {
             i += 1;
             continue;
         }
         match b {
-            b'\'' | b'"' => quote = Some(b),
             b'[' => depth += 1,
             b']' => {
                 if filter == Some(depth) {
