@@ -58,6 +58,7 @@ impl FieldMap {
     pub fn compile(mapping: &Map<String, Value>) -> Result<FieldMap, MappingErrors> {
         let mut errors = Vec::new();
         let mut fields = Vec::with_capacity(mapping.len());
+        let mut padded = 0usize;
         for (target, value) in mapping {
             let steps = match parse_target(target) {
                 Ok(s) => s,
@@ -66,6 +67,22 @@ impl FieldMap {
                     continue;
                 }
             };
+            padded += steps
+                .iter()
+                .map(|s| match s {
+                    Step::Index(n) => *n,
+                    Step::Key(_) => 0,
+                })
+                .sum::<usize>();
+            if padded > MAX_MAPPING_INDEX_TOTAL {
+                errors.push(FieldError::new(
+                    target,
+                    format!(
+                        "the mapping's target indices add up to more than {MAX_MAPPING_INDEX_TOTAL}"
+                    ),
+                ));
+                break;
+            }
             match compile_source(target, value) {
                 Ok(source) => fields.push((target.clone(), steps, source)),
                 Err(mut e) => errors.append(&mut e),
@@ -99,7 +116,17 @@ impl FieldMap {
     pub fn apply(&self, ctx: &Value) -> Result<Value, MappingErrors> {
         let mut out = Value::Object(Map::new());
         let mut errors = Vec::new();
-        self.apply_into(&mut Scope::Shared(ctx), "", &mut out, &mut errors);
+        let has_each = self
+            .fields
+            .iter()
+            .any(|(_, _, source)| matches!(source, Source::Declared(_, Some(_))));
+        if has_each {
+            // One copy of the context for the whole mapping, lent to each `each` in turn.
+            let mut owned = ctx.clone();
+            self.apply_into(&mut Scope::Lent(&mut owned), "", &mut out, &mut errors);
+        } else {
+            self.apply_into(&mut Scope::Shared(ctx), "", &mut out, &mut errors);
+        }
         if errors.is_empty() {
             Ok(out)
         } else {
@@ -236,8 +263,8 @@ fn eval_source(
 
 /// Applies `inner` to each item of `raw` in the scope `{"item", "index", "parent"}`.
 ///
-/// One scope serves every item: `parent` is the enclosing context, copied once when it is
-/// the caller's and borrowed (moved in, then back) when it is an enclosing `each`'s scope.
+/// One scope serves every item: `parent` is the enclosing context, borrowed (moved in, then
+/// back) from the mapping's own copy or from an enclosing `each`'s scope.
 /// A copy per item made an `each` over n items cost n copies of the whole context, the
 /// trigger included: minutes of CPU for a 40,000-item array in an 80 KB event.
 fn each_item(
@@ -282,11 +309,19 @@ fn each_item(
     }
 }
 
+/// Largest array index in a target path, and largest sum of a path's indices (each pads
+/// its array with nulls up to it: 250 levels of `[10000]` padded 2.5 million).
+pub const MAX_TARGET_INDEX: usize = 10_000;
+
+/// Largest sum of target indices over a whole mapping.
+pub const MAX_MAPPING_INDEX_TOTAL: usize = 100_000;
+
 /// `a.b[0].c` → `[Key(a), Key(b), Index(0), Key(c)]`.
 fn parse_target(path: &str) -> Result<Vec<Step>, String> {
     let bad =
         || format!("bad target path {path:?}: expected keys separated by '.', with optional [N]");
     let mut steps = Vec::new();
+    let mut padded = 0usize;
     for part in path.split('.') {
         let (key, mut rest) = match part.find('[') {
             Some(i) => part.split_at(i),
@@ -299,8 +334,17 @@ fn parse_target(path: &str) -> Result<Vec<Step>, String> {
         while !rest.is_empty() {
             let close = rest.find(']').ok_or_else(bad)?;
             let n = rest[1..close].parse().map_err(|_| bad())?;
-            if n > 10_000 {
-                return Err(format!("target index {n} in {path:?} is above 10000"));
+            if n > MAX_TARGET_INDEX {
+                return Err(format!(
+                    "target index {n} in {path:?} is above {MAX_TARGET_INDEX}"
+                ));
+            }
+            // Each index pads its array with nulls up to it, at every level of the path.
+            padded += n;
+            if padded > MAX_TARGET_INDEX {
+                return Err(format!(
+                    "the target indices in {path:?} add up to more than {MAX_TARGET_INDEX}"
+                ));
             }
             steps.push(Step::Index(n));
             rest = &rest[close + 1..];
@@ -486,6 +530,18 @@ mod tests {
                 {"n": 1, "who": "ada", "lines": [{"sku": "c", "order": 1, "who": "ada"}]}
             ]})
         );
+    }
+
+    #[test]
+    fn target_indices_are_bounded_per_path_and_per_mapping() {
+        assert!(FieldMap::compile(&map(json!({"a[10000]": 1}))).is_ok());
+        let e = FieldMap::compile(&map(json!({"a[6000].b[6000]": 1}))).expect_err("path");
+        assert!(e.to_string().contains("add up to more than 10000"), "{e}");
+        let many: Map<String, Value> = (0..11)
+            .map(|i| (format!("f{i}[10000]"), json!(1)))
+            .collect();
+        let e = FieldMap::compile(&many).expect_err("mapping");
+        assert!(e.to_string().contains("add up to more than 100000"), "{e}");
     }
 
     /// A path deeper than the bound is refused when compiled; a value that would make the

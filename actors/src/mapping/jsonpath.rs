@@ -38,8 +38,8 @@ pub struct Selector {
     path: JsonPath,
     prefix: Vec<Segment>,
     singular: bool,
-    /// A filter reads the root: the cost is the square of the document's size.
-    root_in_filter: bool,
+    /// What bounds the documents it runs over.
+    cost: Cost,
 }
 
 /// Most nodes a document may have for a query whose filter reads the root (`$.a[?@.x ==
@@ -68,7 +68,7 @@ impl Selector {
             position: e.position(),
             message: e.message().to_owned(),
         })?;
-        let root_in_filter = check_cost(src).map_err(|(position, message)| JsonPathError {
+        let cost = check_cost(src).map_err(|(position, message)| JsonPathError {
             expression: src.to_owned(),
             position,
             message,
@@ -79,7 +79,7 @@ impl Selector {
             path,
             prefix,
             singular,
-            root_in_filter,
+            cost,
         })
     }
 
@@ -103,11 +103,24 @@ impl Selector {
     /// The nodelist, in document order.
     ///
     /// # Errors
-    /// The reason, when a filter reads the root and `doc` has more than
-    /// [`MAX_NODES_FOR_ROOT_FILTERS`] nodes.
+    /// The reason, when `doc` is too large for the query's filter (it reads the root and
+    /// `doc` has more than [`MAX_NODES_FOR_ROOT_FILTERS`] nodes, or it matches a regex and
+    /// `doc` has more than [`MAX_NODES_FOR_REGEX_FILTERS`]), or when the nodes selected
+    /// hold more than [`MAX_SELECTED_BYTES`].
     pub fn nodes(&self, doc: &Value) -> Result<Vec<Value>, String> {
         self.affordable(doc)?;
-        Ok(self.path.query(doc).all().into_iter().cloned().collect())
+        let selected = self.path.query(doc).all();
+        let mut budget = MAX_SELECTED_BYTES;
+        for node in &selected {
+            if !spend(node, &mut budget) {
+                return Err(format!(
+                    "JSONPath {:?} selects more than {} MiB",
+                    self.source,
+                    MAX_SELECTED_BYTES >> 20
+                ));
+            }
+        }
+        Ok(selected.into_iter().cloned().collect())
     }
 
     /// A singular query's node (or `null`); any other query's nodelist as an array.
@@ -123,17 +136,22 @@ impl Selector {
     }
 
     fn affordable(&self, doc: &Value) -> Result<(), String> {
-        if !self.root_in_filter {
-            return Ok(());
-        }
+        let (limit, what) = match self.cost {
+            Cost { regex: true, .. } => (MAX_NODES_FOR_REGEX_FILTERS, "calls match or search"),
+            Cost {
+                root_in_filter: true,
+                ..
+            } => (MAX_NODES_FOR_ROOT_FILTERS, "reads the root ($)"),
+            _ => return Ok(()),
+        };
         // Counted with an explicit stack, stopping past the limit.
         let (mut seen, mut stack) = (0usize, vec![doc]);
         while let Some(v) = stack.pop() {
             seen += 1;
-            if seen > MAX_NODES_FOR_ROOT_FILTERS {
+            if seen > limit {
                 return Err(format!(
-                    "JSONPath {:?}: a filter that reads the root ($) runs over documents of at \
-                     most {MAX_NODES_FOR_ROOT_FILTERS} nodes; this one has more",
+                    "JSONPath {:?}: a filter that {what} runs over documents of at most \
+                     {limit} nodes; this one has more",
                     self.source
                 ));
             }
@@ -148,25 +166,60 @@ impl Selector {
 }
 
 /// Most descendant segments (`..`) in one query.
-pub const MAX_DESCENDANT_SEGMENTS: usize = 2;
+pub const MAX_DESCENDANT_SEGMENTS: usize = 1;
 
-/// Refuses the query shapes whose work grows as a power of the document's size, and tells
-/// whether a filter reads the root. The evaluator is exact and unbounded: each descendant
-/// segment multiplies the nodelist by the document's depth (`$..*..*..*` over a 120-level,
-/// 1.3 KB event selected millions of subtrees and exhausted memory), and a filter that
-/// queries the root again for every element it tests costs the square of the document (a
-/// filter inside it, the cube: 13 s for a 696-byte body). So a query may have at most
-/// [`MAX_DESCENDANT_SEGMENTS`] descendant segments and no filter inside a filter; a filter
-/// that reads the root is accepted and runs only over documents of at most
-/// [`MAX_NODES_FOR_ROOT_FILTERS`] nodes ([`Selector::nodes`]).
+/// Most copies of one node a query's selection lists can make: the product, over every
+/// bracketed list in the query, of its number of selectors (`[0,1]` counts 2).
+pub const MAX_SELECTION_FANOUT: usize = 16;
+
+/// Most bytes (string bytes, plus 16 per node) a query may select, counted before they are
+/// copied out of the document.
+pub const MAX_SELECTED_BYTES: usize = 32 << 20;
+
+/// Most nodes a document may have for a query that calls `match` or `search`:
+/// `serde_json_path` compiles the regular expression again for every node it tests (a
+/// pattern such as `\\w{30}\\w{30}` takes ~9 ms to compile).
+pub const MAX_NODES_FOR_REGEX_FILTERS: usize = 1_000;
+
+/// What [`check_cost`] found that makes a query's work depend on the document's size
+/// beyond linearly; [`Selector::nodes`] bounds the document for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Cost {
+    /// A filter reads the root: its work is the square of the document.
+    root_in_filter: bool,
+    /// A filter calls `match` or `search`: a regex compiled per node tested.
+    regex: bool,
+}
+
+/// One open `[` while scanning: the parenthesis depth it opened at, its selectors so far,
+/// and whether the selector being read is a filter.
+struct Bracket {
+    parens: usize,
+    selectors: usize,
+    filter: bool,
+}
+
+/// Refuses the query shapes whose work grows as a power of the document's or the query's
+/// size, and reports the ones bounded at run time. The evaluator is exact and unbounded:
+/// - every descendant segment multiplies the nodelist by the document's depth
+///   (`$..*..*..*` over a 120-level, 1.3 KB event selected millions of subtrees), so a
+///   query has at most [`MAX_DESCENDANT_SEGMENTS`];
+/// - every selection list multiplies it by its length (`[0,0,0,0,0,0,0,0,0,0]` seven
+///   times made 10^7 copies from a 197-byte query), so the product of the lists' lengths is
+///   at most [`MAX_SELECTION_FANOUT`];
+/// - a filter inside a filter costs the cube of the document (13 s for a 696-byte body):
+///   refused;
+/// - a filter that reads the root (RFC 9535 allows `value($..c)` there) costs its square,
+///   and `match` / `search` compile a regex per node: both accepted and run only over small
+///   documents ([`Selector::nodes`]).
 ///
 /// Works on the text `serde_json_path` has accepted (its syntax tree is private); strings
 /// are skipped. `Err` holds the byte position and the reason.
-fn check_cost(src: &str) -> Result<bool, (usize, String)> {
+fn check_cost(src: &str) -> Result<Cost, (usize, String)> {
     let bytes = src.as_bytes();
-    let (mut descendants, mut depth, mut root_in_filter) = (0usize, 0usize, false);
-    // The bracket depth of the filter being read.
-    let mut filter: Option<usize> = None;
+    let (mut descendants, mut parens, mut fanout) = (0usize, 0usize, 1usize);
+    let mut open: Vec<Bracket> = Vec::new();
+    let mut cost = Cost::default();
     let mut strings = crate::limits::QuotedStrings::new(b"'\"");
     let mut i = 0;
     while i < bytes.len() {
@@ -175,23 +228,51 @@ fn check_cost(src: &str) -> Result<bool, (usize, String)> {
             i += 1;
             continue;
         }
+        let in_filter = open.iter().any(|br| br.filter);
         match b {
-            b'[' => depth += 1,
+            b'[' => open.push(Bracket {
+                parens,
+                selectors: 1,
+                filter: false,
+            }),
             b']' => {
-                if filter == Some(depth) {
-                    filter = None;
+                if let Some(closed) = open.pop() {
+                    fanout = fanout.saturating_mul(closed.selectors);
+                    if fanout > MAX_SELECTION_FANOUT {
+                        return Err((
+                            i,
+                            format!(
+                                "selection lists that copy a node more than \
+                                 {MAX_SELECTION_FANOUT} times (the product of their lengths)"
+                            ),
+                        ));
+                    }
                 }
-                depth = depth.saturating_sub(1);
             }
-            b'?' if filter.is_some() => return Err((i, "a filter inside a filter".into())),
-            b'?' => filter = Some(depth),
-            b'$' if filter.is_some() => root_in_filter = true,
+            b'(' => parens += 1,
+            b')' => parens = parens.saturating_sub(1),
+            b',' => {
+                if let Some(br) = open.last_mut().filter(|br| br.parens == parens) {
+                    br.selectors += 1;
+                    br.filter = false;
+                }
+            }
+            b'?' if in_filter => return Err((i, "a filter inside a filter".into())),
+            b'?' => {
+                if let Some(br) = open.last_mut() {
+                    br.filter = true;
+                }
+            }
+            b'$' if in_filter => cost.root_in_filter = true,
+            b'm' | b's' if src[i..].starts_with("match(") || src[i..].starts_with("search(") => {
+                cost.regex = true;
+            }
             b'.' if bytes.get(i + 1) == Some(&b'.') => {
                 descendants += 1;
                 if descendants > MAX_DESCENDANT_SEGMENTS {
                     return Err((
                         i,
-                        format!("more than {MAX_DESCENDANT_SEGMENTS} descendant segments (`..`)"),
+                        format!("more than {MAX_DESCENDANT_SEGMENTS} descendant segment (`..`)"),
                     ));
                 }
                 i += 1;
@@ -200,7 +281,33 @@ fn check_cost(src: &str) -> Result<bool, (usize, String)> {
         }
         i += 1;
     }
-    Ok(root_in_filter)
+    Ok(cost)
+}
+
+/// Takes the size of `node` (string bytes plus 16 per node) from `budget`, walking it with an
+/// explicit stack; false once the budget is spent.
+fn spend(node: &Value, budget: &mut usize) -> bool {
+    let mut stack = vec![node];
+    while let Some(v) = stack.pop() {
+        let size = 16
+            + match v {
+                Value::String(s) => s.len(),
+                Value::Array(items) => {
+                    stack.extend(items);
+                    0
+                }
+                Value::Object(map) => {
+                    stack.extend(map.values());
+                    map.keys().map(String::len).sum()
+                }
+                _ => 0,
+            };
+        match budget.checked_sub(size) {
+            Some(left) => *budget = left,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Reads the leading singular segments of a query that `serde_json_path` accepted, and
@@ -300,7 +407,9 @@ mod tests {
     fn query_shapes_whose_cost_is_a_power_of_the_document_are_refused() {
         for ok in [
             "$..a",
-            "$..a..b",
+            "$.a[?@.x, ?@.y]",
+            "$.a[?match(@.b, 'x,y')]",
+            "$['a','b'][0,1,2,3]",
             "$.items[?@.price < $.max]",
             "$.items[?@.price < $.limits[0] && count(@.tags[*]) > 1]",
             "$.items[?@.name == '$..*[?*']",
@@ -310,8 +419,13 @@ mod tests {
             assert!(Selector::parse(ok).is_ok(), "{ok}");
         }
         for (bad, reason) in [
-            ("$..*..*..*", "descendant"),
+            ("$..*..*", "descendant"),
             ("$.a[?@.b[?@.c]]", "filter inside a filter"),
+            ("$.a[?@.x, ?@.y[?@.z]]", "filter inside a filter"),
+            (
+                "$[0,0,0,0,0,0,0,0,0,0][0,0]",
+                "selection lists that copy a node more than 16 times",
+            ),
         ] {
             let e = Selector::parse(bad).expect_err(bad);
             assert!(e.message.contains(reason), "{bad}: {e}");
@@ -328,6 +442,28 @@ mod tests {
         assert!(e.contains("at most 10000 nodes"), "{e}");
         let linear = Selector::parse("$.a[?@ == 0]").expect("parse");
         assert!(linear.nodes(&large).is_ok());
+        // A regex is compiled per node tested: small documents only.
+        let regex = Selector::parse("$.a[?match(@, '0')]").expect("parse");
+        assert!(regex.nodes(&json!({"a": ["0", 1]})).is_ok());
+        let e = regex.nodes(&large).expect_err("too large");
+        assert!(
+            e.contains("match or search") && e.contains("1000 nodes"),
+            "{e}"
+        );
+        // What a query selects is measured before it is copied.
+        let big = "x".repeat(MAX_SELECTED_BYTES / 2 + 1);
+        let doc = json!({"a": {"b": big}});
+        let e = Selector::parse("$..*")
+            .expect("parse")
+            .nodes(&doc)
+            .expect_err("over");
+        assert!(e.contains("selects more than 32 MiB"), "{e}");
+        assert!(
+            Selector::parse("$.a.b")
+                .expect("parse")
+                .select(&doc)
+                .is_ok()
+        );
     }
 
     #[test]
