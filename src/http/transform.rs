@@ -42,6 +42,16 @@ async fn preview(
     _caller: Caller,
     JsonBody(body): JsonBody<Preview>,
 ) -> Result<Json<Value>, ApiError> {
+    // On a blocking thread: a large document makes even bounded work take seconds, and on
+    // an async worker it would hold up every other request (and the request timeout).
+    let result = tokio::task::spawn_blocking(move || evaluate(body))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(json!({"result": result})))
+}
+
+/// The mapped document, or the expression's value, for `body`.
+fn evaluate(body: Preview) -> Result<Value, ApiError> {
     let result = match (body.mapping, body.expression) {
         (Some(mapping), None) => FieldMap::compile(&mapping)
             .and_then(|m| m.apply(&body.document))
@@ -71,7 +81,7 @@ async fn preview(
             ));
         }
     };
-    Ok(Json(json!({"result": result})))
+    Ok(result)
 }
 
 fn invalid(message: &str, errors: Vec<Value>) -> ApiError {
