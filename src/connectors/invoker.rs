@@ -386,9 +386,14 @@ impl ConnectorInvoker {
             .as_deref()
             .and_then(|p| select(&last.body, p))
             .and_then(id_text);
-        Ok(
-            json!({"status": last.status, "body": last.body, "data": data, "id": id, "pages": pages}),
-        )
+        // Built by hand: `json!` would serialize the body and the data, copying both.
+        let mut output = Map::with_capacity(5);
+        output.insert("status".into(), Value::from(last.status));
+        output.insert("body".into(), last.body);
+        output.insert("data".into(), data);
+        output.insert("id".into(), id.map_or(Value::Null, Value::from));
+        output.insert("pages".into(), Value::from(pages));
+        Ok(Value::Object(output))
     }
 
     async fn raw_call(

@@ -1,7 +1,7 @@
 //! The template context of an execution (`{"trigger", "input", "steps"}`) and the small
 //! helpers that build journal records.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use sluice_storage::{AttemptRecord, ExecutionRecord, StepRecord, StepStatus};
 
 use super::step_error::StepError;
@@ -16,7 +16,12 @@ pub fn initial(exec: &ExecutionRecord) -> Value {
     } else {
         parse_stored(&exec.input_json)
     };
-    json!({"trigger": trigger, "input": input, "steps": {}})
+    // Built by hand: `json!` serializes the values it is given, a second copy of each.
+    let mut ctx = Map::with_capacity(3);
+    ctx.insert("trigger".into(), trigger);
+    ctx.insert("input".into(), input);
+    ctx.insert("steps".into(), Value::Object(Map::new()));
+    Value::Object(ctx)
 }
 
 /// Adds a journaled step to the context: `steps.NAME = {"output", "status", "error"}`.
@@ -24,10 +29,11 @@ pub fn record_output(ctx: &mut Value, name: &str, record: &StepRecord) {
     let output = parse_stored(&record.output_json);
     let error = record.error_json.as_deref().map(parse_stored);
     if let Some(steps) = ctx.get_mut("steps").and_then(Value::as_object_mut) {
-        steps.insert(
-            name.to_owned(),
-            json!({"output": output, "status": record.status.as_str(), "error": error}),
-        );
+        let mut entry = Map::with_capacity(3);
+        entry.insert("output".into(), output);
+        entry.insert("status".into(), record.status.as_str().into());
+        entry.insert("error".into(), error.unwrap_or(Value::Null));
+        steps.insert(name.to_owned(), Value::Object(entry));
     }
 }
 
@@ -152,6 +158,7 @@ pub fn failed_error(record: &StepRecord, step: &str) -> StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use sluice_storage::ExecutionStatus;
 
     fn exec(trigger: &str, input: &str) -> ExecutionRecord {

@@ -282,7 +282,12 @@ fn each_item(
         Scope::Shared(v) => (*v).clone(),
         Scope::Lent(v) => std::mem::take(*v),
     };
-    let mut item_scope = json!({"item": null, "index": 0, "parent": parent});
+    // Built by hand: `json!` would serialize `parent`, a copy of the whole context.
+    let mut slots = Map::new();
+    slots.insert("item".into(), Value::Null);
+    slots.insert("index".into(), Value::from(0));
+    slots.insert("parent".into(), parent);
+    let mut item_scope = Value::Object(slots);
     let mut errors = Vec::new();
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
