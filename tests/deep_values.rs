@@ -14,21 +14,13 @@ use std::time::Duration;
 
 use common::{Server, Sink, github_headers, send};
 use serde_json::{Value, json};
+use sluice_actors::json_depth::depth;
 
 const SECRET: &str = "deep-values-secret";
 
 /// `levels` nested arrays around `1`.
 fn arrays(levels: usize) -> String {
     format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
-}
-
-/// Nesting depth of `v`, counting arrays and objects.
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 /// A dotted target path of `levels` keys.
