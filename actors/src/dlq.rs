@@ -18,6 +18,7 @@ use sluice_storage::{
 };
 
 use crate::ids::{execution_id, now_ms};
+use crate::pipeline::{Headers, hops};
 use crate::runtime::RootMsg;
 
 /// A new DLQ id: `dlq_` + a time-ordered UUID (v7), so a tenant's items sort by time.
@@ -63,7 +64,8 @@ pub fn for_execution(exec: &ExecutionRecord, source: &str, event_type: &str) -> 
         webhook_id: String::new(),
         priority: exec.priority,
         idempotency_key: exec.idempotency_key.clone(),
-        headers: Vec::new(),
+        // The hop count, so a replay's connector calls still carry it.
+        headers: hops::stored_header(exec.hops).into_iter().collect(),
         body: exec.trigger_json.clone().into_bytes(),
         error: exec.error_json.clone().unwrap_or_default(),
         attempts: exec.attempt.max(1),
@@ -231,6 +233,7 @@ pub async fn replay(
                 attempt,
                 replay_of: Some(item.id.clone()),
                 idempotency_key: item.idempotency_key.clone(),
+                hops: Headers::new(item.headers.iter().cloned()).hops(),
             };
             item.state = DlqState::Replaying;
             item.replays.push(ReplayRecord {

@@ -375,6 +375,7 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
         attempt: 1,
         replay_of: None,
         idempotency_key: "k".into(),
+        hops: 0,
     };
     let put = |status| {
         let mut w = WriteSet::new();

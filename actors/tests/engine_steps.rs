@@ -131,6 +131,7 @@ impl Fixture {
             attempt: 1,
             replay_of: None,
             idempotency_key: "k".into(),
+            hops: 0,
         };
         let mut w = WriteSet::new();
         w.put_execution(&exec).expect("put");

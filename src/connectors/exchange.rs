@@ -1,6 +1,6 @@
 //! One HTTP exchange with a provider: send, read at most [`MAX_RESPONSE_BYTES`], and classify
-//! the outcome — 2xx is an answer; 408, 429 and 5xx (and timeouts and connection failures)
-//! are retryable, honouring `Retry-After` in seconds; 401 means the credential no longer
+//! the outcome — 2xx is an answer; 408, 429 and 5xx except 508 Loop Detected (and timeouts
+//! and connection failures) are retryable, honouring `Retry-After` in seconds; 401 means the credential no longer
 //! works (`auth`); any non-2xx carries the provider's body for `datasourceDebug`.
 
 use std::time::Duration;
@@ -84,7 +84,9 @@ pub fn failure(answer: Answer) -> ActionError {
     let code = answer.status;
     ActionError {
         message: format!("the provider answered {code}"),
-        retryable: code == 408 || code == 429 || code >= 500,
+        // 508 Loop Detected (RFC 5842) is final: a Sluice refusing a call that came round too
+        // often (see `sluice_actors::pipeline::hops`) refuses it again.
+        retryable: code == 408 || code == 429 || (code >= 500 && code != 508),
         retry_after: retry_after(&answer.headers),
         status: Some(code),
         debug: Some(answer.body),
@@ -146,6 +148,14 @@ mod tests {
             body: Value::Null,
         });
         assert!(!e.retryable && !e.auth);
+        for (code, retryable) in [(500, true), (503, true), (508, false)] {
+            let e = failure(Answer {
+                status: code,
+                headers: HeaderMap::new(),
+                body: Value::Null,
+            });
+            assert_eq!(e.retryable, retryable, "{code}");
+        }
         assert_eq!(bucket_use("39/40"), Some((39, 40)));
         assert_eq!(bucket_use("x"), None);
     }

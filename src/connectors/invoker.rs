@@ -16,7 +16,9 @@
 //! Inside one call a 429 is waited out (its `Retry-After`, default 1 s, at most 30 s, within
 //! the call's time limit) up to 3 times so pages already read are not lost; a 401 with an
 //! OAuth2 credential refreshes the token once and repeats the request. Everything else is
-//! returned to the engine, which owns retries. Every request carries `Idempotency-Key`.
+//! returned to the engine, which owns retries. Every request carries `Idempotency-Key`, and
+//! every HTTP one `CDN-Loop: sluice; hops=N` with one more than the calling execution's hop
+//! count (loop detection, see `sluice_actors::pipeline::hops`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,7 @@ use sluice_actors::connectors::paging::{NextPage, PageSeen, next_page};
 use sluice_actors::connectors::registry;
 use sluice_actors::connectors::request::{self, Body};
 use sluice_actors::connectors::select::{id_text, select};
+use sluice_actors::pipeline::hops;
 use sluice_storage::Store;
 
 use super::credentials::{self, Auth, Opened};
@@ -219,7 +222,8 @@ impl ConnectorInvoker {
             }
             let req = build()
                 .timeout(remaining)
-                .header("idempotency-key", &call.idempotency_key);
+                .header("idempotency-key", &call.idempotency_key)
+                .header(hops::HEADER, hops::outgoing_value(call.hops));
             let req = auth::apply(req, def, opened.as_ref().map(|o| &o.auth));
             let result = exchange::send(req).await;
             if let (Some(rl), Ok(a)) = (&def.rate_limit, &result) {

@@ -84,6 +84,7 @@ impl Harness {
                 space: "sp".into(),
                 tenant: "t".into(),
                 credential: credential.map(str::to_owned),
+                hops: 0,
             })
             .await
     }

@@ -109,6 +109,20 @@ impl ApiError {
         )
     }
 
+    /// 508 `LOOP_DETECTED` (RFC 5842 §7.2): the request's `CDN-Loop` header says it has
+    /// passed through Sluice `hops` times, more than `limit` (see
+    /// `sluice_actors::pipeline::hops`); nothing of it was stored. Not worth retrying.
+    pub fn loop_detected(hops: u32, limit: u32) -> Self {
+        Self::new(
+            StatusCode::LOOP_DETECTED,
+            "LOOP_DETECTED",
+            format!(
+                "request has passed through Sluice {hops} times (CDN-Loop), more than the limit \
+                 of {limit}: a flow is probably triggering itself"
+            ),
+        )
+    }
+
     /// 503 `STORAGE_UNAVAILABLE`: writes are refused (disk full or failing); nothing of the
     /// request was stored. Retry later.
     pub fn storage_unavailable(cause: &dyn std::fmt::Display) -> Self {

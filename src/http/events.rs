@@ -3,7 +3,9 @@
 //! - `POST /api/v1/tenants/{tid}/events` `{"source": "myapp", "event": "user.signup",
 //!   "payload": {…}, "idempotencyKey"?: "…"}` → an app event (P2) enters the pipeline like a
 //!   webhook: 202 `{"eventId", "duplicate": false}` once durable, 200 with `duplicate: true`
-//!   for a repeated idempotency key (or, without one, a repeated payload).
+//!   for a repeated idempotency key (or, without one, a repeated payload); 508
+//!   `LOOP_DETECTED` when its `CDN-Loop` header has passed the hop limit (see
+//!   `sluice_actors::pipeline::hops`).
 //! - `GET /api/v1/tenants/{tid}/events?limit=50&cursor=…` → `{"events": […], "nextCursor":
 //!   "…" | null}`: routed events, newest first, with their normalized name and the executions
 //!   they started (the reference's event history); `limit` is 1-1000 (default 50); `cursor`
@@ -21,7 +23,7 @@ use sluice_storage::IngestOutcome;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::JsonBody;
+use super::extract::{IncomingHops, JsonBody};
 use super::extract::{QueryParams, page_cursor};
 use crate::time::rfc3339;
 
@@ -93,6 +95,7 @@ async fn submit_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
+    IncomingHops(hops): IncomingHops,
     JsonBody(body): JsonBody<AppEvent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
@@ -112,6 +115,7 @@ async fn submit_event(
             payload,
             priority: P2_EVENT,
             idempotency_key: body.idempotency_key,
+            hops,
         },
     )
     .await?;

@@ -10,6 +10,9 @@
 //!   rendered body) when it completes, its error body and status when it fails, 408
 //!   `TIMED_OUT` when it times out (the flow's `timeoutMs`) or is still going after
 //!   [`MAX_SYNC_WAIT`] (it keeps running; its id is in `x-sluice-execution-id`).
+//! - A call whose `CDN-Loop` header has passed the hop limit (a flow calling itself, see
+//!   `sluice_actors::pipeline::hops`) is refused with 508 `LOOP_DETECTED`; otherwise the
+//!   execution carries the call's hop count into its own connector calls.
 
 use std::time::Duration;
 
@@ -32,7 +35,7 @@ use sluice_storage::{ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, W
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::JsonBody;
+use super::extract::{IncomingHops, JsonBody};
 
 /// Longest time the execute API waits for an execution (below the 30 s request limit).
 pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(25);
@@ -77,6 +80,7 @@ async fn execute(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    IncomingHops(hops): IncomingHops,
     Path(flow_name): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
@@ -148,6 +152,7 @@ async fn execute(
         attempt: 1,
         replay_of: None,
         idempotency_key: id.clone(),
+        hops,
     };
     let mut done = state.engine.completions();
     let mut w = WriteSet::new();

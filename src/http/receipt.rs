@@ -6,9 +6,11 @@
 //! 3. verify the signature over the raw bytes, in constant time, with the timestamp window
 //!    where the scheme has one (401 naming the failed check); during a secret rotation's
 //!    overlap the previous secret verifies too;
-//! 4. compute the idempotency key from the provider's delivery id (or the body's SHA-256);
-//! 5. write the dedup record and the outbox entry in one durable group commit;
-//! 6. answer `202 {"eventId", "duplicate": false}` — or `200 {"eventId": <first>,
+//! 4. refuse a request that has passed through Sluice more than `MAX_HOPS` times (its
+//!    `CDN-Loop` header, see `sluice_actors::pipeline::hops`) with 508 `LOOP_DETECTED`;
+//! 5. compute the idempotency key from the provider's delivery id (or the body's SHA-256);
+//! 6. write the dedup record and the outbox entry in one durable group commit;
+//! 7. answer `202 {"eventId", "duplicate": false}` — or `200 {"eventId": <first>,
 //!    "duplicate": true}` for a repeat. The body is not parsed here: that happens when the
 //!    event is normalized, after the acknowledgement.
 //!
@@ -30,7 +32,7 @@ use sluice_storage::{IngestOutcome, OutboxEntry};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::read_limited;
+use super::extract::{checked_hops, read_limited};
 use crate::time::now_secs;
 
 pub fn routes() -> Router<AppState> {
@@ -110,6 +112,7 @@ async fn receive_inner(
             return Err(fail(ApiError::unauthorized(e.to_string())));
         }
     }
+    checked_hops(headers.hops()).map_err(fail)?;
 
     let delivery = delivery_id(&hook.connector, &headers, &body);
     let key = idempotency_key(&hook.tenant_id, &hook.connector, &delivery);

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Record;
+use crate::codec::{self, Record};
 
 /// A workspace: the unit an API key belongs to (`x-fastn-space-id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +365,10 @@ pub struct ExecutionRecord {
     pub replay_of: Option<String>,
     /// SHA-256 idempotency key of the triggering event, hex.
     pub idempotency_key: String,
+    /// How many times its trigger had passed through Sluice (the `CDN-Loop` hop count of the
+    /// event or call that started it; 0 from outside). Its connector calls carry one more.
+    /// Added in schema version 2; executions stored before read as 0.
+    pub hops: u32,
 }
 
 impl ExecutionRecord {
@@ -401,6 +405,7 @@ impl ExecutionRecord {
             attempt,
             replay_of,
             idempotency_key,
+            hops,
         } = self;
         ExecutionRecord {
             id: id.clone(),
@@ -422,6 +427,7 @@ impl ExecutionRecord {
             attempt: *attempt,
             replay_of: replay_of.clone(),
             idempotency_key: idempotency_key.clone(),
+            hops: *hops,
         }
     }
 
@@ -693,10 +699,82 @@ impl Record for DlqRecord {
 }
 impl Record for ExecutionRecord {
     const KIND: &'static str = "execution";
+    const VERSION: u8 = codec::SCHEMA_V2;
+
+    /// Version 1 is version 2 without its last field, `hops`. Bincode writes a struct's fields
+    /// in order with no framing, so version 1 bytes followed by the encoding of `hops: 0`
+    /// (one zero byte: a varint below 251 is one byte) are the version 2 bytes of the same
+    /// execution with no hops.
+    fn decode_older(version: u8, body: &[u8]) -> Option<crate::Result<Self>> {
+        (version == codec::SCHEMA_V1).then(|| {
+            let mut v2 = Vec::with_capacity(body.len() + 1);
+            v2.extend_from_slice(body);
+            v2.push(0);
+            codec::decode_body::<Self, Self>(&v2)
+        })
+    }
 }
 impl Record for ExecutionPayload {
     const KIND: &'static str = "execution payload";
 }
 impl Record for StepRecord {
     const KIND: &'static str = "step";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(hops: u32) -> ExecutionRecord {
+        ExecutionRecord {
+            id: "exe_1".into(),
+            space_id: "sp".into(),
+            tenant_id: "t1".into(),
+            flow_id: "wf_1".into(),
+            flow_name: "orders".into(),
+            flow_version: 3,
+            status: ExecutionStatus::Failed,
+            event_id: "evt_1".into(),
+            trigger_kind: "event".into(),
+            trigger_json: String::new(),
+            input_json: String::new(),
+            created_at_ms: 1_764_500_000_000,
+            started_at_ms: Some(1_764_500_000_001),
+            finished_at_ms: Some(1_764_500_000_002),
+            error_json: Some("{}".into()),
+            priority: 2,
+            attempt: 1,
+            replay_of: Some("dlq_1".into()),
+            idempotency_key: "ab".into(),
+            hops,
+        }
+    }
+
+    /// `sample(0)` as the build before schema version 2 stored it (bytes it wrote).
+    const V1_BYTES: &[u8] = b"\x01\x05exe_1\x02sp\x02t1\x04wf_1\x06orders\x03\x03\x05evt_1\x05event\x00\x00\xfd\x00Me\xd4\x9a\x01\x00\x00\x01\xfd\x01Me\xd4\x9a\x01\x00\x00\x01\xfd\x02Me\xd4\x9a\x01\x00\x00\x01\x02{}\x02\x01\x01\x05dlq_1\x02ab";
+
+    #[test]
+    fn execution_written_at_version_1_reads_with_no_hops() {
+        assert_eq!(
+            codec::decode::<ExecutionRecord>(V1_BYTES).expect("v1"),
+            sample(0)
+        );
+    }
+
+    #[test]
+    fn execution_round_trips_at_version_2() {
+        let bytes = codec::encode(&sample(7)).expect("encode");
+        assert_eq!(bytes[0], codec::SCHEMA_V2);
+        assert_eq!(
+            codec::decode::<ExecutionRecord>(&bytes).expect("v2"),
+            sample(7)
+        );
+        let mut unknown = bytes.clone();
+        unknown[0] = 3;
+        assert!(codec::decode::<ExecutionRecord>(&unknown).is_err());
+        // Version 1 bytes with trailing garbage are still refused.
+        let mut trailing = V1_BYTES.to_vec();
+        trailing.push(5);
+        assert!(codec::decode::<ExecutionRecord>(&trailing).is_err());
+    }
 }

@@ -134,6 +134,7 @@ fn execution(tenant: &str, id: &str, created: u64) -> ExecutionRecord {
         attempt: 1,
         replay_of: None,
         idempotency_key: "k".into(),
+        hops: 0,
     }
 }
 

@@ -300,6 +300,8 @@ impl Drop for Server {
 pub struct Received {
     pub body: Value,
     pub idempotency_key: Option<String>,
+    /// The request's `CDN-Loop` header (the hop count Sluice sends).
+    pub cdn_loop: Option<String>,
 }
 
 /// A local HTTP server standing in for a SaaS API: records every POST to `/in`.
@@ -326,13 +328,16 @@ impl Sink {
                     async move {
                         tokio::time::sleep(delay).await;
                         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        let key = headers
-                            .get("idempotency-key")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
+                        let header = |name: &str| {
+                            headers
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        };
                         r.lock().expect("lock").push(Received {
                             body,
-                            idempotency_key: key,
+                            idempotency_key: header("idempotency-key"),
+                            cdn_loop: header("cdn-loop"),
                         });
                         axum::Json(json!({"ok": true, "id": "sink-1"}))
                     }

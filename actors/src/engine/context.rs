@@ -182,6 +182,7 @@ mod tests {
             attempt: 1,
             replay_of: None,
             idempotency_key: "k".into(),
+            hops: 0,
         }
     }
 

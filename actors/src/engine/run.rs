@@ -383,6 +383,7 @@ impl Engine {
             id_maps: self.id_maps.clone(),
             space: exec.space_id.clone(),
             tenant: exec.tenant_id.clone(),
+            hops: exec.hops,
         };
         let store = self.store.clone();
         let nested = plan.loops.get(&i).cloned();

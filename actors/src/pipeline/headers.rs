@@ -24,15 +24,28 @@ impl Headers {
             .map(|(_, v)| v.trim())
     }
 
+    /// The hop count of the request's `CDN-Loop` field lines (see [`hops`](super::hops)).
+    pub fn hops(&self) -> u32 {
+        super::hops::parse(
+            self.0
+                .iter()
+                .filter(|(k, _)| k == super::hops::HEADER)
+                .map(|(_, v)| v.as_str()),
+        )
+    }
+
     /// The headers worth keeping with a stored event: those that carry the provider's topic,
-    /// event name, delivery id, API version or content type. Signatures are left out: they
-    /// were verified at receipt and are of no use afterwards.
+    /// event name, delivery id, API version or content type, and `CDN-Loop` (the hop count,
+    /// see [`hops`](super::hops)). Signatures are left out: they were verified at receipt and
+    /// are of no use afterwards.
     pub fn retained(&self) -> Vec<(String, String)> {
         const PREFIXES: [&str; 4] = ["x-shopify-", "x-github-", "webhook-", "x-slack-"];
         self.0
             .iter()
             .filter(|(k, _)| {
-                (k == "content-type" || PREFIXES.iter().any(|p| k.starts_with(p)))
+                (k == "content-type"
+                    || k == super::hops::HEADER
+                    || PREFIXES.iter().any(|p| k.starts_with(p)))
                     && k != "x-shopify-hmac-sha256"
                     && k != "webhook-signature"
                     && k != "x-slack-signature"

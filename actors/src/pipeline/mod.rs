@@ -2,6 +2,7 @@
 //! normalization and routing. No I/O here; the HTTP front and the actors call these.
 
 pub mod headers;
+pub mod hops;
 pub mod idempotency;
 pub mod normalize;
 pub mod router;

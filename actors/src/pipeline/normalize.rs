@@ -47,6 +47,9 @@ pub struct NormalizedEvent {
     pub priority: u8,
     /// Outbox sequence it came from.
     pub seq: u64,
+    /// How many times it has passed through Sluice before (its `CDN-Loop` hop count, see
+    /// [`hops`](super::hops)); 0 for events from outside.
+    pub hops: u32,
 }
 
 /// Why an entry could not be normalized (the DLQ reason).
@@ -89,6 +92,7 @@ pub fn normalize(entry: &OutboxEntry, body: &[u8]) -> Result<NormalizedEvent, No
         idempotency_key: entry.idempotency_key.clone(),
         priority: entry.priority,
         seq: entry.seq,
+        hops: headers.hops(),
     })
 }
 

@@ -59,6 +59,7 @@ mod tests {
             idempotency_key: "k".into(),
             priority: 2,
             seq: 1,
+            hops: 0,
         }
     }
 

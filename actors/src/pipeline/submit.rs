@@ -10,6 +10,7 @@
 use sha2::{Digest, Sha256};
 use sluice_storage::{IngestOutcome, OutboxEntry, StorageError, Store};
 
+use super::hops::stored_header;
 use super::idempotency::{DeliveryId, idempotency_key};
 use crate::ids::now_ms;
 
@@ -42,6 +43,8 @@ pub struct Submission {
     pub priority: u8,
     /// Caller's idempotency key; the payload's SHA-256 when absent.
     pub idempotency_key: Option<String>,
+    /// The caller's `CDN-Loop` hop count (see [`hops`](super::hops)); 0 from outside.
+    pub hops: u32,
 }
 
 /// Writes `submission` to the outbox durably, deduplicated like a webhook.
@@ -54,6 +57,12 @@ pub async fn submit(store: &Store, submission: Submission) -> Result<IngestOutco
         _ => DeliveryId::BodyHash(hex::encode(Sha256::digest(&submission.payload))),
     };
     let key = idempotency_key(&submission.tenant_id, &submission.source, &delivery);
+    let mut headers = vec![
+        (EVENT_HEADER.into(), submission.event),
+        ("content-type".into(), "application/json".into()),
+    ];
+    // Kept as the header it arrived in, so normalization reads it like a webhook's.
+    headers.extend(stored_header(submission.hops));
     let entry = OutboxEntry {
         seq: 0,
         event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
@@ -61,10 +70,7 @@ pub async fn submit(store: &Store, submission: Submission) -> Result<IngestOutco
         tenant_id: submission.tenant_id,
         webhook_id: String::new(),
         connector: submission.source,
-        headers: vec![
-            (EVENT_HEADER.into(), submission.event),
-            ("content-type".into(), "application/json".into()),
-        ],
+        headers,
         body: submission.payload,
         body_in_blob: false,
         received_at_ms: now_ms(),

@@ -486,6 +486,7 @@ impl TenantState {
                         attempt: 1,
                         replay_of: None,
                         idempotency_key: entry.idempotency_key.clone(),
+                        hops: normalized.hops,
                     };
                     w.put_execution(&exec)?;
                     created.push(exec);

@@ -27,6 +27,8 @@ pub struct ActionEnv {
     pub space: String,
     /// Tenant of the execution.
     pub tenant: String,
+    /// Hop count of the execution (see [`hops`](crate::pipeline::hops)).
+    pub hops: u32,
 }
 
 /// Default per-attempt time limit when a step sets none.
@@ -179,6 +181,7 @@ async fn execute(
         space: env.space.clone(),
         tenant: env.tenant.clone(),
         credential: step.credential.clone(),
+        hops: env.hops,
     };
     let mut first = 1;
     if let Some(r) = resume {
