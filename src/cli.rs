@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// The dedup window as a duration (`90m`, `2s`); overrides `--dedup-window-hours`.
     #[arg(long, env = "SLUICE_DEDUP_WINDOW", value_parser = humantime::parse_duration)]
     pub dedup_window: Option<Duration>,
+    /// How long finished history is kept (`30days`, `12h`, `2s`): executions that finished,
+    /// routed events and resolved DLQ items older than this are deleted in the background.
+    /// Unfinished executions and unresolved DLQ items are kept whatever their age. `0s`
+    /// keeps everything.
+    #[arg(long, env = "SLUICE_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
     /// Longest time one request may take, body upload included (then 408), e.g. `30s`.
     #[arg(long, env = "SLUICE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,

@@ -3,6 +3,7 @@
 mod bootstrap;
 mod cli;
 mod connectors;
+mod housekeeping;
 mod http;
 mod observability;
 mod server;

@@ -15,16 +15,12 @@ use sluice_storage::{Durability, Store, StoreOptions};
 use crate::cli::ServeArgs;
 use crate::connectors::{ConnectorInvoker, NetPolicy, Vault};
 use crate::http::{self, AppParts, AppState};
-use crate::{bootstrap, observability};
+use crate::{bootstrap, housekeeping, observability};
 
 /// Outbox entries in flight between the relay and all tenants.
 const RELAY_IN_FLIGHT: usize = 1024;
 /// Capacity of each of a tenant's four priority lanes.
 const LANE_CAPACITY: usize = 4096;
-/// How often expired dedup records are pruned at most: a tenth of the window, between
-/// these bounds (a 7-day window prunes every minute, a 2-second one every 200 ms).
-const DEDUP_PRUNE_MAX: Duration = Duration::from_secs(60);
-const DEDUP_PRUNE_MIN: Duration = Duration::from_millis(100);
 
 /// Runs the server until a shutdown signal.
 ///
@@ -96,7 +92,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let scheduler = tokio::spawn(sluice_actors::runtime::scheduler::run(store.clone()));
     let poller = tokio::spawn(sluice_actors::runtime::poller::run(store.clone(), invoker));
-    let pruner = tokio::spawn(prune_dedup(store.clone(), args.dedup_window()));
+    let pruner = tokio::spawn(housekeeping::prune_dedup(
+        store.clone(),
+        args.dedup_window(),
+    ));
+    let retention = tokio::spawn(housekeeping::prune_history(store.clone(), args.retention));
 
     let state = AppState::new(AppParts {
         admin_writes: tokio::sync::Mutex::new(()),
@@ -137,6 +137,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     pruner.abort();
+    retention.abort();
     timers.abort();
     scheduler.abort();
     poller.abort();
@@ -145,32 +146,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Executions still running are journaled step by step and resume at the next start.
     let _ = tokio::time::timeout(Duration::from_secs(10), root_handle).await;
     Ok(())
-}
-
-/// Forgets delivery ids older than the dedup window, in bounded batches, off the ingestion
-/// path (the committer interleaves these small batches with ingestion).
-async fn prune_dedup(store: sluice_storage::Store, window: Duration) {
-    const BATCH: usize = 10_000;
-    let every = (window / 10).clamp(DEDUP_PRUNE_MIN, DEDUP_PRUNE_MAX);
-    loop {
-        let cutoff = sluice_actors::ids::now_ms().saturating_sub(window.as_millis() as u64);
-        loop {
-            match store.prune_dedup(cutoff, BATCH).await {
-                Ok(n) if n == BATCH => continue,
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::debug!(pruned = n, "expired dedup records removed");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "dedup pruning failed; retrying later");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 async fn shutdown_signal() {

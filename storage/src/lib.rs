@@ -30,6 +30,7 @@ mod layout_upgrade;
 mod poll_records;
 mod recent_keys;
 mod records;
+mod retention;
 mod store;
 mod write_set;
 
@@ -38,5 +39,6 @@ pub use error::{Result, StorageError};
 pub use flow_records::*;
 pub use poll_records::*;
 pub use records::*;
+pub use retention::Pruned;
 pub use store::{EngineStats, Ks, Store, StoreOptions};
 pub use write_set::WriteSet;

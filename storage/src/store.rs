@@ -251,7 +251,7 @@ impl Default for StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     db: Database,
-    handles: Handles,
+    pub(crate) handles: Handles,
     tx: committer::CommitterTx,
     outbox_head: watch::Receiver<u64>,
     failure: committer::WriteFailure,
@@ -463,6 +463,19 @@ impl Store {
             out.push(decode(&value)?);
         }
         Ok(out)
+    }
+
+    /// How many keys of `ks` start with `prefix` (values are not read).
+    ///
+    /// # Errors
+    /// Engine errors.
+    pub fn count_prefix(&self, ks: Ks, prefix: &[u8]) -> Result<usize> {
+        let mut n = 0;
+        for guard in self.handles.get(ks).prefix(prefix) {
+            guard.key()?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every record of `ks` with its key, in key order (for small keyspaces whose keys carry
