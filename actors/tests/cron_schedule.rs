@@ -298,23 +298,34 @@ async fn scheduler_ticks_with_a_mocked_clock_fire_each_run_once() {
     )
     .expect("flow");
     store.commit(w).await.expect("commit");
-    let tick = sluice_actors::runtime::scheduler::tick;
+    // One scheduler across ticks, as the server runs it (it remembers schedules).
+    let mut scheduler = sluice_actors::runtime::scheduler::Scheduler::default();
     let day0 = ms("America/New_York", "2026-03-06T12:00");
     assert!(
-        tick(&store, day0).await.expect("tick").is_empty(),
+        scheduler.tick(&store, day0).await.expect("tick").is_empty(),
         "first sight starts from now"
     );
     let due = ms("America/New_York", "2026-03-07T02:00");
-    assert!(tick(&store, due - 1).await.expect("tick").is_empty());
-    let fired = tick(&store, due + 200).await.expect("tick");
+    assert!(
+        scheduler
+            .tick(&store, due - 1)
+            .await
+            .expect("tick")
+            .is_empty()
+    );
+    let fired = scheduler.tick(&store, due + 200).await.expect("tick");
     assert_eq!(fired, [("flw_1".to_owned(), due)]);
     assert!(
-        tick(&store, due + 700).await.expect("tick").is_empty(),
+        scheduler
+            .tick(&store, due + 700)
+            .await
+            .expect("tick")
+            .is_empty(),
         "never twice"
     );
     // Down for three days across the spring-forward night: catch-up `once` fires one run.
     let later = ms("America/New_York", "2026-03-10T12:00");
-    let fired = tick(&store, later).await.expect("tick");
+    let fired = scheduler.tick(&store, later).await.expect("tick");
     assert_eq!(
         fired,
         [(
@@ -382,18 +393,23 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
         w.put_execution(&exec(status)).expect("execution");
         w
     };
-    let tick = sluice_actors::runtime::scheduler::tick;
+    // One scheduler across ticks, as the server runs it (it remembers schedules).
+    let mut scheduler = sluice_actors::runtime::scheduler::Scheduler::default();
     let t0 = ms("UTC", "2026-06-01T12:00");
-    assert!(tick(&store, t0).await.expect("tick").is_empty());
+    assert!(scheduler.tick(&store, t0).await.expect("tick").is_empty());
     // The 12:05 run fires; its execution is still running at 12:10, so 12:10 is dropped.
-    let fired = tick(&store, t0 + 300_000 + 100).await.expect("tick");
+    let fired = scheduler
+        .tick(&store, t0 + 300_000 + 100)
+        .await
+        .expect("tick");
     assert_eq!(fired, [("flw_5".to_owned(), t0 + 300_000)]);
     store
         .commit(put(ExecutionStatus::Running))
         .await
         .expect("commit");
     assert!(
-        tick(&store, t0 + 600_000 + 100)
+        scheduler
+            .tick(&store, t0 + 600_000 + 100)
             .await
             .expect("tick")
             .is_empty(),
@@ -405,7 +421,8 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
         .await
         .expect("commit");
     assert!(
-        tick(&store, t0 + 900_000 + 100)
+        scheduler
+            .tick(&store, t0 + 900_000 + 100)
             .await
             .expect("tick")
             .is_empty()
@@ -415,11 +432,17 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
         .commit(put(ExecutionStatus::Completed))
         .await
         .expect("commit");
-    let fired = tick(&store, t0 + 1_200_000 + 100).await.expect("tick");
+    let fired = scheduler
+        .tick(&store, t0 + 1_200_000 + 100)
+        .await
+        .expect("tick");
     assert_eq!(fired, [("flw_5".to_owned(), t0 + 1_200_000)]);
     // Down for 20 minutes with catch-up `each`: of the four runs missed, only the first
     // fires, since the others would overlap it.
-    let fired = tick(&store, t0 + 2_400_000 + 100).await.expect("tick");
+    let fired = scheduler
+        .tick(&store, t0 + 2_400_000 + 100)
+        .await
+        .expect("tick");
     assert_eq!(fired, [("flw_5".to_owned(), t0 + 1_500_000)]);
     assert_eq!(store.outbox_from(0, 10).expect("outbox").len(), 3);
 }
@@ -458,15 +481,97 @@ async fn the_schedule_that_runs_is_the_published_one_not_an_environment_release(
     w.put_flow("sp", &flow(2, FlowStatus::Live, "0 * * * *"))
         .expect("record");
     store.commit(w).await.expect("commit");
-    let tick = sluice_actors::runtime::scheduler::tick;
+    // One scheduler across ticks, as the server runs it (it remembers schedules).
+    let mut scheduler = sluice_actors::runtime::scheduler::Scheduler::default();
     let start = ms("UTC", "2026-05-01T00:30");
-    assert!(tick(&store, start).await.expect("tick").is_empty());
+    assert!(
+        scheduler
+            .tick(&store, start)
+            .await
+            .expect("tick")
+            .is_empty()
+    );
     let hourly = ms("UTC", "2026-05-01T01:00");
     assert!(
-        tick(&store, hourly + 200).await.expect("tick").is_empty(),
+        scheduler
+            .tick(&store, hourly + 200)
+            .await
+            .expect("tick")
+            .is_empty(),
         "the environment release's hourly schedule does not run"
     );
     let nightly = ms("UTC", "2026-05-01T02:00");
-    let fired = tick(&store, nightly + 200).await.expect("tick");
+    let fired = scheduler.tick(&store, nightly + 200).await.expect("tick");
     assert_eq!(fired, [("flw_r".to_owned(), nightly)]);
+}
+
+#[tokio::test]
+async fn a_schedule_published_while_the_old_one_is_remembered_takes_over_at_once() {
+    use sluice_actors::flow::FlowSpec;
+    use sluice_actors::runtime::scheduler::{Scheduler, register};
+    use sluice_storage::{FlowRecord, FlowStatus, Store, StoreOptions, WriteSet};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("store");
+    let flow = |version: u32, schedule: &str| {
+        let spec = serde_json::json!({
+            "name": "report",
+            "trigger": {"type": "cron", "schedule": schedule},
+            "steps": [{"name": "m", "type": "action", "mapping": {"at": "{{trigger.scheduledAt}}"}}]
+        });
+        let record = FlowRecord {
+            id: "flw_p".into(),
+            tenant_id: "t".into(),
+            name: "report".into(),
+            version,
+            status: FlowStatus::Live,
+            spec_json: spec.to_string(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        let spec: FlowSpec = serde_json::from_value(spec).expect("spec");
+        (record, spec)
+    };
+    // Published as the HTTP API does: the release, the record and the cron index together.
+    let publish = |w: &mut WriteSet, version: u32, schedule: &str, at: u64| {
+        let (record, spec) = flow(version, schedule);
+        w.put_flow_version("sp", &record).expect("release");
+        w.put_flow("sp", &record).expect("record");
+        register(w, &store, "sp", &record, &spec, at).expect("register");
+    };
+    let t0 = ms("UTC", "2026-06-01T12:00:30");
+    let mut w = WriteSet::new();
+    space_and_tenant(&mut w);
+    publish(&mut w, 1, "0 2 * * *", t0);
+    store.commit(w).await.expect("commit");
+    let mut scheduler = Scheduler::default();
+    assert!(scheduler.tick(&store, t0).await.expect("tick").is_empty());
+    assert!(
+        scheduler
+            .tick(&store, t0 + 5_000)
+            .await
+            .expect("tick")
+            .is_empty()
+    );
+    // Republished every minute while the scheduler remembers the nightly run.
+    let mut w = WriteSet::new();
+    publish(&mut w, 2, "* * * * *", t0 + 10_000);
+    store.commit(w).await.expect("commit");
+    let minute = ms("UTC", "2026-06-01T12:01");
+    assert!(
+        scheduler
+            .tick(&store, minute - 1)
+            .await
+            .expect("tick")
+            .is_empty()
+    );
+    let fired = scheduler.tick(&store, minute + 200).await.expect("tick");
+    assert_eq!(fired, [("flw_p".to_owned(), minute)]);
+    assert!(
+        scheduler
+            .tick(&store, minute + 700)
+            .await
+            .expect("tick")
+            .is_empty(),
+        "never twice"
+    );
 }

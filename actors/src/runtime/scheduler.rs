@@ -9,6 +9,7 @@
 //! The trigger payload is `{"scheduledAt": <RFC 3339 UTC>, "scheduledAtMs": <Unix ms>,
 //! "flow": <name>}`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -23,52 +24,127 @@ use crate::schedule::{CatchUp, Schedule, due_runs};
 /// How often the scheduler looks at the clock.
 pub const TICK: Duration = Duration::from_millis(500);
 
+/// How long the scheduler trusts what it remembers about a schedule (see [`Scheduler`]).
+pub const FORGET_AFTER_MS: u64 = 60_000;
+
 /// Runs forever (abort the task to stop it).
 pub async fn run(store: Store) {
+    let mut scheduler = Scheduler::default();
     loop {
-        if let Err(e) = tick(&store, now_ms()).await {
+        if let Err(e) = scheduler.tick(&store, now_ms()).await {
             tracing::warn!(error = %e, "cron scheduler tick failed");
         }
         tokio::time::sleep(TICK).await;
     }
 }
 
-/// One look at the clock, as if it were `now_ms`: submits the runs due and records progress.
-/// Returns the `(flow id, scheduled ms)` of the runs submitted.
-///
-/// Only the flows in the cron index (the `cron_state` keyspace, see [`register`]) are read,
-/// so the cost of a tick follows the scheduled flows, not the tenants. A data directory from
-/// before the index gets it built at the first tick.
+/// One look at the clock with nothing remembered (see [`Scheduler::tick`]).
 ///
 /// # Errors
 /// Storage errors.
 pub async fn tick(store: &Store, now_ms: u64) -> Result<Vec<(String, u64)>, StorageError> {
-    if !store.cron_indexed()? {
-        build_index(store, now_ms).await?;
-    }
-    let mut fired = Vec::new();
-    for entry in store.cron_states()? {
-        let Some(flow) = store.flow(&entry.space, &entry.tenant, &entry.flow_id)? else {
-            continue;
-        };
-        if flow.status != FlowStatus::Live {
-            continue;
+    Scheduler::default().tick(store, now_ms).await
+}
+
+/// The scheduler's memory between ticks: for each indexed flow, the cron state it last saw
+/// and when that schedule fires next. A tick skips a flow whose state is unchanged and
+/// whose next run is not due, without reading the flow, parsing its spec or searching its
+/// schedule again; a state changed by a publication, or a run due, takes the full path.
+/// Everything is forgotten every [`FORGET_AFTER_MS`], so a schedule that never fires
+/// (stored before such schedules were refused) costs its search once a minute instead of at
+/// every tick.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    known: HashMap<(String, String, String), Known>,
+    forget_at_ms: u64,
+}
+
+/// A live flow's schedule as last seen: its cron state and its next run (`None`: never).
+#[derive(Debug)]
+struct Known {
+    schedule: String,
+    last_ms: u64,
+    next_ms: Option<u64>,
+}
+
+impl Scheduler {
+    /// One look at the clock, as if it were `now_ms`: submits the runs due and records
+    /// progress. Returns the `(flow id, scheduled ms)` of the runs submitted.
+    ///
+    /// Only the flows in the cron index (the `cron_state` keyspace, see [`register`]) are
+    /// read, so the cost of a tick follows the scheduled flows, not the tenants. A data
+    /// directory from before the index gets it built at the first tick.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn tick(
+        &mut self,
+        store: &Store,
+        now_ms: u64,
+    ) -> Result<Vec<(String, u64)>, StorageError> {
+        if !store.cron_indexed()? {
+            build_index(store, now_ms).await?;
         }
-        let Some(spec) = live_spec(store, &entry.space, &flow)? else {
-            continue;
-        };
-        fire_due(
-            store,
-            (&entry.space, &entry.tenant),
-            &flow,
-            &spec,
-            entry.state,
-            now_ms,
-            &mut fired,
-        )
-        .await?;
+        if now_ms >= self.forget_at_ms {
+            self.known.clear();
+            self.forget_at_ms = now_ms.saturating_add(FORGET_AFTER_MS);
+        }
+        let mut fired = Vec::new();
+        for entry in store.cron_states()? {
+            let id = (entry.space, entry.tenant, entry.flow_id);
+            if self.known.get(&id).is_some_and(|k| {
+                k.schedule == entry.state.schedule
+                    && k.last_ms == entry.state.last_scheduled_ms
+                    && k.next_ms.is_none_or(|next| now_ms < next)
+            }) {
+                continue;
+            }
+            self.known.remove(&id);
+            let (space, tenant, flow_id) = &id;
+            let Some(flow) = store.flow(space, tenant, flow_id)? else {
+                continue;
+            };
+            // A flow that is not live is looked at again every tick: publishing it with an
+            // unchanged schedule leaves its state as it was.
+            if flow.status != FlowStatus::Live {
+                continue;
+            }
+            let Some(spec) = live_spec(store, space, &flow)? else {
+                continue;
+            };
+            if let Some(state) = fire_due(
+                store,
+                (space, tenant),
+                &flow,
+                &spec,
+                entry.state,
+                now_ms,
+                &mut fired,
+            )
+            .await?
+            {
+                let next_ms = next_run(&state);
+                self.known.insert(
+                    id,
+                    Known {
+                        schedule: state.schedule,
+                        last_ms: state.last_scheduled_ms,
+                        next_ms,
+                    },
+                );
+            }
+        }
+        Ok(fired)
     }
-    Ok(fired)
+}
+
+/// The first run of `state`'s schedule after its last handled instant; `None` when it never
+/// runs again or its schedule no longer parses.
+fn next_run(state: &CronStateRecord) -> Option<u64> {
+    let (expr, timezone) = state.schedule.split_once(SCHEDULE_KEY_SEPARATOR)?;
+    Schedule::parse(expr, Some(timezone))
+        .ok()?
+        .next_after(state.last_scheduled_ms)
 }
 
 /// The spec that runs for a live flow: its latest *published* release (an environment-only
@@ -84,9 +160,15 @@ fn live_spec(
     Ok(serde_json::from_str::<FlowSpec>(&live.spec_json).ok())
 }
 
+/// Separates the expression from the time zone in a schedule key.
+const SCHEDULE_KEY_SEPARATOR: char = '\u{1f}';
+
 /// The state key of a schedule: a changed expression or time zone starts afresh.
 fn schedule_key(schedule: &str, timezone: Option<&str>) -> String {
-    format!("{}\u{1f}{}", schedule, timezone.unwrap_or("UTC"))
+    format!(
+        "{schedule}{SCHEDULE_KEY_SEPARATOR}{}",
+        timezone.unwrap_or("UTC")
+    )
 }
 
 /// Adds `flow` (being published with `spec`) to the cron index when its trigger is a cron
@@ -146,7 +228,8 @@ async fn build_index(store: &Store, now_ms: u64) -> Result<(), StorageError> {
     store.commit(w).await
 }
 
-/// Submits the runs of one live flow due by `now_ms` and records its progress.
+/// Submits the runs of one live flow due by `now_ms` and records its progress; returns
+/// the flow's cron state afterwards (`None` when its trigger is not a valid schedule).
 async fn fire_due(
     store: &Store,
     (space, tenant): (&str, &str),
@@ -155,7 +238,7 @@ async fn fire_due(
     state: CronStateRecord,
     now_ms: u64,
     fired: &mut Vec<(String, u64)>,
-) -> Result<(), StorageError> {
+) -> Result<Option<CronStateRecord>, StorageError> {
     let Trigger::Cron {
         schedule,
         timezone,
@@ -164,13 +247,13 @@ async fn fire_due(
         overlap,
     } = &spec.trigger
     else {
-        return Ok(());
+        return Ok(None);
     };
     let (Ok(sched), Ok(policy)) = (
         Schedule::parse(schedule, timezone.as_deref()),
         CatchUp::parse(catch_up.as_deref(), *catch_up_window_ms),
     ) else {
-        return Ok(());
+        return Ok(None);
     };
     let key = schedule_key(schedule, timezone.as_deref());
     // A changed schedule (published since the last tick) starts from now, no backfill.
@@ -214,18 +297,14 @@ async fn fire_due(
         metrics::counter!("sluice_cron_runs_total").increment(1);
         fired.push((flow.id.clone(), *at));
     }
-    if state.last_scheduled_ms != new_last || state.schedule != key {
+    let after = CronStateRecord {
+        schedule: key,
+        last_scheduled_ms: new_last,
+    };
+    if after != state {
         let mut w = WriteSet::new();
-        w.put_cron_state(
-            space,
-            tenant,
-            &flow.id,
-            &CronStateRecord {
-                schedule: key,
-                last_scheduled_ms: new_last,
-            },
-        )?;
+        w.put_cron_state(space, tenant, &flow.id, &after)?;
         store.commit(w).await?;
     }
-    Ok(())
+    Ok(Some(after))
 }
