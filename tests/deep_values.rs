@@ -185,3 +185,54 @@ async fn values_beyond_the_bound_fail_their_step_and_the_server_stays_up() {
     let exec_again = execution_of(&server, "default", "chain").await;
     assert_eq!(exec_again["status"], "failed");
 }
+
+/// A loop's output puts two levels around each nested output (the array of iterations, the
+/// object of outputs by name), so inside a loop outputs may nest 254 levels: one deeper
+/// fails its nested step in its iteration (under `halt`, before the next iteration runs)
+/// instead of failing the loop after every iteration ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_fails_at_the_iteration_whose_output_would_outgrow_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start().await;
+    let server = Server::start(dir.path());
+    let url = server.webhook("default", "github", SECRET).await;
+    for (name, keys) in [("fits", 154), ("outgrows", 155)] {
+        server
+            .live_flow(
+                "default",
+                &json!({
+                    "name": name,
+                    "trigger": {"type": "event", "source": "github", "event": "push"},
+                    "steps": [{"name": "each", "type": "loop", "over": "{{trigger.items}}",
+                               "steps": [
+                        {"name": "wrap", "type": "action", "mapping": {path(keys): "{{trigger.v}}"}},
+                        {"name": "post", "type": "action", "connector": "http", "action": "request",
+                         "input": {"method": "POST", "url": sink.url,
+                                   "body": {"flow": name, "item": "{{item}}"}}}
+                    ]}]
+                }),
+            )
+            .await;
+    }
+    deliver(
+        &server,
+        &url,
+        "loop100",
+        &format!("{{\"items\": [1, 2, 3], \"v\": {}}}", arrays(100)),
+    )
+    .await;
+    let fits = execution_of(&server, "default", "fits").await;
+    assert_eq!(fits["status"], "completed", "{fits}");
+    assert_eq!(depth(&fits["steps"][0]["output"]), 256);
+    let outgrows = execution_of(&server, "default", "outgrows").await;
+    assert_eq!(outgrows["status"], "failed", "{outgrows}");
+    let error = outgrows["steps"][0]["error"].to_string();
+    assert!(
+        error.contains("MAPPING_ERROR") && error.contains("255 levels"),
+        "{error}"
+    );
+    // Only the loop that fits called the sink; the other stopped at its first iteration.
+    let posted: Vec<Value> = sink.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(posted.len(), 3, "{posted:?}");
+    assert!(posted.iter().all(|b| b["flow"] == "fits"), "{posted:?}");
+}

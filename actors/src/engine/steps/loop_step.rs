@@ -3,7 +3,9 @@
 //! `steps.NAME`. At most `concurrency` iterations run at once. The output is an array with
 //! one entry per item, in item order: an object of the nested steps' outputs by name, or
 //! `{"error": …}` for an iteration that failed under the loop's `onError: continue`. Under
-//! `halt` (default) a failed iteration fails the loop. An empty array gives `[]`.
+//! `halt` (default) a failed iteration fails the loop. An empty array gives `[]`. A nested
+//! output may nest at most two levels less than `json_depth::MAX_DEPTH`, the two the loop's
+//! output adds; a deeper one fails its step with `MAPPING_ERROR`.
 //!
 //! Each finished iteration is journaled as an [`IterationRecord`] before its slot is given to
 //! another, so a loop resumed after a crash runs only the iterations that had not finished;
@@ -22,7 +24,7 @@ use crate::engine::StepError;
 use crate::engine::context::{completed, failed, record_output};
 use crate::flow::{NestedPlan, OnError, StepSpec};
 use crate::ids::{iteration_idempotency_key, now_ms};
-use crate::json_depth::parse_stored;
+use crate::json_depth::{self, parse_stored};
 use crate::mapping::template::render_value;
 
 /// Most items a loop iterates.
@@ -189,6 +191,7 @@ async fn iteration(
             "notification" => notification::run(n as u32, s, ctx),
             _ => action::run(env, key, n as u32, s, ctx).await,
         };
+        let (record, output) = within_loop_output(record);
         record_output(ctx, &s.name, &record);
         if record.status == StepStatus::Failed && s.on_error == OnError::Halt {
             return Err(record
@@ -197,9 +200,44 @@ async fn iteration(
                 .map(parse_stored)
                 .unwrap_or(Value::Null));
         }
-        outputs.insert(s.name.clone(), parse_stored(&record.output_json));
+        outputs.insert(s.name.clone(), output);
     }
     Ok(Value::Object(outputs))
+}
+
+/// Levels a loop's output puts around a nested step's output: the array of iterations and
+/// each iteration's object of outputs by name.
+const LOOP_OUTPUT_LEVELS: usize = 2;
+
+/// A nested step's record and its output, failed with `MAPPING_ERROR` when the output nests
+/// so deep that the loop's own output would pass [`json_depth::MAX_DEPTH`]: the step fails
+/// in its iteration, before later iterations run, rather than the whole loop failing after
+/// every iteration ran.
+fn within_loop_output(mut record: StepRecord) -> (StepRecord, Value) {
+    let output = parse_stored(&record.output_json);
+    let limit = json_depth::MAX_DEPTH - LOOP_OUTPUT_LEVELS;
+    let levels = json_depth::depth(&output);
+    if record.status != StepStatus::Completed || levels <= limit {
+        return (record, output);
+    }
+    let error = StepError::new(
+        "MAPPING_ERROR",
+        400,
+        &record.name,
+        format!(
+            "the output nests {levels} levels deep; inside a loop, outputs are limited to \
+             {limit} levels (the loop's output adds {LOOP_OUTPUT_LEVELS} to the {} allowed)",
+            json_depth::MAX_DEPTH
+        ),
+    );
+    let body = error.to_json().to_string();
+    record.status = StepStatus::Failed;
+    record.output_json = "null".into();
+    if let Some(last) = record.attempts.last_mut() {
+        last.error_json = Some(body.clone());
+    }
+    record.error_json = Some(body);
+    (record, Value::Null)
 }
 
 /// The iterations' contexts: the loop's context with `item`, `index` and the nested steps'
