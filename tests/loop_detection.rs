@@ -1,10 +1,11 @@
-//! A flow that triggers itself stops after `MAX_HOPS` rounds (T8: a cycle between flows).
+//! A flow that triggers itself stops (T8: a cycle between flows).
 //!
-//! Every connector call carries `CDN-Loop: sluice; hops=N` (RFC 8586), one more than the
-//! hop count of what started its execution; an incoming webhook, app event or execute call
-//! with more than `MAX_HOPS` is refused with 508 `LOOP_DETECTED` and nothing is stored. Before
-//! this, a flow posting app events to its own tenant ran ~5,000 executions a second until it
-//! was archived.
+//! Every connector call carries `CDN-Loop: sluice; hops=N; correlation=ID` (RFC 8586), one
+//! hop more than what started its execution, and the id of the event that started the chain;
+//! an incoming webhook, app event or execute call more than `MAX_HOPS` deep, or past
+//! `MAX_CORRELATED` requests of its chain, is refused with 508 `LOOP_DETECTED` and nothing is
+//! stored. Before this, a flow posting app events to its own tenant ran ~5,000 executions a
+//! second until it was archived.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{ADMIN_KEY, SPACE, Server, Sink, assert_error_shape, github_headers, send};
 use serde_json::{Value, json};
-use sluice_actors::pipeline::hops::MAX_HOPS;
+use sluice_actors::pipeline::hops::{Lineage, MAX_CORRELATED, MAX_HOPS};
 
 const SECRET: &str = "loop-secret";
 
@@ -36,12 +37,8 @@ fn self_triggering_flow(server: &Server, sink: &Sink) -> Value {
     })
 }
 
-fn hops_of(header: Option<&str>) -> u32 {
-    let value = header.expect("every connector call carries CDN-Loop");
-    value
-        .strip_prefix("sluice; hops=")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected CDN-Loop {value:?}"))
+fn lineage_of(header: Option<&str>) -> Lineage {
+    Lineage::parse([header.expect("every connector call carries CDN-Loop")])
 }
 
 async fn dlq_items(server: &Server) -> Vec<Value> {
@@ -84,13 +81,23 @@ async fn a_self_triggering_flow_stops_at_the_hop_limit_and_lands_in_the_dlq() {
     let failed: Vec<&Value> = all.iter().filter(|e| e["status"] == "failed").collect();
     assert_eq!(failed.len(), 1, "{all:#?}");
 
-    let mut seen: Vec<u32> = sink
+    let lineages: Vec<Lineage> = sink
         .received()
         .iter()
-        .map(|r| hops_of(r.cdn_loop.as_deref()))
+        .map(|r| lineage_of(r.cdn_loop.as_deref()))
         .collect();
+    let mut seen: Vec<u32> = lineages.iter().map(|l| l.hops).collect();
     seen.sort_unstable();
     assert_eq!(seen, (1..=MAX_HOPS + 1).collect::<Vec<_>>());
+    // One chain: every call names the event that started it.
+    let root = b["eventId"].as_str().expect("event id");
+    assert!(
+        lineages.iter().all(|l| l.correlation_id == root),
+        "{lineages:?}"
+    );
+    let by_hops = |h: u64| all.iter().find(|e| e["hops"] == h).cloned();
+    assert_eq!(by_hops(0).expect("root")["correlationId"], root);
+    assert_eq!(by_hops(3).expect("hop 3")["correlationId"], root);
 
     // The failed execution's refused step: a 508 LOOP_DETECTED, tried once (not retryable).
     let id = failed[0]["id"].as_str().expect("id");
@@ -113,9 +120,10 @@ async fn a_self_triggering_flow_stops_at_the_hop_limit_and_lands_in_the_dlq() {
     let items = dlq_items(&server).await;
     assert_eq!(items.len(), 1, "{items:#?}");
     let item = &items[0];
+    let stored = Lineage::parse([item["headers"]["cdn-loop"].as_str().expect("cdn-loop")]);
     assert_eq!(
-        item["headers"]["cdn-loop"],
-        format!("sluice; hops={MAX_HOPS}")
+        (stored.hops, stored.correlation_id.as_str()),
+        (MAX_HOPS, root)
     );
     let (s, v) = server
         .post_json(
@@ -133,7 +141,7 @@ async fn a_self_triggering_flow_stops_at_the_hop_limit_and_lands_in_the_dlq() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let last = sink.received().last().cloned().expect("replay's call");
-    assert_eq!(hops_of(last.cdn_loop.as_deref()), MAX_HOPS + 1);
+    assert_eq!(lineage_of(last.cdn_loop.as_deref()).hops, MAX_HOPS + 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.executions("default").await.len(), rounds + 1);
 }
@@ -222,4 +230,119 @@ async fn every_entry_point_refuses_past_the_limit_and_stores_nothing() {
     );
     assert_eq!(server.executions("default").await.len(), 1);
     assert_eq!(server.metric_sum("sluice_loops_refused_total").await, 3.0);
+}
+
+/// A flow that posts three events per run would grow threefold at every hop (3^9 executions
+/// within the depth limit); its chain stops at `MAX_CORRELATED` events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_that_fans_out_stops_at_the_chain_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let post = |name: &str, n: u32| {
+        json!({"name": name, "type": "action", "connector": "http", "action": "request",
+               "dependsOn": [],
+               "input": {"method": "POST",
+                         "url": format!("{}/api/v1/tenants/default/events", server.base),
+                         "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
+                                     "content-type": "application/json"},
+                         "body": {"source": "app", "event": "fan",
+                                  "payload": {"prev": "{{trigger}}", "branch": n}}}})
+    };
+    server
+        .live_flow(
+            "default",
+            &json!({
+                "name": "fan",
+                "trigger": {"type": "event", "source": "app", "event": "fan"},
+                "steps": [post("a", 1), post("b", 2), post("c", 3)]
+            }),
+        )
+        .await;
+    let (s, b) = server
+        .post_json(
+            "/tenants/default/events",
+            &json!({"source": "app", "event": "fan", "payload": {}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    // Wait until executions stop finishing (each one's posts start the next ones).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut finished, mut since) = (-1.0, Instant::now());
+    while since.elapsed() < Duration::from_secs(3) {
+        let now = server.metric_sum("sluice_executions_total").await;
+        if now != finished {
+            (finished, since) = (now, Instant::now());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fan-out never stopped: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The root and the MAX_CORRELATED events of its chain, nothing more.
+    let all = server.executions("default").await;
+    assert_eq!(all.len(), MAX_CORRELATED as usize + 1);
+    let root = b["eventId"].as_str().expect("event id");
+    assert!(all.iter().all(|e| e["correlationId"] == root));
+    assert!(
+        all.iter()
+            .all(|e| e["hops"].as_u64() <= Some(u64::from(MAX_HOPS)))
+    );
+    assert!(server.metric_sum("sluice_loops_refused_total").await >= 1.0);
+}
+
+/// A manual flow that calls the execute API for itself, synchronously: every level holds a
+/// tenant slot while it waits for the next, so the depth limit must come before the slots
+/// run out (16 by default). The chain fails at once, with the refusal in the innermost error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_self_call_chain_fails_at_the_depth_limit_without_holding_the_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let (s, b) = server
+        .post_json(
+            "/tenants/default/workflows",
+            &json!({"name": "chain", "trigger": {"type": "manual"},
+                    "steps": [{"name": "again", "type": "action", "connector": "http",
+                               "action": "request",
+                               "input": {"method": "POST", "url": format!("{}/api/v1/chain", server.base),
+                                         "headers": {"x-fastn-api-key": ADMIN_KEY,
+                                                     "x-fastn-space-id": SPACE,
+                                                     "content-type": "application/json"},
+                                         "body": {"input": {}}}}]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["id"].as_str().expect("id");
+    let (s, b) = server
+        .post_json(
+            &format!("/tenants/default/workflows/{id}/publish"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let started = Instant::now();
+    let answer = server
+        .api(reqwest::Method::POST, "/chain")
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .expect("execute");
+    let took = started.elapsed();
+    let status = answer.status().as_u16();
+    let body = answer.text().await.expect("body");
+    assert_ne!(
+        status, 408,
+        "the chain held the tenant until it timed out: {body}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}: {body}");
+    assert!(body.contains("LOOP_DETECTED"), "{status} {body}");
+    let all = server
+        .wait_executions("default", 20, |list| {
+            list.len() == MAX_HOPS as usize + 1 && list.iter().all(|e| e["status"] == "failed")
+        })
+        .await;
+    assert!(
+        all.iter()
+            .all(|e| e["hops"].as_u64() <= Some(u64::from(MAX_HOPS)))
+    );
 }

@@ -372,6 +372,22 @@ async fn app_events_enter_the_pipeline_deduplicated() {
         )
         .await;
     assert_eq!(s, 400);
+
+    // Without an idempotency key, the event name and the payload identify an event: the same
+    // payload under another name is another event, under the same name a duplicate.
+    let mut ids = Vec::new();
+    for (event, expected) in [("h1", 202), ("reset", 202), ("reset", 200)] {
+        let (s, b) = server
+            .post_json(
+                "/tenants/default/events",
+                &json!({"source": "myapp", "event": event, "payload": {}}),
+            )
+            .await;
+        assert_eq!(s, expected, "{event}: {b}");
+        ids.push(b["eventId"].clone());
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

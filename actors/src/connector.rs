@@ -28,10 +28,10 @@ pub struct ActionCall {
     pub tenant: String,
     /// The tenant's credential id named by the step (`"credential"`), if any.
     pub credential: Option<String>,
-    /// Hop count of the execution making the call (see
-    /// [`hops`](crate::pipeline::hops)); 0 for calls outside executions (polls, syncs).
-    /// HTTP invokers send one more in the `CDN-Loop` header.
-    pub hops: u32,
+    /// Lineage of the execution making the call, its correlation id filled in (see
+    /// [`hops`](crate::pipeline::hops)); the default for calls outside executions (polls,
+    /// syncs). HTTP invokers send one hop more in the `CDN-Loop` header.
+    pub lineage: crate::pipeline::hops::Lineage,
 }
 
 /// A failed action. `debug` is the provider's answer, reported under `datasourceDebug`.

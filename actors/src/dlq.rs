@@ -18,7 +18,8 @@ use sluice_storage::{
 };
 
 use crate::ids::{execution_id, now_ms};
-use crate::pipeline::{Headers, hops};
+use crate::pipeline::Headers;
+use crate::pipeline::hops::Lineage;
 use crate::runtime::RootMsg;
 
 /// A new DLQ id: `dlq_` + a time-ordered UUID (v7), so a tenant's items sort by time.
@@ -64,8 +65,14 @@ pub fn for_execution(exec: &ExecutionRecord, source: &str, event_type: &str) -> 
         webhook_id: String::new(),
         priority: exec.priority,
         idempotency_key: exec.idempotency_key.clone(),
-        // The hop count, so a replay's connector calls still carry it.
-        headers: hops::stored_header(exec.hops).into_iter().collect(),
+        // The lineage, so a replay's connector calls still carry it.
+        headers: Lineage {
+            hops: exec.hops,
+            correlation_id: exec.correlation_id.clone(),
+        }
+        .stored_header()
+        .into_iter()
+        .collect(),
         body: exec.trigger_json.clone().into_bytes(),
         error: exec.error_json.clone().unwrap_or_default(),
         attempts: exec.attempt.max(1),
@@ -213,6 +220,7 @@ pub async fn replay(
                 run_version,
             );
             let trigger_json = String::from_utf8_lossy(&item.body).into_owned();
+            let lineage = Headers::new(item.headers.iter().cloned()).lineage();
             let exec = ExecutionRecord {
                 id: exec_id.clone(),
                 space_id: space.to_owned(),
@@ -233,7 +241,8 @@ pub async fn replay(
                 attempt,
                 replay_of: Some(item.id.clone()),
                 idempotency_key: item.idempotency_key.clone(),
-                hops: Headers::new(item.headers.iter().cloned()).hops(),
+                hops: lineage.hops,
+                correlation_id: lineage.correlation_id,
             };
             item.state = DlqState::Replaying;
             item.replays.push(ReplayRecord {

@@ -387,6 +387,7 @@ async fn overlap_skip_drops_runs_due_while_the_previous_one_is_unfinished() {
         replay_of: None,
         idempotency_key: "k".into(),
         hops: 0,
+        correlation_id: String::new(),
     };
     let put = |status| {
         let mut w = WriteSet::new();

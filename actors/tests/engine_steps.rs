@@ -132,6 +132,7 @@ impl Fixture {
             replay_of: None,
             idempotency_key: "k".into(),
             hops: 0,
+            correlation_id: String::new(),
         };
         let mut w = WriteSet::new();
         w.put_execution(&exec).expect("put");

@@ -81,7 +81,7 @@ async fn send(store: &Store, p: u8, n: u64) {
             payload: serde_json::to_vec(&json!({"p": p, "n": n})).expect("json"),
             priority: p,
             idempotency_key: Some(format!("{p}-{n}")),
-            hops: 0,
+            lineage: Default::default(),
         },
     )
     .await

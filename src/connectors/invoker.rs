@@ -17,8 +17,8 @@
 //! the call's time limit) up to 3 times so pages already read are not lost; a 401 with an
 //! OAuth2 credential refreshes the token once and repeats the request. Everything else is
 //! returned to the engine, which owns retries. Every request carries `Idempotency-Key`, and
-//! every HTTP one `CDN-Loop: sluice; hops=N` with one more than the calling execution's hop
-//! count (loop detection, see `sluice_actors::pipeline::hops`).
+//! every HTTP one `CDN-Loop: sluice; hops=N; correlation=ID`, one hop more than the calling
+//! execution's lineage (loop detection, see `sluice_actors::pipeline::hops`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -223,7 +223,7 @@ impl ConnectorInvoker {
             let req = build()
                 .timeout(remaining)
                 .header("idempotency-key", &call.idempotency_key)
-                .header(hops::HEADER, hops::outgoing_value(call.hops));
+                .header(hops::HEADER, call.lineage.outgoing_value());
             let req = auth::apply(req, def, opened.as_ref().map(|o| &o.auth));
             let result = exchange::send(req).await;
             if let (Some(rl), Ok(a)) = (&def.rate_limit, &result) {

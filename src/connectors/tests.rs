@@ -84,7 +84,7 @@ impl Harness {
                 space: "sp".into(),
                 tenant: "t".into(),
                 credential: credential.map(str::to_owned),
-                hops: 0,
+                lineage: Default::default(),
             })
             .await
     }

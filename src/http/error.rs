@@ -109,18 +109,11 @@ impl ApiError {
         )
     }
 
-    /// 508 `LOOP_DETECTED` (RFC 5842 §7.2): the request's `CDN-Loop` header says it has
-    /// passed through Sluice `hops` times, more than `limit` (see
+    /// 508 `LOOP_DETECTED` (RFC 5842 §7.2): the request's `CDN-Loop` header puts it too deep
+    /// in, or too late in, a chain of calls Sluice made to itself (see
     /// `sluice_actors::pipeline::hops`); nothing of it was stored. Not worth retrying.
-    pub fn loop_detected(hops: u32, limit: u32) -> Self {
-        Self::new(
-            StatusCode::LOOP_DETECTED,
-            "LOOP_DETECTED",
-            format!(
-                "request has passed through Sluice {hops} times (CDN-Loop), more than the limit \
-                 of {limit}: a flow is probably triggering itself"
-            ),
-        )
+    pub fn loop_detected(message: String) -> Self {
+        Self::new(StatusCode::LOOP_DETECTED, "LOOP_DETECTED", message)
     }
 
     /// 503 `STORAGE_UNAVAILABLE`: writes are refused (disk full or failing); nothing of the

@@ -3,9 +3,9 @@
 //! - `POST /api/v1/tenants/{tid}/events` `{"source": "myapp", "event": "user.signup",
 //!   "payload": {…}, "idempotencyKey"?: "…"}` → an app event (P2) enters the pipeline like a
 //!   webhook: 202 `{"eventId", "duplicate": false}` once durable, 200 with `duplicate: true`
-//!   for a repeated idempotency key (or, without one, a repeated payload); 508
-//!   `LOOP_DETECTED` when its `CDN-Loop` header has passed the hop limit (see
-//!   `sluice_actors::pipeline::hops`).
+//!   for a repeated idempotency key (or, without one, the same event name and payload); 508
+//!   `LOOP_DETECTED` when its `CDN-Loop` header puts it too deep in, or past the budget
+//!   of, a chain of calls Sluice made to itself (see `sluice_actors::pipeline::hops`).
 //! - `GET /api/v1/tenants/{tid}/events?limit=50&cursor=…` → `{"events": […], "nextCursor":
 //!   "…" | null}`: routed events, newest first, with their normalized name and the executions
 //!   they started (the reference's event history); `limit` is 1-1000 (default 50); `cursor`
@@ -23,8 +23,9 @@ use sluice_storage::IngestOutcome;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::{IncomingHops, JsonBody};
+use super::extract::JsonBody;
 use super::extract::{QueryParams, page_cursor};
+use super::lineage::{IncomingLineage, admit};
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -95,7 +96,7 @@ async fn submit_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
-    IncomingHops(hops): IncomingHops,
+    IncomingLineage(lineage): IncomingLineage,
     JsonBody(body): JsonBody<AppEvent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
@@ -104,6 +105,7 @@ async fn submit_event(
             "source and event must be 1-128 characters of letters, digits and _ - . / :",
         ));
     }
+    admit(&state, &tenant, &lineage)?;
     let payload = serde_json::to_vec(&body.payload).map_err(ApiError::internal)?;
     let outcome = submit(
         &state.store,
@@ -115,7 +117,7 @@ async fn submit_event(
             payload,
             priority: P2_EVENT,
             idempotency_key: body.idempotency_key,
-            hops,
+            lineage,
         },
     )
     .await?;

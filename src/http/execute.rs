@@ -10,9 +10,11 @@
 //!   rendered body) when it completes, its error body and status when it fails, 408
 //!   `TIMED_OUT` when it times out (the flow's `timeoutMs`) or is still going after
 //!   [`MAX_SYNC_WAIT`] (it keeps running; its id is in `x-sluice-execution-id`).
-//! - A call whose `CDN-Loop` header has passed the hop limit (a flow calling itself, see
+//! - A call whose `CDN-Loop` header puts it too deep in, or past the budget of, a chain of
+//!   calls Sluice made to itself (a flow calling itself, see
 //!   `sluice_actors::pipeline::hops`) is refused with 508 `LOOP_DETECTED`; otherwise the
-//!   execution carries the call's hop count into its own connector calls.
+//!   execution carries the call's lineage into its own connector calls. A flow that calls
+//!   this API synchronously holds its tenant slot while it waits.
 
 use std::time::Duration;
 
@@ -35,7 +37,8 @@ use sluice_storage::{ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, W
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::{IncomingHops, JsonBody};
+use super::extract::JsonBody;
+use super::lineage::{IncomingLineage, admit};
 
 /// Longest time the execute API waits for an execution (below the 30 s request limit).
 pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(25);
@@ -80,7 +83,7 @@ async fn execute(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    IncomingHops(hops): IncomingHops,
+    IncomingLineage(lineage): IncomingLineage,
     Path(flow_name): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
@@ -89,6 +92,7 @@ async fn execute(
         .clone()
         .unwrap_or_else(|| "default".to_owned());
     let tenant = caller.tenant(&state, &tid)?;
+    admit(&state, &tenant, &lineage)?;
     let space = caller.space().to_owned();
     let flow = state
         .store
@@ -152,7 +156,8 @@ async fn execute(
         attempt: 1,
         replay_of: None,
         idempotency_key: id.clone(),
-        hops,
+        hops: lineage.hops,
+        correlation_id: lineage.correlation_id,
     };
     let mut done = state.engine.completions();
     let mut w = WriteSet::new();

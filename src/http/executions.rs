@@ -2,7 +2,9 @@
 //!
 //! - `GET /api/v1/tenants/{tid}/executions?limit=50&cursor=…` → `{"executions": […],
 //!   "nextCursor": "…" | null}`, newest first; `limit` is 1-500 (default 50); `cursor` is the
-//!   opaque value of the previous page's `nextCursor`.
+//!   opaque value of the previous page's `nextCursor`. Each summary carries `hops` and
+//!   `correlationId`: where its trigger stands in a chain of calls Sluice made to itself
+//!   (see `sluice_actors::pipeline::hops`).
 //! - `GET …/executions/{eid}` → status, timestamps and every journaled step's input, output,
 //!   error and attempts; steps still waiting show `"status": "waiting"` with their wait.
 //!   Another tenant's execution is 404.
@@ -208,6 +210,10 @@ fn summary(e: &ExecutionRecord) -> Value {
         "priority": format!("P{}", e.priority),
         "attempt": e.attempt,
         "replayOf": e.replay_of,
+        // Loop detection: how many times its trigger passed through Sluice, and the event
+        // or call that started that chain (its own event when it came from outside).
+        "hops": e.hops,
+        "correlationId": if e.correlation_id.is_empty() { &e.event_id } else { &e.correlation_id },
         "createdAt": rfc3339(e.created_at_ms),
         "startedAt": rfc3339_opt(e.started_at_ms),
         "finishedAt": rfc3339_opt(e.finished_at_ms),

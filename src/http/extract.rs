@@ -4,7 +4,6 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use sluice_actors::pipeline::hops;
 
 use super::error::ApiError;
 
@@ -52,38 +51,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .map(QueryParams)
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
     }
-}
-
-/// The request's `CDN-Loop` hop count (see `sluice_actors::pipeline::hops`): 0 from outside,
-/// N for a request a flow's connector call made at hop N−1. A count above
-/// [`hops::MAX_HOPS`] is refused with 508 `LOOP_DETECTED`, so nothing of the request runs.
-pub struct IncomingHops(pub u32);
-
-impl<S: Send + Sync> FromRequestParts<S> for IncomingHops {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        checked_hops(hops::parse(
-            parts
-                .headers
-                .get_all(hops::HEADER)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-        ))
-        .map(IncomingHops)
-    }
-}
-
-/// `hops` when it is within [`hops::MAX_HOPS`].
-///
-/// # Errors
-/// 508 `LOOP_DETECTED` above it.
-pub fn checked_hops(count: u32) -> Result<u32, ApiError> {
-    if hops::exceeded(count) {
-        metrics::counter!("sluice_loops_refused_total").increment(1);
-        return Err(ApiError::loop_detected(count, hops::MAX_HOPS));
-    }
-    Ok(count)
 }
 
 /// Decodes a list endpoint's `cursor` parameter (the hex of the previous page's

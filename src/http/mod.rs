@@ -14,6 +14,7 @@ mod execute;
 mod executions;
 mod extract;
 mod head_limits;
+mod lineage;
 pub mod listen;
 mod oauth;
 mod ops;
@@ -74,6 +75,8 @@ pub struct AppParts {
     /// The connector executor's HTTP client (network policy applied), for OAuth2 code
     /// exchanges.
     pub oauth_http: reqwest::Client,
+    /// Requests accepted per chain of calls Sluice made to itself (loop detection).
+    pub loop_budget: sluice_actors::pipeline::hops::CorrelationBudget,
 }
 
 /// All routes; a request taking longer than `timeout` (body upload included) is cut with 408.
@@ -105,7 +108,14 @@ pub fn router(state: AppState, timeout: std::time::Duration) -> Router {
         // Outside the timeout layer, so that its bare 408 gets the error body.
         .layer(axum::middleware::map_response(bare_errors_as_api_errors))
         .layer(axum::middleware::from_fn(head_limits::check))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // 5xx answers at debug level: the errors worth a log line say so where they arise
+        // (`ApiError::internal`, storage refusals), while 508 loop refusals come in bursts
+        // and are counted in `/metrics`.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
         .with_state(state)
 }
 

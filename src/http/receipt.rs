@@ -6,8 +6,9 @@
 //! 3. verify the signature over the raw bytes, in constant time, with the timestamp window
 //!    where the scheme has one (401 naming the failed check); during a secret rotation's
 //!    overlap the previous secret verifies too;
-//! 4. refuse a request that has passed through Sluice more than `MAX_HOPS` times (its
-//!    `CDN-Loop` header, see `sluice_actors::pipeline::hops`) with 508 `LOOP_DETECTED`;
+//! 4. refuse a request too deep in, or past the budget of, a chain of calls Sluice made to
+//!    itself (its `CDN-Loop` header, see `sluice_actors::pipeline::hops`) with 508
+//!    `LOOP_DETECTED`;
 //! 5. compute the idempotency key from the provider's delivery id (or the body's SHA-256);
 //! 6. write the dedup record and the outbox entry in one durable group commit;
 //! 7. answer `202 {"eventId", "duplicate": false}` — or `200 {"eventId": <first>,
@@ -32,7 +33,8 @@ use sluice_storage::{IngestOutcome, OutboxEntry};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{checked_hops, read_limited};
+use super::extract::read_limited;
+use super::lineage::{admit, lineage_of};
 use crate::time::now_secs;
 
 pub fn routes() -> Router<AppState> {
@@ -58,6 +60,7 @@ async fn receive(
                 StatusCode::UNAUTHORIZED => "unauthorized",
                 StatusCode::PAYLOAD_TOO_LARGE => "too_large",
                 StatusCode::NOT_FOUND => "not_found",
+                StatusCode::LOOP_DETECTED => "loop",
                 _ => "error",
             },
         ),
@@ -91,6 +94,7 @@ async fn receive_inner(
     let fail = |e: ApiError| (connector.clone(), e);
     let scheme = Scheme::for_connector(&hook.connector)
         .ok_or_else(|| fail(ApiError::internal("webhook has an unknown scheme")))?;
+    let lineage = lineage_of(request.headers());
     let headers = Headers::new(request.headers().iter().filter_map(|(k, v)| {
         v.to_str()
             .ok()
@@ -112,7 +116,7 @@ async fn receive_inner(
             return Err(fail(ApiError::unauthorized(e.to_string())));
         }
     }
-    checked_hops(headers.hops()).map_err(fail)?;
+    admit(state, &hook.tenant_id, &lineage).map_err(fail)?;
 
     let delivery = delivery_id(&hook.connector, &headers, &body);
     let key = idempotency_key(&hook.tenant_id, &hook.connector, &delivery);
@@ -123,7 +127,11 @@ async fn receive_inner(
         tenant_id: hook.tenant_id.clone(),
         webhook_id: hook.id.clone(),
         connector: hook.connector.clone(),
-        headers: headers.retained(),
+        headers: headers
+            .retained()
+            .into_iter()
+            .chain(lineage.stored_header())
+            .collect(),
         body: body.to_vec(),
         body_in_blob: false,
         received_at_ms: now_ms(),

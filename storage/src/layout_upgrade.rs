@@ -20,10 +20,11 @@ use crate::store::{Handles, Ks};
 /// - 1: execution records whole in `executions`.
 /// - 2: an execution's trigger and input in `execution_payloads`, written once; its state
 ///   in `executions` (finished executions from layout 1 keep theirs inline and read the same).
-/// - 3: execution records at schema version 2, with their hop count. Records of earlier
-///   layouts read with 0 hops (see `ExecutionRecord`'s `Record` impl); nothing is rewritten,
-///   the version only keeps a layout 2 binary from opening the directory and failing on
-///   the first newer execution record it reads.
+/// - 3: execution records at schema version 2, with their hop count and correlation id
+///   (loop detection). Records of earlier layouts read with 0 hops and none (see
+///   `ExecutionRecord`'s `Record` impl); nothing is rewritten, the version only keeps a
+///   layout 2 binary from opening the directory and failing on the first newer execution
+///   record it reads.
 pub(crate) const LAYOUT_VERSION: u8 = 3;
 
 /// Executions moved per durable batch by the layout 1 → 2 upgrade.
@@ -145,6 +146,7 @@ mod tests {
             replay_of: None,
             idempotency_key: "k".into(),
             hops: 0,
+            correlation_id: String::new(),
         }
     }
 

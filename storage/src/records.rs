@@ -369,6 +369,10 @@ pub struct ExecutionRecord {
     /// event or call that started it; 0 from outside). Its connector calls carry one more.
     /// Added in schema version 2; executions stored before read as 0.
     pub hops: u32,
+    /// The id of the event or call that started its chain of calls through Sluice (the
+    /// `CDN-Loop` correlation id); empty when it is its own event (`event_id`). Added in
+    /// schema version 2; executions stored before read as empty.
+    pub correlation_id: String,
 }
 
 impl ExecutionRecord {
@@ -406,6 +410,7 @@ impl ExecutionRecord {
             replay_of,
             idempotency_key,
             hops,
+            correlation_id,
         } = self;
         ExecutionRecord {
             id: id.clone(),
@@ -428,6 +433,7 @@ impl ExecutionRecord {
             replay_of: replay_of.clone(),
             idempotency_key: idempotency_key.clone(),
             hops: *hops,
+            correlation_id: correlation_id.clone(),
         }
     }
 
@@ -701,15 +707,16 @@ impl Record for ExecutionRecord {
     const KIND: &'static str = "execution";
     const VERSION: u8 = codec::SCHEMA_V2;
 
-    /// Version 1 is version 2 without its last field, `hops`. Bincode writes a struct's fields
-    /// in order with no framing, so version 1 bytes followed by the encoding of `hops: 0`
-    /// (one zero byte: a varint below 251 is one byte) are the version 2 bytes of the same
-    /// execution with no hops.
+    /// Version 1 is version 2 without its last two fields, `hops` and `correlation_id`.
+    /// Bincode writes a struct's fields in order with no framing, so version 1 bytes followed
+    /// by the encodings of `hops: 0` and an empty `correlation_id` (one zero byte each: a
+    /// varint below 251 is one byte, a string is its varint length and its bytes) are the
+    /// version 2 bytes of the same execution outside any chain.
     fn decode_older(version: u8, body: &[u8]) -> Option<crate::Result<Self>> {
         (version == codec::SCHEMA_V1).then(|| {
-            let mut v2 = Vec::with_capacity(body.len() + 1);
+            let mut v2 = Vec::with_capacity(body.len() + 2);
             v2.extend_from_slice(body);
-            v2.push(0);
+            v2.extend_from_slice(&[0, 0]);
             codec::decode_body::<Self, Self>(&v2)
         })
     }
@@ -725,7 +732,7 @@ impl Record for StepRecord {
 mod tests {
     use super::*;
 
-    fn sample(hops: u32) -> ExecutionRecord {
+    fn sample(hops: u32, correlation_id: &str) -> ExecutionRecord {
         ExecutionRecord {
             id: "exe_1".into(),
             space_id: "sp".into(),
@@ -747,27 +754,28 @@ mod tests {
             replay_of: Some("dlq_1".into()),
             idempotency_key: "ab".into(),
             hops,
+            correlation_id: correlation_id.into(),
         }
     }
 
-    /// `sample(0)` as the build before schema version 2 stored it (bytes it wrote).
+    /// `sample(0, "")` as the build before schema version 2 stored it (bytes it wrote).
     const V1_BYTES: &[u8] = b"\x01\x05exe_1\x02sp\x02t1\x04wf_1\x06orders\x03\x03\x05evt_1\x05event\x00\x00\xfd\x00Me\xd4\x9a\x01\x00\x00\x01\xfd\x01Me\xd4\x9a\x01\x00\x00\x01\xfd\x02Me\xd4\x9a\x01\x00\x00\x01\x02{}\x02\x01\x01\x05dlq_1\x02ab";
 
     #[test]
-    fn execution_written_at_version_1_reads_with_no_hops() {
+    fn execution_written_at_version_1_reads_outside_any_chain() {
         assert_eq!(
             codec::decode::<ExecutionRecord>(V1_BYTES).expect("v1"),
-            sample(0)
+            sample(0, "")
         );
     }
 
     #[test]
     fn execution_round_trips_at_version_2() {
-        let bytes = codec::encode(&sample(7)).expect("encode");
+        let bytes = codec::encode(&sample(7, "evt_root")).expect("encode");
         assert_eq!(bytes[0], codec::SCHEMA_V2);
         assert_eq!(
             codec::decode::<ExecutionRecord>(&bytes).expect("v2"),
-            sample(7)
+            sample(7, "evt_root")
         );
         let mut unknown = bytes.clone();
         unknown[0] = 3;

@@ -30,6 +30,7 @@ fn execution(tenant: &str, id: &str, status: ExecutionStatus, created: u64) -> E
         replay_of: None,
         idempotency_key: "k".into(),
         hops: 0,
+        correlation_id: String::new(),
     }
 }
 

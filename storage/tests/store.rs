@@ -135,6 +135,7 @@ fn execution(tenant: &str, id: &str, created: u64) -> ExecutionRecord {
         replay_of: None,
         idempotency_key: "k".into(),
         hops: 0,
+        correlation_id: String::new(),
     }
 }
 

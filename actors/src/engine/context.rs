@@ -183,6 +183,7 @@ mod tests {
             replay_of: None,
             idempotency_key: "k".into(),
             hops: 0,
+            correlation_id: String::new(),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::dlq;
 use crate::flow::{OnError, Plan, Trigger};
 use crate::ids::{now_ms, step_idempotency_key};
 use crate::json_depth::parse_stored;
+use crate::pipeline::hops::Lineage;
 use crate::sync::IdMaps;
 
 /// How a call to [`Engine::run`] ended.
@@ -383,7 +384,11 @@ impl Engine {
             id_maps: self.id_maps.clone(),
             space: exec.space_id.clone(),
             tenant: exec.tenant_id.clone(),
-            hops: exec.hops,
+            lineage: Lineage {
+                hops: exec.hops,
+                correlation_id: exec.correlation_id.clone(),
+            }
+            .or_correlation(&exec.event_id),
         };
         let store = self.store.clone();
         let nested = plan.loops.get(&i).cloned();

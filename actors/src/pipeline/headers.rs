@@ -24,9 +24,9 @@ impl Headers {
             .map(|(_, v)| v.trim())
     }
 
-    /// The hop count of the request's `CDN-Loop` field lines (see [`hops`](super::hops)).
-    pub fn hops(&self) -> u32 {
-        super::hops::parse(
+    /// The lineage in the request's `CDN-Loop` field lines (see [`hops`](super::hops)).
+    pub fn lineage(&self) -> super::hops::Lineage {
+        super::hops::Lineage::parse(
             self.0
                 .iter()
                 .filter(|(k, _)| k == super::hops::HEADER)
@@ -35,17 +35,15 @@ impl Headers {
     }
 
     /// The headers worth keeping with a stored event: those that carry the provider's topic,
-    /// event name, delivery id, API version or content type, and `CDN-Loop` (the hop count,
-    /// see [`hops`](super::hops)). Signatures are left out: they were verified at receipt and
-    /// are of no use afterwards.
+    /// event name, delivery id, API version or content type. Signatures are left out: they
+    /// were verified at receipt and are of no use afterwards. So is `CDN-Loop`: receipt
+    /// stores the lineage it read in Sluice's own form (see [`hops`](super::hops)).
     pub fn retained(&self) -> Vec<(String, String)> {
         const PREFIXES: [&str; 4] = ["x-shopify-", "x-github-", "webhook-", "x-slack-"];
         self.0
             .iter()
             .filter(|(k, _)| {
-                (k == "content-type"
-                    || k == super::hops::HEADER
-                    || PREFIXES.iter().any(|p| k.starts_with(p)))
+                (k == "content-type" || PREFIXES.iter().any(|p| k.starts_with(p)))
                     && k != "x-shopify-hmac-sha256"
                     && k != "webhook-signature"
                     && k != "x-slack-signature"

@@ -47,9 +47,9 @@ pub struct NormalizedEvent {
     pub priority: u8,
     /// Outbox sequence it came from.
     pub seq: u64,
-    /// How many times it has passed through Sluice before (its `CDN-Loop` hop count, see
-    /// [`hops`](super::hops)); 0 for events from outside.
-    pub hops: u32,
+    /// Where it stands in a chain of calls Sluice made to itself (its `CDN-Loop` header, see
+    /// [`hops`](super::hops)); the default for events from outside.
+    pub lineage: super::hops::Lineage,
 }
 
 /// Why an entry could not be normalized (the DLQ reason).
@@ -92,7 +92,7 @@ pub fn normalize(entry: &OutboxEntry, body: &[u8]) -> Result<NormalizedEvent, No
         idempotency_key: entry.idempotency_key.clone(),
         priority: entry.priority,
         seq: entry.seq,
-        hops: headers.hops(),
+        lineage: headers.lineage(),
     })
 }
 

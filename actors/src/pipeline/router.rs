@@ -59,7 +59,7 @@ mod tests {
             idempotency_key: "k".into(),
             priority: 2,
             seq: 1,
-            hops: 0,
+            lineage: crate::pipeline::hops::Lineage::default(),
         }
     }
 

@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256};
 use sluice_storage::{IngestOutcome, OutboxEntry, StorageError, Store};
 
-use super::hops::stored_header;
+use super::hops::Lineage;
 use super::idempotency::{DeliveryId, idempotency_key};
 use crate::ids::now_ms;
 
@@ -41,10 +41,11 @@ pub struct Submission {
     pub payload: Vec<u8>,
     /// Priority 1-4.
     pub priority: u8,
-    /// Caller's idempotency key; the payload's SHA-256 when absent.
+    /// Caller's idempotency key; when absent, the SHA-256 of the event name and the payload.
     pub idempotency_key: Option<String>,
-    /// The caller's `CDN-Loop` hop count (see [`hops`](super::hops)); 0 from outside.
-    pub hops: u32,
+    /// The caller's lineage (its `CDN-Loop` header, see [`hops`](super::hops)); the default
+    /// from outside.
+    pub lineage: Lineage,
 }
 
 /// Writes `submission` to the outbox durably, deduplicated like a webhook.
@@ -54,7 +55,15 @@ pub struct Submission {
 pub async fn submit(store: &Store, submission: Submission) -> Result<IngestOutcome, StorageError> {
     let delivery = match submission.idempotency_key {
         Some(k) if !k.is_empty() => DeliveryId::Provider(format!("{}:{k}", submission.event)),
-        _ => DeliveryId::BodyHash(hex::encode(Sha256::digest(&submission.payload))),
+        // The event name is part of what is hashed: the same payload under two names is two
+        // events (an empty `{}` sent as `h1` and then as `reset` once deduplicated to one).
+        _ => DeliveryId::BodyHash(hex::encode(
+            Sha256::new()
+                .chain_update(submission.event.as_bytes())
+                .chain_update([0])
+                .chain_update(&submission.payload)
+                .finalize(),
+        )),
     };
     let key = idempotency_key(&submission.tenant_id, &submission.source, &delivery);
     let mut headers = vec![
@@ -62,7 +71,7 @@ pub async fn submit(store: &Store, submission: Submission) -> Result<IngestOutco
         ("content-type".into(), "application/json".into()),
     ];
     // Kept as the header it arrived in, so normalization reads it like a webhook's.
-    headers.extend(stored_header(submission.hops));
+    headers.extend(submission.lineage.stored_header());
     let entry = OutboxEntry {
         seq: 0,
         event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),

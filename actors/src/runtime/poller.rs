@@ -96,7 +96,7 @@ pub async fn run_poll(
         space: poll.space_id.clone(),
         tenant: poll.tenant_id.clone(),
         credential: poll.credential.clone(),
-        hops: 0,
+        lineage: Default::default(),
     };
     let answer = invoker.invoke(call).await;
     poll.last_run_ms = Some(now_ms);
@@ -161,7 +161,7 @@ pub async fn run_poll(
                             "{}:{}:{id}:{hash}",
                             poll.connector, poll.entity
                         )),
-                        hops: 0,
+                        lineage: Default::default(),
                     },
                 )
                 .await?;

@@ -578,7 +578,7 @@ mod tests {
                 payload: format!("{{\"n\":{n}}}").into_bytes(),
                 priority: 2,
                 idempotency_key: Some(n.to_string()),
-                hops: 0,
+                lineage: Default::default(),
             },
         )
         .await

@@ -290,7 +290,7 @@ async fn fire_due(
                     .into_bytes(),
                 priority: P3_SCHEDULE,
                 idempotency_key: Some(format!("{}:{at}", flow.id)),
-                hops: 0,
+                lineage: Default::default(),
             },
         )
         .await?;

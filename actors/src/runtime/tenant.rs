@@ -486,7 +486,8 @@ impl TenantState {
                         attempt: 1,
                         replay_of: None,
                         idempotency_key: entry.idempotency_key.clone(),
-                        hops: normalized.hops,
+                        hops: normalized.lineage.hops,
+                        correlation_id: normalized.lineage.correlation_id.clone(),
                     };
                     w.put_execution(&exec)?;
                     created.push(exec);

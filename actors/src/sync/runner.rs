@@ -434,7 +434,7 @@ impl SyncRunner {
             space: space.to_owned(),
             tenant: tenant.to_owned(),
             credential: credential.clone(),
-            hops: 0,
+            lineage: Default::default(),
         };
         let output = self
             .invoker

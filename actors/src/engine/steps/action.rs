@@ -27,8 +27,9 @@ pub struct ActionEnv {
     pub space: String,
     /// Tenant of the execution.
     pub tenant: String,
-    /// Hop count of the execution (see [`hops`](crate::pipeline::hops)).
-    pub hops: u32,
+    /// Lineage of the execution, its correlation id filled in (see
+    /// [`hops`](crate::pipeline::hops)).
+    pub lineage: crate::pipeline::hops::Lineage,
 }
 
 /// Default per-attempt time limit when a step sets none.
@@ -181,7 +182,7 @@ async fn execute(
         space: env.space.clone(),
         tenant: env.tenant.clone(),
         credential: step.credential.clone(),
-        hops: env.hops,
+        lineage: env.lineage.clone(),
     };
     let mut first = 1;
     if let Some(r) = resume {
