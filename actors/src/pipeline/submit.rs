@@ -70,7 +70,7 @@ pub async fn submit(store: &Store, submission: Submission) -> Result<IngestOutco
         (EVENT_HEADER.into(), submission.event),
         ("content-type".into(), "application/json".into()),
     ];
-    // Kept as the header it arrived in, so normalization reads it like a webhook's.
+    // As a `CDN-Loop` header in Sluice's form, so normalization reads it like a webhook's.
     headers.extend(submission.lineage.stored_header());
     let entry = OutboxEntry {
         seq: 0,
