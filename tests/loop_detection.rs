@@ -185,22 +185,13 @@ async fn every_entry_point_refuses_past_the_limit_and_stores_nothing() {
     assert_error_shape(508, &body);
 
     // The execute API.
-    let (s, b) = server
-        .post_json(
-            "/tenants/default/workflows",
+    server
+        .live_flow(
+            "default",
             &json!({"name": "manual_one", "trigger": {"type": "manual"},
                     "steps": [{"name": "n", "type": "notification", "message": "hi"}]}),
         )
         .await;
-    assert_eq!(s, 201, "{b}");
-    let id = b["id"].as_str().expect("id");
-    let (s, b) = server
-        .post_json(
-            &format!("/tenants/default/workflows/{id}/publish"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
     let answer = server
         .api(reqwest::Method::POST, "/manual_one")
         .header("cdn-loop", &over)
@@ -298,9 +289,9 @@ async fn a_loop_that_fans_out_stops_at_the_chain_budget() {
 async fn a_synchronous_self_call_chain_fails_at_the_depth_limit_without_holding_the_tenant() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let (s, b) = server
-        .post_json(
-            "/tenants/default/workflows",
+    server
+        .live_flow(
+            "default",
             &json!({"name": "chain", "trigger": {"type": "manual"},
                     "steps": [{"name": "again", "type": "action", "connector": "http",
                                "action": "request",
@@ -311,15 +302,6 @@ async fn a_synchronous_self_call_chain_fails_at_the_depth_limit_without_holding_
                                          "body": {"input": {}}}}]}),
         )
         .await;
-    assert_eq!(s, 201, "{b}");
-    let id = b["id"].as_str().expect("id");
-    let (s, b) = server
-        .post_json(
-            &format!("/tenants/default/workflows/{id}/publish"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
     let started = Instant::now();
     let answer = server
         .api(reqwest::Method::POST, "/chain")

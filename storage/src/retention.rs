@@ -15,7 +15,7 @@
 //! follows receipt time), so a pass over a store with nothing to delete costs a few reads
 //! per tenant.
 
-use crate::codec::decode;
+use crate::codec::{Record, decode};
 use crate::error::Result;
 use crate::keys;
 use crate::records::{DlqRecord, DlqState, EventRecord, ExecutionRecord};
@@ -133,27 +133,15 @@ impl Store {
         cutoff_ms: u64,
         max: usize,
     ) -> Result<usize> {
-        let mut w = WriteSet::new();
-        let mut n = 0;
         // Oldest first (keys end in the outbox sequence, which follows receipt time).
-        for guard in self
-            .handles
-            .get(Ks::Events)
-            .prefix(keys::tenant_prefix(space, tenant).build())
-            .take(max)
-        {
-            let (key, value) = guard.into_inner()?;
-            let event: EventRecord = decode(&value)?;
-            if event.received_at_ms >= cutoff_ms {
-                break;
+        self.prune_records(Ks::Events, space, tenant, max, |event: &EventRecord| {
+            if event.received_at_ms < cutoff_ms {
+                Verdict::Delete
+            } else {
+                Verdict::Stop
             }
-            w.delete(Ks::Events, key.to_vec());
-            n += 1;
-        }
-        if n > 0 {
-            self.commit(w).await?;
-        }
-        Ok(n)
+        })
+        .await
     }
 
     async fn prune_dlq(
@@ -163,18 +151,7 @@ impl Store {
         cutoff_ms: u64,
         max: usize,
     ) -> Result<usize> {
-        let mut w = WriteSet::new();
-        let mut n = 0;
-        for guard in self
-            .handles
-            .get(Ks::Dlq)
-            .prefix(keys::tenant_prefix(space, tenant).build())
-        {
-            if n == max {
-                break;
-            }
-            let (key, value) = guard.into_inner()?;
-            let item: DlqRecord = decode(&value)?;
+        self.prune_records(Ks::Dlq, space, tenant, max, |item: &DlqRecord| {
             let last = item
                 .replays
                 .iter()
@@ -182,8 +159,42 @@ impl Store {
                 .max()
                 .unwrap_or(item.failed_at_ms);
             if item.state == DlqState::Resolved && last < cutoff_ms {
-                w.delete(Ks::Dlq, key.to_vec());
-                n += 1;
+                Verdict::Delete
+            } else {
+                Verdict::Keep
+            }
+        })
+        .await
+    }
+
+    /// Deletes, in one batch, up to `max` of a tenant's records in `ks` that `verdict`
+    /// condemns, reading them in key order until it says stop; returns how many.
+    async fn prune_records<R: Record>(
+        &self,
+        ks: Ks,
+        space: &str,
+        tenant: &str,
+        max: usize,
+        verdict: impl Fn(&R) -> Verdict,
+    ) -> Result<usize> {
+        let mut w = WriteSet::new();
+        let mut n = 0;
+        for guard in self
+            .handles
+            .get(ks)
+            .prefix(keys::tenant_prefix(space, tenant).build())
+        {
+            if n == max {
+                break;
+            }
+            let (key, value) = guard.into_inner()?;
+            match verdict(&decode(&value)?) {
+                Verdict::Delete => {
+                    w.delete(ks, key.to_vec());
+                    n += 1;
+                }
+                Verdict::Keep => {}
+                Verdict::Stop => break,
             }
         }
         if n > 0 {
@@ -191,4 +202,12 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// What [`Store::prune_records`] does with one record.
+enum Verdict {
+    Delete,
+    Keep,
+    /// Keep it and read no further (the rest is newer).
+    Stop,
 }
