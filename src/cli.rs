@@ -49,6 +49,12 @@ pub struct ServeArgs {
     /// keeps everything.
     #[arg(long, env = "SLUICE_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// Requests one tenant accepts from one chain of calls Sluice made to itself (same
+    /// `CDN-Loop` correlation id) before refusing them with 508 `LOOP_DETECTED`: bounds a
+    /// flow that triggers itself more than once per run. Counted in memory, afresh at each
+    /// start.
+    #[arg(long, env = "SLUICE_LOOP_BUDGET", default_value_t = sluice_actors::pipeline::hops::DEFAULT_CORRELATED)]
+    pub loop_budget: u64,
     /// Longest time one request may take, body upload included (then 408), e.g. `30s`.
     #[arg(long, env = "SLUICE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,

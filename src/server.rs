@@ -108,7 +108,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         vault,
         sync,
         oauth_http,
-        loop_budget: Default::default(),
+        loop_budget: sluice_actors::pipeline::hops::CorrelationBudget::new(args.loop_budget),
     });
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");

@@ -3,7 +3,7 @@
 //! Every connector call carries `CDN-Loop: sluice; hops=N; correlation=ID` (RFC 8586), one
 //! hop more than what started its execution, and the id of the event that started the chain;
 //! an incoming webhook, app event or execute call more than `MAX_HOPS` deep, or past
-//! `MAX_CORRELATED` requests of its chain, is refused with 508 `LOOP_DETECTED` and nothing is
+//! `--loop-budget` requests of its chain, is refused with 508 `LOOP_DETECTED` and nothing is
 //! stored. Before this, a flow posting app events to its own tenant ran ~5,000 executions a
 //! second until it was archived.
 
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{ADMIN_KEY, SPACE, Server, Sink, assert_error_shape, github_headers, send};
 use serde_json::{Value, json};
-use sluice_actors::pipeline::hops::{Lineage, MAX_CORRELATED, MAX_HOPS};
+use sluice_actors::pipeline::hops::{Lineage, MAX_HOPS};
 
 const SECRET: &str = "loop-secret";
 
@@ -224,11 +224,13 @@ async fn every_entry_point_refuses_past_the_limit_and_stores_nothing() {
 }
 
 /// A flow that posts three events per run would grow threefold at every hop (3^9 executions
-/// within the depth limit); its chain stops at `MAX_CORRELATED` events.
+/// within the depth limit); its chain stops at the loop budget (300 here, 10,000 by
+/// default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_that_fans_out_stops_at_the_chain_budget() {
+    const BUDGET: usize = 300;
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), &["--loop-budget", &BUDGET.to_string()]);
     let post = |name: &str, n: u32| {
         json!({"name": name, "type": "action", "connector": "http", "action": "request",
                "dependsOn": [],
@@ -270,9 +272,9 @@ async fn a_loop_that_fans_out_stops_at_the_chain_budget() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The root and the MAX_CORRELATED events of its chain, nothing more.
+    // The root and the budget's events of its chain, nothing more.
     let all = server.executions("default").await;
-    assert_eq!(all.len(), MAX_CORRELATED as usize + 1);
+    assert_eq!(all.len(), BUDGET + 1);
     let root = b["eventId"].as_str().expect("event id");
     assert!(all.iter().all(|e| e["correlationId"] == root));
     assert!(

@@ -7,7 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use sluice_actors::ids::now_ms;
-use sluice_actors::pipeline::hops::{self, Lineage, MAX_CORRELATED, MAX_HOPS};
+use sluice_actors::pipeline::hops::{self, Lineage, MAX_HOPS};
 
 use super::AppState;
 use super::error::ApiError;
@@ -27,7 +27,7 @@ pub fn lineage_of(headers: &HeaderMap) -> Lineage {
 ///
 /// # Errors
 /// 508 `LOOP_DETECTED` when it is more than [`MAX_HOPS`] deep or its chain has already
-/// brought [`MAX_CORRELATED`] requests to this tenant.
+/// brought its budget of requests (`--loop-budget`) to this tenant.
 pub fn admit(state: &AppState, tenant: &str, lineage: &Lineage) -> Result<(), ApiError> {
     let refusal = if lineage.too_deep() {
         format!(
@@ -37,8 +37,9 @@ pub fn admit(state: &AppState, tenant: &str, lineage: &Lineage) -> Result<(), Ap
         )
     } else if !state.loop_budget.admit(tenant, lineage, now_ms()) {
         format!(
-            "more than {MAX_CORRELATED} requests of this tenant come from the chain started by \
-             {} (CDN-Loop): a flow is probably triggering itself more than once per run",
+            "more than {} requests of this tenant come from the chain started by {} \
+             (CDN-Loop): a flow is probably triggering itself more than once per run",
+            state.loop_budget.limit(),
             lineage.correlation_id
         )
     } else {

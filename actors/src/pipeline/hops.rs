@@ -8,10 +8,11 @@
 //!   lineage on to the event and the executions it starts (kept with the stored event, the
 //!   execution record and DLQ items, so retries, restarts and replays keep it).
 //! - Two bounds, each answered with 508 `LOOP_DETECTED` before anything is written: a
-//!   request may carry at most [`MAX_HOPS`] hops (how deep a chain goes), and at most
-//!   [`MAX_CORRELATED`] requests of one tenant may arrive with the same correlation id (how
-//!   wide it goes: a flow that posts two events per run would otherwise double at every hop,
-//!   2^(MAX_HOPS+1) executions). See [`CorrelationBudget`].
+//!   request may carry at most [`MAX_HOPS`] hops (how deep a chain goes), and a tenant
+//!   accepts a bounded number of requests with the same correlation id (how wide it goes: a
+//!   flow that posts ten events per run would otherwise grow tenfold at every hop). See
+//!   [`CorrelationBudget`]; its default, [`DEFAULT_CORRELATED`], lets one run of a loop
+//!   step over its most items post an event per item.
 //!
 //! So a flow that posts to its own tenant, directly or through other flows or other Sluice
 //! servers, stops: the refused call fails its step (508 is not retried), and that execution
@@ -40,9 +41,11 @@ pub const CDN_ID: &str = "sluice";
 /// slot while it waits for the next, is refused before it can hold every slot.
 pub const MAX_HOPS: u32 = 8;
 
-/// The most requests one tenant accepts with the same correlation id (and a hop count above
-/// 0) between restarts; the next are refused.
-pub const MAX_CORRELATED: u64 = 1_000;
+/// The default for the most requests one tenant accepts with the same correlation id (and a
+/// hop count above 0) between restarts: a loop step's most items
+/// ([`MAX_LOOP_ITEMS`](crate::engine::steps::loop_step::MAX_LOOP_ITEMS)), so a flow may
+/// split a batch into one event per item.
+pub const DEFAULT_CORRELATED: u64 = 10_000;
 
 /// Longest correlation id kept, bytes; a longer one is ignored.
 const MAX_CORRELATION_LEN: usize = 128;
@@ -171,12 +174,19 @@ fn split_unquoted(text: &str, sep: char) -> Vec<&str> {
 }
 
 /// Counts, per (tenant, correlation id), the requests accepted with a hop count above 0, and
-/// refuses those past [`MAX_CORRELATED`]. In memory only: a restart starts every chain's
-/// count afresh. Holds at most [`CorrelationBudget::CAPACITY`] chains; when full, chains idle
-/// for [`CorrelationBudget::IDLE_MS`] are forgotten, and if none is, the least recently seen.
-#[derive(Debug, Default)]
+/// refuses those past its limit. In memory only: a restart starts every chain's count
+/// afresh. Holds at most [`CorrelationBudget::CAPACITY`] chains; when full, chains idle for
+/// [`CorrelationBudget::IDLE_MS`] are forgotten, and if none is, the least recently seen.
+#[derive(Debug)]
 pub struct CorrelationBudget {
+    limit: u64,
     chains: Mutex<HashMap<(String, String), Seen>>,
+}
+
+impl Default for CorrelationBudget {
+    fn default() -> Self {
+        Self::new(DEFAULT_CORRELATED)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +201,19 @@ impl CorrelationBudget {
 
     /// A chain not seen for this long may be forgotten, ms.
     pub const IDLE_MS: u64 = 10 * 60 * 1000;
+
+    /// A budget of `limit` requests per (tenant, chain).
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            chains: Mutex::default(),
+        }
+    }
+
+    /// Requests admitted per (tenant, chain).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
 
     /// Counts one more request of `tenant` with `lineage` at `now_ms`; false when it is past
     /// the budget (refuse it). Requests from outside (hop 0) and those without a correlation
@@ -218,7 +241,7 @@ impl CorrelationBudget {
             last_ms: now_ms,
         });
         seen.last_ms = now_ms;
-        if seen.count >= MAX_CORRELATED {
+        if seen.count >= self.limit {
             return false;
         }
         seen.count += 1;
@@ -333,9 +356,9 @@ mod tests {
 
     #[test]
     fn the_budget_counts_per_tenant_and_chain() {
-        let budget = CorrelationBudget::default();
+        let budget = CorrelationBudget::new(50);
         let chain = lineage(1, "evt_1");
-        for _ in 0..MAX_CORRELATED {
+        for _ in 0..50 {
             assert!(budget.admit("t", &chain, 1));
         }
         assert!(!budget.admit("t", &chain, 2), "past the budget");
