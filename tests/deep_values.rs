@@ -188,8 +188,8 @@ async fn values_beyond_the_bound_fail_their_step_and_the_server_stays_up() {
 
 /// A loop's output puts two levels around each nested output (the array of iterations, the
 /// object of outputs by name), so inside a loop outputs may nest 254 levels: one deeper
-/// fails its nested step in its iteration (under `halt`, before the next iteration runs)
-/// instead of failing the loop after every iteration ran.
+/// fails its nested step in its iteration instead of failing the loop after every iteration
+/// ran; under `halt` no iteration starts after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loop_fails_at_the_iteration_whose_output_would_outgrow_the_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -205,10 +205,10 @@ async fn a_loop_fails_at_the_iteration_whose_output_would_outgrow_the_bound() {
                     "trigger": {"type": "event", "source": "github", "event": "push"},
                     "steps": [{"name": "each", "type": "loop", "over": "{{trigger.items}}",
                                "steps": [
-                        {"name": "wrap", "type": "action", "mapping": {path(keys): "{{trigger.v}}"}},
+                        {"name": "wrap", "type": "action", "mapping": {path(keys): "{{item}}"}},
                         {"name": "post", "type": "action", "connector": "http", "action": "request",
                          "input": {"method": "POST", "url": sink.url,
-                                   "body": {"flow": name, "item": "{{item}}"}}}
+                                   "body": {"flow": name, "index": "{{index}}"}}}
                     ]}]
                 }),
             )
@@ -218,7 +218,8 @@ async fn a_loop_fails_at_the_iteration_whose_output_would_outgrow_the_bound() {
         &server,
         &url,
         "loop100",
-        &format!("{{\"items\": [1, 2, 3], \"v\": {}}}", arrays(100)),
+        // The second item nests 100 levels, the others none.
+        &format!("{{\"items\": [1, {}, 3, 4]}}", arrays(100)),
     )
     .await;
     let fits = execution_of(&server, "default", "fits").await;
@@ -231,8 +232,9 @@ async fn a_loop_fails_at_the_iteration_whose_output_would_outgrow_the_bound() {
         error.contains("MAPPING_ERROR") && error.contains("255 levels"),
         "{error}"
     );
-    // Only the loop that fits called the sink; the other stopped at its first iteration.
+    // The loop that fits posted for every item; the other for its first only, and stopped
+    // at its second (one iteration at a time by default).
     let posted: Vec<Value> = sink.received().into_iter().map(|r| r.body).collect();
-    assert_eq!(posted.len(), 3, "{posted:?}");
-    assert!(posted.iter().all(|b| b["flow"] == "fits"), "{posted:?}");
+    let of = |flow: &str| posted.iter().filter(|b| b["flow"] == flow).count();
+    assert_eq!((of("fits"), of("outgrows")), (4, 1), "{posted:?}");
 }

@@ -3,7 +3,8 @@
 //! `steps.NAME`. At most `concurrency` iterations run at once. The output is an array with
 //! one entry per item, in item order: an object of the nested steps' outputs by name, or
 //! `{"error": …}` for an iteration that failed under the loop's `onError: continue`. Under
-//! `halt` (default) a failed iteration fails the loop. An empty array gives `[]`. A nested
+//! `halt` (default) a failed iteration fails the loop: iterations already running finish,
+//! none starts after it. An empty array gives `[]`. A nested
 //! output may nest at most two levels less than `json_depth::MAX_DEPTH`, the two the loop's
 //! output adds; a deeper one fails its step with `MAPPING_ERROR`.
 //!
@@ -13,6 +14,7 @@
 //! of (execution, `loop/step`, index), so the repeat has the same key.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value, json};
 use sluice_storage::{IterationRecord, StepRecord, StepStatus, StorageError, Store, WriteSet};
@@ -91,6 +93,9 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(limit));
     let contexts = Arc::new(Contexts::new(ctx.clone(), nested));
     let nested = Arc::new(nested.clone());
+    // Under `halt`, a failed iteration stops the loop: iterations not started yet are not.
+    let halt = step.on_error == OnError::Halt;
+    let halted = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, item) in items.into_iter().enumerate() {
         if results[i].is_some() {
@@ -103,8 +108,12 @@ pub async fn run(
         let nested = nested.clone();
         let exec = execution_id.to_owned();
         let loop_name = step.name.clone();
+        let halted = halted.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
+            if halted.load(Ordering::SeqCst) {
+                return Ok::<_, StorageError>((i, None));
+            }
             let mut ctx = contexts.take();
             if let Value::Object(obj) = &mut ctx {
                 obj.insert("item".into(), item);
@@ -114,7 +123,12 @@ pub async fn run(
             contexts.give_back(ctx);
             let (ok, value) = match &outcome {
                 Ok(v) => (true, v),
-                Err(v) => (false, v),
+                Err(v) => {
+                    if halt {
+                        halted.store(true, Ordering::SeqCst);
+                    }
+                    (false, v)
+                }
             };
             let record = IterationRecord {
                 iteration: u32::try_from(i).unwrap_or(u32::MAX),
@@ -124,7 +138,7 @@ pub async fn run(
             let mut w = WriteSet::new();
             w.put_iteration(&env.space, &env.tenant, &exec, index, &record)?;
             store.commit(w).await?;
-            Ok::<_, StorageError>((i, outcome))
+            Ok((i, Some(outcome)))
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -135,7 +149,7 @@ pub async fn run(
                 return Ok(failed(index, &step.name, started, &input, &err));
             }
         };
-        results[i] = Some(outcome);
+        results[i] = outcome;
     }
     let mut output = Vec::with_capacity(results.len());
     for (i, r) in results.into_iter().enumerate() {
