@@ -27,7 +27,7 @@ pub async fn prune_dedup(store: Store, window: Duration) {
     const BATCH: usize = 10_000;
     let every = (window / 10).clamp(DEDUP_PRUNE_MIN, DEDUP_PRUNE_MAX);
     loop {
-        let cutoff = now_ms().saturating_sub(window.as_millis() as u64);
+        let cutoff = cutoff_before(window);
         loop {
             match store.prune_dedup(cutoff, BATCH).await {
                 Ok(n) if n == BATCH => continue,
@@ -57,12 +57,18 @@ pub async fn prune_history(store: Store, retention: Duration) {
     }
     let every = (retention / 10).clamp(HISTORY_PRUNE_MIN, HISTORY_PRUNE_MAX);
     loop {
-        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        let cutoff = cutoff_before(retention);
         if let Err(e) = prune_pass(&store, cutoff).await {
             tracing::warn!(error = %e, "history pruning failed; retrying later");
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Unix ms `age` ago; 0 (nothing is that old) for an age beyond the clock, where a plain
+/// conversion to u64 ms would wrap (`--retention 18446744073709552s` pruned everything).
+fn cutoff_before(age: Duration) -> u64 {
+    now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
 }
 
 async fn prune_pass(store: &Store, cutoff_ms: u64) -> sluice_storage::Result<()> {
@@ -89,4 +95,20 @@ async fn prune_pass(store: &Store, cutoff_ms: u64) -> sluice_storage::Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_age_beyond_the_clock_cuts_nothing_off() {
+        assert_eq!(
+            cutoff_before(Duration::from_secs(18_446_744_073_709_552)),
+            0
+        );
+        assert_eq!(cutoff_before(Duration::MAX), 0);
+        let day = cutoff_before(Duration::from_secs(86_400));
+        assert!(day > 0 && day < now_ms());
+    }
 }

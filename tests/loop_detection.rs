@@ -41,6 +41,21 @@ fn lineage_of(header: Option<&str>) -> Lineage {
     Lineage::parse([header.expect("every connector call carries CDN-Loop")])
 }
 
+/// Waits until executions have stopped finishing for 3 s (each one of a loop starts the
+/// next), or panics after 120 s.
+async fn wait_until_quiet(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut finished, mut since) = (-1.0, Instant::now());
+    while since.elapsed() < Duration::from_secs(3) {
+        let now = server.metric_sum("sluice_executions_total").await;
+        if now != finished {
+            (finished, since) = (now, Instant::now());
+        }
+        assert!(Instant::now() < deadline, "the loop never stopped: {now}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn dlq_items(server: &Server) -> Vec<Value> {
     let (s, dlq) = server.get_json("/tenants/default/dlq").await;
     assert_eq!(s, 200, "{dlq}");
@@ -258,20 +273,7 @@ async fn a_loop_that_fans_out_stops_at_the_chain_budget() {
         )
         .await;
     assert_eq!(s, 202, "{b}");
-    // Wait until executions stop finishing (each one's posts start the next ones).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut finished, mut since) = (-1.0, Instant::now());
-    while since.elapsed() < Duration::from_secs(3) {
-        let now = server.metric_sum("sluice_executions_total").await;
-        if now != finished {
-            (finished, since) = (now, Instant::now());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fan-out never stopped: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_quiet(&server).await;
     // The root and the budget's events of its chain, nothing more.
     let all = server.executions("default").await;
     assert_eq!(all.len(), BUDGET + 1);
@@ -329,4 +331,119 @@ async fn a_synchronous_self_call_chain_fails_at_the_depth_limit_without_holding_
         all.iter()
             .all(|e| e["hops"].as_u64() <= Some(u64::from(MAX_HOPS)))
     );
+}
+
+/// A flow that replays the tenant's DLQ and then fails: each replayed run replays the other
+/// failure, for ever. The replay API takes part in loop detection (a replay a flow asks for
+/// continues its chain), so the chain stops at the depth limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_that_replays_its_own_failures_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    server
+        .live_flow(
+            "default",
+            &json!({
+                "name": "replayer",
+                "trigger": {"type": "event", "source": "app", "event": "go"},
+                "steps": [
+                    {"name": "pause", "type": "wait", "durationMs": 300},
+                    {"name": "replay", "type": "action", "connector": "http", "action": "request",
+                     "onError": "continue",
+                     "input": {"method": "POST",
+                               "url": format!("{}/api/v1/tenants/default/dlq/replay", server.base),
+                               "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
+                                           "content-type": "application/json"},
+                               "body": {}}},
+                    // Nothing listens on port 9: the run fails and lands in the DLQ.
+                    {"name": "fail", "type": "action", "connector": "http", "action": "request",
+                     "input": {"method": "POST", "url": "http://127.0.0.1:9/down", "body": {}}}
+                ]
+            }),
+        )
+        .await;
+    for n in 0..2 {
+        let (s, b) = server
+            .post_json(
+                "/tenants/default/events",
+                &json!({"source": "app", "event": "go", "payload": {"n": n}}),
+            )
+            .await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let items = loop {
+        let items = dlq_items(&server).await;
+        if items.len() == 2 && items.iter().all(|i| i["state"] == "pending") {
+            break items;
+        }
+        assert!(Instant::now() < deadline, "{items:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let id = items[0]["id"].as_str().expect("id");
+    let (s, v) = server
+        .post_json(&format!("/tenants/default/dlq/{id}/replay"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    wait_until_quiet(&server).await;
+    let all = server.executions("default").await;
+    // The two first runs, then at most one replay per hop in each of two chains: the one
+    // the replay from outside starts, and one a first run may start if the other first run
+    // failed before it replayed.
+    assert!(
+        all.len() <= 2 + 2 * (MAX_HOPS as usize + 1),
+        "{} executions: {all:#?}",
+        all.len()
+    );
+    assert!(all.iter().any(|e| e["hops"] == MAX_HOPS), "{all:#?}");
+    assert!(server.metric_sum("sluice_loops_refused_total").await >= 1.0);
+}
+
+/// A manual flow whose loop calls the execute API for itself four times per run,
+/// synchronously: each waiting call holds a tenant slot, so without a bound the slots run out
+/// two hops in and the tenant stalls until the calls time out. At most half the tenant's
+/// concurrency (8 of 16) of one chain's synchronous calls may wait; the rest are refused
+/// and the chain unwinds at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_self_call_that_fans_out_cannot_take_every_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "fanchain", "trigger": {"type": "manual"},
+                    "steps": [{"name": "each", "type": "loop", "over": "{{input.xs}}",
+                               "concurrency": 4,
+                               "steps": [{"name": "again", "type": "action", "connector": "http",
+                                          "action": "request",
+                                          "input": {"method": "POST",
+                                                    "url": format!("{}/api/v1/fanchain", server.base),
+                                                    "headers": {"x-fastn-api-key": ADMIN_KEY,
+                                                                "x-fastn-space-id": SPACE,
+                                                                "content-type": "application/json"},
+                                                    "body": {"input": {"xs": [1, 2, 3, 4]}}}}]}]}),
+        )
+        .await;
+    let started = Instant::now();
+    let answer = server
+        .api(reqwest::Method::POST, "/fanchain")
+        .json(&json!({"input": {"xs": [1, 2, 3, 4]}}))
+        .send()
+        .await
+        .expect("execute");
+    let took = started.elapsed();
+    let status = answer.status().as_u16();
+    let body = answer.text().await.expect("body");
+    assert_ne!(
+        status, 408,
+        "the chain held the tenant until it timed out: {body}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}: {body}");
+    wait_until_quiet(&server).await;
+    let all = server.executions("default").await;
+    // A few dozen at most: at any moment no more than 8 of the chain's calls wait (calls
+    // admitted as others fail add a few), and every one of them fails quickly.
+    assert!(all.len() < 50, "{} executions", all.len());
+    assert!(all.iter().all(|e| e["status"] == "failed"), "{all:#?}");
+    assert!(server.metric_sum("sluice_loops_refused_total").await >= 1.0);
 }

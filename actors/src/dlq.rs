@@ -19,7 +19,7 @@ use sluice_storage::{
 
 use crate::ids::{execution_id, now_ms};
 use crate::pipeline::Headers;
-use crate::pipeline::hops::Lineage;
+use crate::pipeline::hops::{self, Lineage};
 use crate::runtime::RootMsg;
 
 /// A new DLQ id: `dlq_` + a time-ordered UUID (v7), so a tenant's items sort by time.
@@ -134,7 +134,8 @@ pub enum ReplayError {
 /// operator actions, so serializing them all costs nothing that matters.
 static ONE_ITEM_CHANGE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Replays one item; returns the updated item.
+/// Replays one item; returns the updated item. `via` is the replay request's lineage (the
+/// default from outside; see [`Lineage::for_replay`] for the one the replay runs with).
 ///
 /// # Errors
 /// [`ReplayError`] when the item is missing, not pending (a replay of it already started:
@@ -146,6 +147,7 @@ pub async fn replay(
     tenant: &str,
     id: &str,
     version: VersionChoice,
+    via: &Lineage,
 ) -> Result<DlqRecord, ReplayError> {
     let _only_one = ONE_ITEM_CHANGE_AT_A_TIME.lock().await;
     let mut item = store
@@ -155,6 +157,9 @@ pub async fn replay(
         return Err(ReplayError::NotPending(item.state.as_str()));
     }
     let attempt = item.attempts + 1;
+    let lineage = Headers::new(item.headers.iter().cloned())
+        .lineage()
+        .for_replay(via, &format!("{}-{attempt}", item.id));
     let mut w = WriteSet::new();
     match item.kind {
         DlqKind::Event => {
@@ -165,7 +170,13 @@ pub async fn replay(
                 tenant_id: tenant.to_owned(),
                 webhook_id: item.webhook_id.clone(),
                 connector: item.source.clone(),
-                headers: item.headers.clone(),
+                headers: item
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| k != hops::HEADER)
+                    .cloned()
+                    .chain(lineage.stored_header())
+                    .collect(),
                 body: item.body.clone(),
                 body_in_blob: false,
                 received_at_ms: now_ms(),
@@ -220,7 +231,6 @@ pub async fn replay(
                 run_version,
             );
             let trigger_json = String::from_utf8_lossy(&item.body).into_owned();
-            let lineage = Headers::new(item.headers.iter().cloned()).lineage();
             let exec = ExecutionRecord {
                 id: exec_id.clone(),
                 space_id: space.to_owned(),
@@ -242,7 +252,7 @@ pub async fn replay(
                 replay_of: Some(item.id.clone()),
                 idempotency_key: item.idempotency_key.clone(),
                 hops: lineage.hops,
-                correlation_id: lineage.correlation_id,
+                correlation_id: lineage.correlation_id.clone(),
             };
             item.state = DlqState::Replaying;
             item.replays.push(ReplayRecord {
@@ -374,7 +384,18 @@ mod tests {
         store.commit(w).await.expect("commit");
         let (root, _) = Actor::spawn(None, NoRoot, ()).await.expect("root");
 
-        let once = || replay(&store, &root, "sp", "t", "dlq_1", VersionChoice::Pinned);
+        let outside = crate::pipeline::hops::Lineage::default();
+        let once = || {
+            replay(
+                &store,
+                &root,
+                "sp",
+                "t",
+                "dlq_1",
+                VersionChoice::Pinned,
+                &outside,
+            )
+        };
         let (a, b, c) = tokio::join!(once(), once(), once());
         let results = [a, b, c];
         let started = results.iter().filter(|r| r.is_ok()).count();

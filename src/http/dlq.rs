@@ -8,6 +8,9 @@
 //!   default) → 202 with the item now `replaying`; 409 when it is not pending.
 //! - `POST …/dlq/replay` `{"source"?, "event"?, "reason"?, "version"?}` → replays every
 //!   pending item that matches: `{"replayed", "skipped", "failed", "errors": […]}`.
+//! - Both replay endpoints take part in loop detection (see `sluice_actors::pipeline::hops`):
+//!   a request a flow made (its `CDN-Loop` header) is refused with 508 `LOOP_DETECTED` like
+//!   any other past the limits, and its replays continue that flow's chain.
 //! - `DELETE …/dlq/{id}` → 204.
 
 use axum::extract::{Path, State};
@@ -24,6 +27,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::extract::QueryParams;
+use super::lineage::{IncomingLineage, admit};
 use crate::time::rfc3339;
 
 pub fn routes() -> Router<AppState> {
@@ -183,9 +187,11 @@ async fn replay_one(
     State(state): State<AppState>,
     caller: Caller,
     Path((tid, id)): Path<(String, String)>,
+    IncomingLineage(lineage): IncomingLineage,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
+    admit(&state, &tenant, &lineage)?;
     let options: ReplayOptions = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayOptions::default()
     } else {
@@ -200,6 +206,7 @@ async fn replay_one(
         &tenant,
         &id,
         version,
+        &lineage,
     )
     .await
     .map_err(replay_error)?;
@@ -219,9 +226,11 @@ async fn replay_bulk(
     State(state): State<AppState>,
     caller: Caller,
     Path(tid): Path<String>,
+    IncomingLineage(lineage): IncomingLineage,
     JsonBody(body): JsonBody<BulkReplay>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = caller.tenant(&state, &tid)?;
+    admit(&state, &tenant, &lineage)?;
     let version = version_choice(body.version.as_deref())?;
     let filter = DlqFilter {
         source: body.source,
@@ -246,6 +255,7 @@ async fn replay_bulk(
             &tenant,
             &item.id,
             version,
+            &lineage,
         )
         .await
         {

@@ -14,7 +14,9 @@
 //!   calls Sluice made to itself (a flow calling itself, see
 //!   `sluice_actors::pipeline::hops`) is refused with 508 `LOOP_DETECTED`; otherwise the
 //!   execution carries the call's lineage into its own connector calls. A flow that calls
-//!   this API synchronously holds its tenant slot while it waits.
+//!   this API synchronously holds its tenant slot while it waits, so at most half the
+//!   tenant's concurrency of one chain's calls may wait at once; more are refused with 508
+//!   too (see [`super::lineage::SyncCalls`]).
 
 use std::time::Duration;
 
@@ -93,6 +95,10 @@ async fn execute(
         .unwrap_or_else(|| "default".to_owned());
     let tenant = caller.tenant(&state, &tid)?;
     admit(&state, &tenant, &lineage)?;
+    // Held until this handler answers: the time the calling execution holds its slot.
+    let _waiting = state
+        .sync_calls
+        .enter(&tenant, &lineage, state.sync_calls_limit)?;
     let space = caller.space().to_owned();
     let flow = state
         .store

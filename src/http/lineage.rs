@@ -3,6 +3,9 @@
 //! anything is stored, one that is too deep or past its chain's budget (see
 //! `sluice_actors::pipeline::hops`).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -58,5 +61,117 @@ impl<S: Send + Sync> FromRequestParts<S> for IncomingLineage {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(IncomingLineage(lineage_of(&parts.headers)))
+    }
+}
+
+/// Synchronous execute calls waiting at once, per (tenant, chain of calls Sluice made to
+/// itself). Each such call holds a tenant concurrency slot in the execution that made it
+/// while its own execution runs, so a flow that calls itself synchronously, several times
+/// per run, fills every slot of its tenant a few hops in (and stalls it until the calls time
+/// out). The execute API admits at most a limit of them per chain (half the tenant
+/// concurrency, see [`SyncCalls::limit_for`]) and refuses the rest with 508.
+#[derive(Debug, Default, Clone)]
+pub struct SyncCalls {
+    waiting: Arc<Mutex<HashMap<(String, String), usize>>>,
+}
+
+/// One admitted synchronous call; leaving its chain's count when dropped.
+#[derive(Debug)]
+pub struct SyncCall {
+    calls: SyncCalls,
+    key: Option<(String, String)>,
+}
+
+impl SyncCalls {
+    /// The most synchronous calls of one chain that may wait at once in a tenant running
+    /// `tenant_concurrency` executions: half, at least one.
+    pub fn limit_for(tenant_concurrency: usize) -> usize {
+        (tenant_concurrency / 2).max(1)
+    }
+
+    /// Admits a synchronous call of `tenant` with `lineage`, counting it until the returned
+    /// guard drops. Calls from outside (hop 0) or without a chain are not counted.
+    ///
+    /// # Errors
+    /// 508 `LOOP_DETECTED` when `limit` calls of its chain already wait.
+    pub fn enter(
+        &self,
+        tenant: &str,
+        lineage: &Lineage,
+        limit: usize,
+    ) -> Result<SyncCall, ApiError> {
+        if lineage.hops == 0 || lineage.correlation_id.is_empty() {
+            return Ok(SyncCall {
+                calls: self.clone(),
+                key: None,
+            });
+        }
+        let key = (tenant.to_owned(), lineage.correlation_id.clone());
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = waiting.entry(key.clone()).or_insert(0);
+        if *count >= limit {
+            metrics::counter!("sluice_loops_refused_total").increment(1);
+            return Err(ApiError::loop_detected(format!(
+                "{limit} synchronous calls of the chain started by {} already wait in this \
+                 tenant (CDN-Loop): a flow is probably calling itself synchronously; each \
+                 waiting call holds a concurrency slot",
+                lineage.correlation_id
+            )));
+        }
+        *count += 1;
+        Ok(SyncCall {
+            calls: self.clone(),
+            key: Some(key),
+        })
+    }
+}
+
+impl Drop for SyncCall {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let mut waiting = self
+            .calls
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = waiting.get_mut(&key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                waiting.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synchronous_calls_of_one_chain_are_bounded_while_they_wait() {
+        let calls = SyncCalls::default();
+        let chain = Lineage {
+            hops: 2,
+            correlation_id: "evt_1".into(),
+        };
+        let first = calls.enter("t", &chain, 2).expect("first");
+        let second = calls.enter("t", &chain, 2).expect("second");
+        assert!(
+            calls.enter("t", &chain, 2).is_err(),
+            "a third waits too many"
+        );
+        assert!(calls.enter("u", &chain, 2).is_ok(), "another tenant");
+        assert!(
+            calls.enter("t", &Lineage::default(), 2).is_ok(),
+            "from outside"
+        );
+        drop(first);
+        let third = calls.enter("t", &chain, 2).expect("a slot came free");
+        drop((second, third));
+        assert!(calls.waiting.lock().expect("lock").is_empty());
+        assert_eq!(SyncCalls::limit_for(16), 8);
+        assert_eq!(SyncCalls::limit_for(1), 1);
     }
 }

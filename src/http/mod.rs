@@ -15,6 +15,7 @@ mod executions;
 mod extract;
 mod head_limits;
 mod lineage;
+pub use lineage::SyncCalls;
 pub mod listen;
 mod oauth;
 mod ops;
@@ -77,6 +78,10 @@ pub struct AppParts {
     pub oauth_http: reqwest::Client,
     /// Requests accepted per chain of calls Sluice made to itself (loop detection).
     pub loop_budget: sluice_actors::pipeline::hops::CorrelationBudget,
+    /// Synchronous execute calls waiting per chain (loop detection), and how many may.
+    pub sync_calls: lineage::SyncCalls,
+    /// See [`lineage::SyncCalls::limit_for`].
+    pub sync_calls_limit: usize,
 }
 
 /// All routes; a request taking longer than `timeout` (body upload included) is cut with 408.

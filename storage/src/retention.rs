@@ -10,10 +10,11 @@
 //! - resolved DLQ items whose last replay (or failure) was before the cutoff.
 //!
 //! Nothing unfinished goes, whatever its age: executions pending, running or waiting (a
-//! months-long approval) and DLQ items pending or being replayed stay. The scan reads only
+//! months-long approval) and DLQ items pending or being replayed stay. The scan reads
 //! each tenant's expired ranges (executions by creation time, events by sequence, which
 //! follows receipt time), so a pass over a store with nothing to delete costs a few reads
-//! per tenant.
+//! per tenant, plus one per unfinished execution older than the cutoff (read again at each
+//! pass) and one per DLQ item (the DLQ is read whole: resolution is not in its key).
 
 use crate::codec::{Record, decode};
 use crate::error::Result;

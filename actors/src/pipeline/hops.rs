@@ -98,10 +98,32 @@ impl Lineage {
         .value()
     }
 
-    /// The header pair to keep with a stored event or DLQ item; none at hop 0 (anything
-    /// from outside, whose chain starts with itself).
+    /// The header pair to keep with a stored event or DLQ item; none for the default
+    /// lineage (anything from outside, whose chain starts with itself).
     pub fn stored_header(&self) -> Option<(String, String)> {
-        (self.hops > 0).then(|| (HEADER.to_owned(), self.value()))
+        (self.hops > 0 || !self.correlation_id.is_empty())
+            .then(|| (HEADER.to_owned(), self.value()))
+    }
+
+    /// The lineage a DLQ replay runs with, given the item's (`self`) and the replay
+    /// request's (`via`); `replay_id` names this replay. A replay a flow asked for (`via` has
+    /// hops) continues that flow's chain, at least as deep as the item, so a flow that
+    /// replays its own failures is stopped like any loop. A replay from outside keeps the
+    /// item's depth and starts a chain of its own: what the first run counted against its
+    /// chain's budget does not refuse the replay again.
+    pub fn for_replay(self, via: &Lineage, replay_id: &str) -> Lineage {
+        if via.hops > 0 {
+            Lineage {
+                hops: via.hops.max(self.hops),
+                correlation_id: via.correlation_id.clone(),
+            }
+            .or_correlation(replay_id)
+        } else {
+            Lineage {
+                hops: self.hops,
+                correlation_id: replay_id.to_owned(),
+            }
+        }
     }
 
     /// This lineage with `own_id` as correlation id when it has none: the lineage an
@@ -350,8 +372,30 @@ mod tests {
             lineage(2, "evt_1").or_correlation("evt_9"),
             lineage(2, "evt_1")
         );
+        assert_eq!(
+            lineage(0, "evt_9").stored_header().map(|(_, v)| v),
+            Some("sluice; hops=0; correlation=evt_9".to_owned())
+        );
         assert!(!lineage(MAX_HOPS, "").too_deep());
         assert!(lineage(MAX_HOPS + 1, "").too_deep());
+    }
+
+    #[test]
+    fn a_replay_continues_a_flow_s_chain_or_starts_its_own() {
+        let item = lineage(3, "evt_root");
+        assert_eq!(
+            item.clone().for_replay(&lineage(5, "evt_other"), "dlq_1-2"),
+            lineage(5, "evt_other")
+        );
+        assert_eq!(
+            item.clone().for_replay(&lineage(1, "evt_other"), "dlq_1-2"),
+            lineage(3, "evt_other"),
+            "never shallower than the item"
+        );
+        assert_eq!(
+            item.for_replay(&Lineage::default(), "dlq_1-2"),
+            lineage(3, "dlq_1-2")
+        );
     }
 
     #[test]
