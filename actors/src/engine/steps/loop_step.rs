@@ -4,7 +4,8 @@
 //! one entry per item, in item order: an object of the nested steps' outputs by name, or
 //! `{"error": …}` for an iteration that failed under the loop's `onError: continue`. Under
 //! `halt` (default) a failed iteration fails the loop: iterations already running finish,
-//! none starts after it. An empty array gives `[]`. A nested
+//! none starts after it. Iterations start in item order (one at a time unless
+//! `concurrency` says more). An empty array gives `[]`. A nested
 //! output may nest at most two levels less than `json_depth::MAX_DEPTH`, the two the loop's
 //! output adds; a deeper one fails its step with `MAPPING_ERROR`.
 //!
@@ -101,7 +102,14 @@ pub async fn run(
         if results[i].is_some() {
             continue;
         }
-        let permits = permits.clone();
+        // Iterations start in item order, at most `limit` at once (a task spawned first is
+        // not necessarily polled first, so the permit is taken here, not in the task).
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        if halted.load(Ordering::SeqCst) {
+            break;
+        }
         let contexts = contexts.clone();
         let store = store.clone();
         let env = env.clone();
@@ -110,10 +118,7 @@ pub async fn run(
         let loop_name = step.name.clone();
         let halted = halted.clone();
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            if halted.load(Ordering::SeqCst) {
-                return Ok::<_, StorageError>((i, None));
-            }
+            let _permit = permit;
             let mut ctx = contexts.take();
             if let Value::Object(obj) = &mut ctx {
                 obj.insert("item".into(), item);
@@ -138,7 +143,7 @@ pub async fn run(
             let mut w = WriteSet::new();
             w.put_iteration(&env.space, &env.tenant, &exec, index, &record)?;
             store.commit(w).await?;
-            Ok((i, Some(outcome)))
+            Ok::<_, StorageError>((i, outcome))
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -149,7 +154,7 @@ pub async fn run(
                 return Ok(failed(index, &step.name, started, &input, &err));
             }
         };
-        results[i] = outcome;
+        results[i] = Some(outcome);
     }
     let mut output = Vec::with_capacity(results.len());
     for (i, r) in results.into_iter().enumerate() {
