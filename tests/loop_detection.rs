@@ -447,3 +447,69 @@ async fn a_synchronous_self_call_that_fans_out_cannot_take_every_slot() {
     assert!(all.iter().all(|e| e["status"] == "failed"), "{all:#?}");
     assert!(server.metric_sum("sluice_loops_refused_total").await >= 1.0);
 }
+
+/// Several outside callers of a flow that calls itself synchronously: each root holds a
+/// slot while its call waits for one, so four roots fill a tenant of four slots. At most
+/// half the slots' worth of such calls may wait per tenant (429 with `Retry-After` past
+/// that), so the roots unwind instead of stalling until their 25 s timeout, and another
+/// flow of the tenant gets its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_synchronous_self_call_chains_do_not_stall_the_tenant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start().await;
+    let server = Server::start_with(dir.path(), &["--tenant-concurrency", "4"]);
+    let call = |url: String| {
+        json!({"name": "again", "type": "action", "connector": "http", "action": "request",
+               "input": {"method": "POST", "url": url,
+                         "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
+                                     "content-type": "application/json"},
+                         "body": {"input": {}}}})
+    };
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "chain", "trigger": {"type": "manual"},
+                    "steps": [call(format!("{}/api/v1/chain", server.base))]}),
+        )
+        .await;
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "other", "trigger": {"type": "manual"},
+                    "steps": [call(sink.url.clone())]}),
+        )
+        .await;
+    let started = Instant::now();
+    let roots: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(
+                server
+                    .api(reqwest::Method::POST, "/chain")
+                    .json(&json!({"input": {}}))
+                    .send(),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let other = server
+        .api(reqwest::Method::POST, "/other")
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .expect("other");
+    assert_eq!(other.status().as_u16(), 200, "{:?}", other.text().await);
+    let other_took = started.elapsed();
+    for root in roots {
+        let answer = root.await.expect("root task").expect("root");
+        assert_ne!(answer.status().as_u16(), 408, "{:?}", answer.text().await);
+    }
+    assert!(
+        other_took < Duration::from_secs(15),
+        "another flow waited {other_took:?} behind the chains"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

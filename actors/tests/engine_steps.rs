@@ -554,3 +554,40 @@ async fn approval_waits_for_a_decision_and_records_it() {
         }
     }
 }
+
+/// A loop resumed after a crash, with a failed iteration journaled under `halt`: the loop
+/// has failed already, so no iteration starts, not even those that had not run yet.
+#[tokio::test]
+async fn a_resumed_loop_with_a_failed_iteration_under_halt_starts_nothing() {
+    let f = fixture(Scripted::default());
+    let p = flow(
+        json!([{"name": "each", "type": "loop", "over": "{{trigger.items}}", "concurrency": 2,
+                "steps": [call("post", "{{item}}", json!({}))]}]),
+        json!({}),
+    );
+    let e = f
+        .exec("e1", json!({"items": ["http://a", "http://b", "http://c"]}))
+        .await;
+    // As the crashed run left it: iteration 0 failed and was journaled, 1 and 2 were not.
+    let mut w = WriteSet::new();
+    w.put_iteration(
+        "sp",
+        "t",
+        "e1",
+        0,
+        &sluice_storage::IterationRecord {
+            iteration: 0,
+            ok: false,
+            value_json: json!({"code": "DATASOURCE_CONNECTION_ERROR", "message": "400"})
+                .to_string(),
+        },
+    )
+    .expect("iteration");
+    f.store.commit(w).await.expect("commit");
+    f.run(e, &p).await;
+    assert_eq!(f.status("e1"), ExecutionStatus::Failed);
+    assert!(
+        f.invoker.calls.lock().expect("lock").is_empty(),
+        "no iteration ran"
+    );
+}

@@ -15,8 +15,8 @@
 //!   `sluice_actors::pipeline::hops`) is refused with 508 `LOOP_DETECTED`; otherwise the
 //!   execution carries the call's lineage into its own connector calls. A flow that calls
 //!   this API synchronously holds its tenant slot while it waits, so at most half the
-//!   tenant's concurrency of one chain's calls may wait at once; more are refused with 508
-//!   too (see [`super::lineage::SyncCalls`]).
+//!   tenant's concurrency of calls from flows may wait at once, per chain (508) and per
+//!   tenant (429 with `Retry-After`; see [`super::lineage::SyncCalls`]).
 
 use std::time::Duration;
 

@@ -64,52 +64,60 @@ impl<S: Send + Sync> FromRequestParts<S> for IncomingLineage {
     }
 }
 
-/// Synchronous execute calls waiting at once, per (tenant, chain of calls Sluice made to
-/// itself). Each such call holds a tenant concurrency slot in the execution that made it
-/// while its own execution runs, so a flow that calls itself synchronously, several times
-/// per run, fills every slot of its tenant a few hops in (and stalls it until the calls time
-/// out). The execute API admits at most a limit of them per chain (half the tenant
-/// concurrency, see [`SyncCalls::limit_for`]) and refuses the rest with 508.
+/// Synchronous execute calls made by flows (a hop count above 0) waiting at once. Each holds
+/// a tenant concurrency slot in the execution that made it while its own execution runs, so
+/// enough of them fill every slot of the tenant and stall it until they time out: a flow
+/// calling itself several times per run, or several outside callers of a flow that calls
+/// another synchronously. The execute API admits at most a limit of them (half the tenant
+/// concurrency, see [`SyncCalls::limit_for`]) per tenant and per chain: past the chain's
+/// limit the call is a loop (508 `LOOP_DETECTED`); past the tenant's, it is refused for now
+/// (429 `RATE_LIMITED` with `Retry-After`, which the connectors wait out and retry).
 #[derive(Debug, Default, Clone)]
 pub struct SyncCalls {
-    waiting: Arc<Mutex<HashMap<(String, String), usize>>>,
+    waiting: Arc<Mutex<Waiting>>,
 }
 
-/// One admitted synchronous call; leaving its chain's count when dropped.
+#[derive(Debug, Default)]
+struct Waiting {
+    by_chain: HashMap<(String, String), usize>,
+    by_tenant: HashMap<String, usize>,
+}
+
+/// One admitted synchronous call; leaving the counts when dropped.
 #[derive(Debug)]
 pub struct SyncCall {
     calls: SyncCalls,
-    key: Option<(String, String)>,
+    counted: Option<(String, String)>,
 }
 
 impl SyncCalls {
-    /// The most synchronous calls of one chain that may wait at once in a tenant running
-    /// `tenant_concurrency` executions: half, at least one.
+    /// The most synchronous calls from flows that may wait at once in a tenant running
+    /// `tenant_concurrency` executions, per chain and in all: half, at least one.
     pub fn limit_for(tenant_concurrency: usize) -> usize {
         (tenant_concurrency / 2).max(1)
     }
 
     /// Admits a synchronous call of `tenant` with `lineage`, counting it until the returned
-    /// guard drops. Calls from outside (hop 0) or without a chain are not counted.
+    /// guard drops. Calls from outside (hop 0) are not counted.
     ///
     /// # Errors
-    /// 508 `LOOP_DETECTED` when `limit` calls of its chain already wait.
+    /// 508 `LOOP_DETECTED` when `limit` calls of its chain already wait; 429 `RATE_LIMITED`
+    /// when `limit` calls from flows already wait in the tenant.
     pub fn enter(
         &self,
         tenant: &str,
         lineage: &Lineage,
         limit: usize,
     ) -> Result<SyncCall, ApiError> {
-        if lineage.hops == 0 || lineage.correlation_id.is_empty() {
+        if lineage.hops == 0 {
             return Ok(SyncCall {
                 calls: self.clone(),
-                key: None,
+                counted: None,
             });
         }
-        let key = (tenant.to_owned(), lineage.correlation_id.clone());
+        let chain = (tenant.to_owned(), lineage.correlation_id.clone());
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = waiting.entry(key.clone()).or_insert(0);
-        if *count >= limit {
+        if waiting.by_chain.get(&chain).copied().unwrap_or(0) >= limit {
             metrics::counter!("sluice_loops_refused_total").increment(1);
             return Err(ApiError::loop_detected(format!(
                 "{limit} synchronous calls of the chain started by {} already wait in this \
@@ -118,17 +126,27 @@ impl SyncCalls {
                 lineage.correlation_id
             )));
         }
-        *count += 1;
+        if waiting.by_tenant.get(tenant).copied().unwrap_or(0) >= limit {
+            return Err(ApiError::rate_limited(
+                format!(
+                    "{limit} synchronous calls from flows already wait in this tenant, each \
+                     holding a concurrency slot; retry shortly"
+                ),
+                1,
+            ));
+        }
+        *waiting.by_chain.entry(chain.clone()).or_insert(0) += 1;
+        *waiting.by_tenant.entry(tenant.to_owned()).or_insert(0) += 1;
         Ok(SyncCall {
             calls: self.clone(),
-            key: Some(key),
+            counted: Some(chain),
         })
     }
 }
 
 impl Drop for SyncCall {
     fn drop(&mut self) {
-        let Some(key) = self.key.take() else {
+        let Some(chain) = self.counted.take() else {
             return;
         };
         let mut waiting = self
@@ -136,11 +154,18 @@ impl Drop for SyncCall {
             .waiting
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = waiting.get_mut(&key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                waiting.remove(&key);
-            }
+        let tenant = chain.0.clone();
+        decrement(&mut waiting.by_chain, &chain);
+        decrement(&mut waiting.by_tenant, &tenant);
+    }
+}
+
+/// Lowers `key`'s count in `counts`, forgetting it at 0.
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            counts.remove(key);
         }
     }
 }
@@ -150,27 +175,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn synchronous_calls_of_one_chain_are_bounded_while_they_wait() {
+    fn synchronous_calls_from_flows_are_bounded_per_chain_and_per_tenant() {
         let calls = SyncCalls::default();
-        let chain = Lineage {
+        let chain = |id: &str| Lineage {
             hops: 2,
-            correlation_id: "evt_1".into(),
+            correlation_id: id.into(),
         };
-        let first = calls.enter("t", &chain, 2).expect("first");
-        let second = calls.enter("t", &chain, 2).expect("second");
-        assert!(
-            calls.enter("t", &chain, 2).is_err(),
-            "a third waits too many"
+        let status = |r: Result<SyncCall, ApiError>| r.err().map(|e| e.status().as_u16());
+        let first = calls.enter("t", &chain("a"), 2).expect("first");
+        let second = calls.enter("t", &chain("a"), 2).expect("second");
+        assert_eq!(
+            status(calls.enter("t", &chain("a"), 2)),
+            Some(508),
+            "a loop"
         );
-        assert!(calls.enter("u", &chain, 2).is_ok(), "another tenant");
+        assert_eq!(
+            status(calls.enter("t", &chain("b"), 2)),
+            Some(429),
+            "the tenant's share is taken: retry later"
+        );
+        assert!(calls.enter("u", &chain("a"), 2).is_ok(), "another tenant");
         assert!(
             calls.enter("t", &Lineage::default(), 2).is_ok(),
             "from outside"
         );
         drop(first);
-        let third = calls.enter("t", &chain, 2).expect("a slot came free");
+        let third = calls.enter("t", &chain("b"), 2).expect("a slot came free");
         drop((second, third));
-        assert!(calls.waiting.lock().expect("lock").is_empty());
+        let waiting = calls.waiting.lock().expect("lock");
+        assert!(waiting.by_chain.is_empty() && waiting.by_tenant.is_empty());
         assert_eq!(SyncCalls::limit_for(16), 8);
         assert_eq!(SyncCalls::limit_for(1), 1);
     }

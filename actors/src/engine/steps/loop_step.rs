@@ -96,7 +96,10 @@ pub async fn run(
     let nested = Arc::new(nested.clone());
     // Under `halt`, a failed iteration stops the loop: iterations not started yet are not.
     let halt = step.on_error == OnError::Halt;
-    let halted = Arc::new(AtomicBool::new(false));
+    // Resumed after a crash with a failed iteration journaled: the loop has failed already,
+    // so nothing more starts (not even the iterations in flight at the crash).
+    let failed_before = results.iter().any(|r| matches!(r, Some(Err(_))));
+    let halted = Arc::new(AtomicBool::new(halt && failed_before));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, item) in items.into_iter().enumerate() {
         if results[i].is_some() {
