@@ -248,6 +248,19 @@ async fn replay_bulk(
             skipped += 1;
             continue;
         }
+        // A flow's bulk replay starts one execution per item: each counts against its
+        // chain's budget, not only the request.
+        if !state
+            .loop_budget
+            .admit(&tenant, &lineage, sluice_actors::ids::now_ms())
+        {
+            failed += 1;
+            errors.push(json!({"id": item.id, "message": format!(
+                "not replayed: the chain started by {} has used its loop budget (CDN-Loop)",
+                lineage.correlation_id
+            )}));
+            continue;
+        }
         match dlq::replay(
             &state.store,
             &state.root,
