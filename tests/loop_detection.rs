@@ -26,15 +26,28 @@ fn self_triggering_flow(server: &Server, sink: &Sink) -> Value {
         "steps": [
             {"name": "record", "type": "action", "connector": "http", "action": "request",
              "input": {"method": "POST", "url": sink.url, "body": {"seen": "{{trigger}}"}}},
-            {"name": "again", "type": "action", "connector": "http", "action": "request",
-             "input": {"method": "POST",
-                       "url": format!("{}/api/v1/tenants/default/events", server.base),
-                       "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
-                                   "content-type": "application/json"},
-                       "body": {"source": "app", "event": "ping",
-                                "payload": {"prev": "{{trigger}}"}}}}
+            self_call(server, "again", "/api/v1/tenants/default/events",
+                      json!({"source": "app", "event": "ping", "payload": {"prev": "{{trigger}}"}}))
         ]
     })
+}
+
+/// An `http.request` step named `name` that POSTs `body` to this server's `path` with the
+/// admin key: how a flow calls its own tenant.
+fn self_call(server: &Server, name: &str, path: &str, body: Value) -> Value {
+    json!({"name": name, "type": "action", "connector": "http", "action": "request",
+           "input": {"method": "POST", "url": format!("{}{path}", server.base),
+                     "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
+                                 "content-type": "application/json"},
+                     "body": body}})
+}
+
+/// `step` with the fields of `extra` added.
+fn with(mut step: Value, extra: Value) -> Value {
+    if let (Some(s), Value::Object(e)) = (step.as_object_mut(), extra) {
+        s.extend(e);
+    }
+    step
 }
 
 fn lineage_of(header: Option<&str>) -> Lineage {
@@ -247,14 +260,12 @@ async fn a_loop_that_fans_out_stops_at_the_chain_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with(dir.path(), &["--loop-budget", &BUDGET.to_string()]);
     let post = |name: &str, n: u32| {
-        json!({"name": name, "type": "action", "connector": "http", "action": "request",
-               "dependsOn": [],
-               "input": {"method": "POST",
-                         "url": format!("{}/api/v1/tenants/default/events", server.base),
-                         "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
-                                     "content-type": "application/json"},
-                         "body": {"source": "app", "event": "fan",
-                                  "payload": {"prev": "{{trigger}}", "branch": n}}}})
+        let body = json!({"source": "app", "event": "fan",
+                          "payload": {"prev": "{{trigger}}", "branch": n}});
+        with(
+            self_call(&server, name, "/api/v1/tenants/default/events", body),
+            json!({"dependsOn": []}),
+        )
     };
     server
         .live_flow(
@@ -297,13 +308,7 @@ async fn a_synchronous_self_call_chain_fails_at_the_depth_limit_without_holding_
         .live_flow(
             "default",
             &json!({"name": "chain", "trigger": {"type": "manual"},
-                    "steps": [{"name": "again", "type": "action", "connector": "http",
-                               "action": "request",
-                               "input": {"method": "POST", "url": format!("{}/api/v1/chain", server.base),
-                                         "headers": {"x-fastn-api-key": ADMIN_KEY,
-                                                     "x-fastn-space-id": SPACE,
-                                                     "content-type": "application/json"},
-                                         "body": {"input": {}}}}]}),
+                    "steps": [self_call(&server, "again", "/api/v1/chain", json!({"input": {}}))]}),
         )
         .await;
     let started = Instant::now();
@@ -348,13 +353,10 @@ async fn a_flow_that_replays_its_own_failures_stops() {
                 "trigger": {"type": "event", "source": "app", "event": "go"},
                 "steps": [
                     {"name": "pause", "type": "wait", "durationMs": 300},
-                    {"name": "replay", "type": "action", "connector": "http", "action": "request",
-                     "onError": "continue",
-                     "input": {"method": "POST",
-                               "url": format!("{}/api/v1/tenants/default/dlq/replay", server.base),
-                               "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
-                                           "content-type": "application/json"},
-                               "body": {}}},
+                    with(
+                        self_call(&server, "replay", "/api/v1/tenants/default/dlq/replay", json!({})),
+                        json!({"onError": "continue"}),
+                    ),
                     // Nothing listens on port 9: the run fails and lands in the DLQ.
                     {"name": "fail", "type": "action", "connector": "http", "action": "request",
                      "input": {"method": "POST", "url": "http://127.0.0.1:9/down", "body": {}}}
@@ -414,14 +416,8 @@ async fn a_synchronous_self_call_that_fans_out_cannot_take_every_slot() {
             &json!({"name": "fanchain", "trigger": {"type": "manual"},
                     "steps": [{"name": "each", "type": "loop", "over": "{{input.xs}}",
                                "concurrency": 4,
-                               "steps": [{"name": "again", "type": "action", "connector": "http",
-                                          "action": "request",
-                                          "input": {"method": "POST",
-                                                    "url": format!("{}/api/v1/fanchain", server.base),
-                                                    "headers": {"x-fastn-api-key": ADMIN_KEY,
-                                                                "x-fastn-space-id": SPACE,
-                                                                "content-type": "application/json"},
-                                                    "body": {"input": {"xs": [1, 2, 3, 4]}}}}]}]}),
+                               "steps": [self_call(&server, "again", "/api/v1/fanchain",
+                                                   json!({"input": {"xs": [1, 2, 3, 4]}}))]}]}),
         )
         .await;
     let started = Instant::now();
@@ -458,25 +454,20 @@ async fn several_synchronous_self_call_chains_do_not_stall_the_tenant() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Sink::start().await;
     let server = Server::start_with(dir.path(), &["--tenant-concurrency", "4"]);
-    let call = |url: String| {
-        json!({"name": "again", "type": "action", "connector": "http", "action": "request",
-               "input": {"method": "POST", "url": url,
-                         "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
-                                     "content-type": "application/json"},
-                         "body": {"input": {}}}})
-    };
     server
         .live_flow(
             "default",
             &json!({"name": "chain", "trigger": {"type": "manual"},
-                    "steps": [call(format!("{}/api/v1/chain", server.base))]}),
+                    "steps": [self_call(&server, "again", "/api/v1/chain", json!({"input": {}}))]}),
         )
         .await;
     server
         .live_flow(
             "default",
             &json!({"name": "other", "trigger": {"type": "manual"},
-                    "steps": [call(sink.url.clone())]}),
+                    "steps": [{"name": "post", "type": "action", "connector": "http",
+                               "action": "request",
+                               "input": {"method": "POST", "url": sink.url, "body": {}}}]}),
         )
         .await;
     let started = Instant::now();
