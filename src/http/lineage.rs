@@ -1,7 +1,8 @@
-//! Loop detection at the HTTP entry points (webhook receipt, app events, the execute API):
-//! reading a request's `CDN-Loop` lineage and refusing, with 508 `LOOP_DETECTED` and before
-//! anything is stored, one that is too deep or past its chain's budget (see
-//! `sluice_actors::pipeline::hops`).
+//! Loop detection at the HTTP entry points (webhook receipt, app events, the execute API,
+//! DLQ replays): reading a request's `CDN-Loop` lineage and refusing, with 508
+//! `LOOP_DETECTED` and before anything is stored, one that is too deep or past its chain's
+//! budget (see `sluice_actors::pipeline::hops`); and bounding the synchronous execute calls
+//! flows make ([`SyncCalls`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
