@@ -254,6 +254,7 @@ async fn replay_bulk(
             .loop_budget
             .admit(&tenant, &lineage, sluice_actors::ids::now_ms())
         {
+            metrics::counter!("sluice_loops_refused_total").increment(1);
             failed += 1;
             errors.push(json!({"id": item.id, "message": format!(
                 "not replayed: the chain started by {} has used its loop budget (CDN-Loop)",

@@ -95,10 +95,6 @@ async fn execute(
         .unwrap_or_else(|| "default".to_owned());
     let tenant = caller.tenant(&state, &tid)?;
     admit(&state, &tenant, &lineage)?;
-    // Held until this handler answers: the time the calling execution holds its slot.
-    let _waiting = state
-        .sync_calls
-        .enter(&tenant, &lineage, state.sync_calls_limit)?;
     let space = caller.space().to_owned();
     let flow = state
         .store
@@ -140,6 +136,10 @@ async fn execute(
             return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
         }
     }
+    // Held until this handler answers: the time the calling execution holds its slot.
+    let _waiting = state
+        .sync_calls
+        .enter(&tenant, &lineage, state.sync_calls_limit)?;
     let id = format!("exe_{}", uuid::Uuid::now_v7().simple());
     let input_json = input.to_string();
     let exec = ExecutionRecord {
