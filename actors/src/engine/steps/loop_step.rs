@@ -4,7 +4,8 @@
 //! one entry per item, in item order: an object of the nested steps' outputs by name, or
 //! `{"error": …}` for an iteration that failed under the loop's `onError: continue`. Under
 //! `halt` (default) a failed iteration fails the loop: iterations already running finish,
-//! none starts after it. Iterations start in item order (one at a time unless
+//! none starts after it (and a loop resumed after a crash with a failure journaled starts
+//! none, not even those in flight at the crash). Iterations start in item order (one at a time unless
 //! `concurrency` says more). An empty array gives `[]`. A nested
 //! output may nest at most two levels less than `json_depth::MAX_DEPTH`, the two the loop's
 //! output adds; a deeper one fails its step with `MAPPING_ERROR`.
