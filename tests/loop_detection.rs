@@ -69,6 +69,27 @@ async fn wait_until_quiet(server: &Server) {
     }
 }
 
+/// Calls the execute API at `path` with `body` and asserts the answer came well before the
+/// 25 s synchronous limit (a stalled tenant answers 408 then); returns its status and body.
+async fn execute_unstalled(server: &Server, path: &str, body: Value) -> (u16, String) {
+    let started = Instant::now();
+    let answer = server
+        .api(reqwest::Method::POST, path)
+        .json(&body)
+        .send()
+        .await
+        .expect("execute");
+    let took = started.elapsed();
+    let status = answer.status().as_u16();
+    let body = answer.text().await.expect("body");
+    assert_ne!(
+        status, 408,
+        "the chain held the tenant until it timed out: {body}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}: {body}");
+    (status, body)
+}
+
 async fn dlq_items(server: &Server) -> Vec<Value> {
     let (s, dlq) = server.get_json("/tenants/default/dlq").await;
     assert_eq!(s, 200, "{dlq}");
@@ -311,21 +332,7 @@ async fn a_synchronous_self_call_chain_fails_at_the_depth_limit_without_holding_
                     "steps": [self_call(&server, "again", "/api/v1/chain", json!({"input": {}}))]}),
         )
         .await;
-    let started = Instant::now();
-    let answer = server
-        .api(reqwest::Method::POST, "/chain")
-        .json(&json!({"input": {}}))
-        .send()
-        .await
-        .expect("execute");
-    let took = started.elapsed();
-    let status = answer.status().as_u16();
-    let body = answer.text().await.expect("body");
-    assert_ne!(
-        status, 408,
-        "the chain held the tenant until it timed out: {body}"
-    );
-    assert!(took < Duration::from_secs(15), "took {took:?}: {body}");
+    let (status, body) = execute_unstalled(&server, "/chain", json!({"input": {}})).await;
     assert!(body.contains("LOOP_DETECTED"), "{status} {body}");
     let all = server
         .wait_executions("default", 20, |list| {
@@ -420,21 +427,7 @@ async fn a_synchronous_self_call_that_fans_out_cannot_take_every_slot() {
                                                    json!({"input": {"xs": [1, 2, 3, 4]}}))]}]}),
         )
         .await;
-    let started = Instant::now();
-    let answer = server
-        .api(reqwest::Method::POST, "/fanchain")
-        .json(&json!({"input": {"xs": [1, 2, 3, 4]}}))
-        .send()
-        .await
-        .expect("execute");
-    let took = started.elapsed();
-    let status = answer.status().as_u16();
-    let body = answer.text().await.expect("body");
-    assert_ne!(
-        status, 408,
-        "the chain held the tenant until it timed out: {body}"
-    );
-    assert!(took < Duration::from_secs(15), "took {took:?}: {body}");
+    execute_unstalled(&server, "/fanchain", json!({"input": {"xs": [1, 2, 3, 4]}})).await;
     wait_until_quiet(&server).await;
     let all = server.executions("default").await;
     // A few dozen at most: at any moment no more than 8 of the chain's calls wait (calls
