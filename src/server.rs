@@ -109,8 +109,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sync,
         oauth_http,
         loop_budget: sluice_actors::pipeline::hops::CorrelationBudget::new(args.loop_budget),
-        sync_calls: http::SyncCalls::default(),
-        sync_calls_limit: http::SyncCalls::limit_for(args.tenant_concurrency),
+        sync_calls: http::SyncCalls::new(http::SyncLimits::default()),
     });
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");

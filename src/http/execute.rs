@@ -13,10 +13,12 @@
 //! - A call whose `CDN-Loop` header puts it too deep in, or past the budget of, a chain of
 //!   calls Sluice made to itself (a flow calling itself, see
 //!   `sluice_actors::pipeline::hops`) is refused with 508 `LOOP_DETECTED`; otherwise the
-//!   execution carries the call's lineage into its own connector calls. A flow that calls
-//!   this API synchronously holds its tenant slot while it waits, so at most half the
-//!   tenant's concurrency of calls from flows may wait at once, per chain (508) and per
-//!   tenant (429 with `Retry-After`; see [`super::lineage::SyncCalls`]).
+//!   execution carries the call's lineage into its own connector calls.
+//! - A call from a flow (a `CDN-Loop` hop count above 0) runs its execution at once, outside
+//!   the tenant's concurrency slots: the calling execution holds a slot while it waits, so
+//!   queueing the callee behind such callers could leave it none. At most 256 such calls may
+//!   wait at once per chain (past that: 508) and 1,024 per tenant (429 with `Retry-After`;
+//!   see [`super::lineage::SyncCalls`]).
 
 use std::time::Duration;
 
@@ -33,7 +35,7 @@ use sluice_actors::ids::now_ms;
 use sluice_actors::json_depth::parse_stored;
 use sluice_actors::mapping::template::render_value;
 use sluice_actors::pipeline::submit::P1_USER;
-use sluice_actors::runtime::RootMsg;
+use sluice_actors::runtime::{ExecutionRef, RootMsg};
 use sluice_storage::{ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, WriteSet};
 
 use super::AppState;
@@ -136,10 +138,8 @@ async fn execute(
             return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
         }
     }
-    // Held until this handler answers: the time the calling execution holds its slot.
-    let _waiting = state
-        .sync_calls
-        .enter(&tenant, &lineage, state.sync_calls_limit)?;
+    // Held until this handler answers: the time the calling execution waits.
+    let waiting = state.sync_calls.enter(&tenant, &lineage)?;
     let id = format!("exe_{}", uuid::Uuid::now_v7().simple());
     let input_json = input.to_string();
     let exec = ExecutionRecord {
@@ -169,10 +169,15 @@ async fn execute(
     let mut w = WriteSet::new();
     w.put_execution(&exec)?;
     state.store.commit(w).await?;
-    state
-        .root
-        .cast(RootMsg::run(&exec))
-        .map_err(ApiError::internal)?;
+    let run = if waiting.is_from_flow() {
+        RootMsg::RunCalled {
+            exec: ExecutionRef::of(&exec),
+            until: std::time::Instant::now() + MAX_SYNC_WAIT,
+        }
+    } else {
+        RootMsg::run(&exec)
+    };
+    state.root.cast(run).map_err(ApiError::internal)?;
     let finished = tokio::time::timeout(MAX_SYNC_WAIT, async {
         loop {
             match done.recv().await {

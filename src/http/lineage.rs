@@ -65,17 +65,40 @@ impl<S: Send + Sync> FromRequestParts<S> for IncomingLineage {
     }
 }
 
-/// Synchronous execute calls made by flows (a hop count above 0) waiting at once. Each holds
-/// a tenant concurrency slot in the execution that made it while its own execution runs, so
-/// enough of them fill every slot of the tenant and stall it until they time out: a flow
-/// calling itself several times per run, or several outside callers of a flow that calls
-/// another synchronously. The execute API admits at most a limit of them (half the tenant
-/// concurrency, see [`SyncCalls::limit_for`]) per tenant and per chain: past the chain's
-/// limit the call is a loop (508 `LOOP_DETECTED`); past the tenant's, it is refused for now
-/// (429 `RATE_LIMITED` with `Retry-After`, which the connectors wait out and retry).
-#[derive(Debug, Default, Clone)]
+/// Synchronous execute calls made by flows (a hop count above 0) waiting at once.
+///
+/// The execution such a call starts runs outside its tenant's concurrency slots (the caller
+/// holds one while it waits; see `sluice_actors::runtime::RootMsg::RunCalled`), so these
+/// calls cannot stall a tenant by holding its slots. What bounds them is this count: at most
+/// [`SyncLimits::per_chain`] may wait at once for one chain (past that the call is a runaway
+/// synchronous self-call, refused with 508 `LOOP_DETECTED`, which is not retried and unwinds
+/// the chain) and [`SyncLimits::per_tenant`] for one tenant (past that: 429 `RATE_LIMITED`
+/// with `Retry-After`, which the connectors wait out and retry).
+#[derive(Debug, Clone)]
 pub struct SyncCalls {
     waiting: Arc<Mutex<Waiting>>,
+    limits: SyncLimits,
+}
+
+/// How many synchronous calls from flows may wait at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncLimits {
+    /// Per chain (one `CDN-Loop` correlation id in one tenant). The default, 256, lets a
+    /// loop at its widest (64 iterations at once) call a flow synchronously from every
+    /// iteration, and those flows do the same, with room to spare.
+    pub per_chain: usize,
+    /// Per tenant, all chains together. Default 1,024: every one of 16 slots running such a
+    /// loop.
+    pub per_tenant: usize,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        Self {
+            per_chain: 256,
+            per_tenant: 1_024,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -91,25 +114,31 @@ pub struct SyncCall {
     counted: Option<(String, String)>,
 }
 
+impl SyncCall {
+    /// Whether the call came from a flow (and was counted): its execution then runs outside
+    /// the tenant's concurrency slots.
+    pub fn is_from_flow(&self) -> bool {
+        self.counted.is_some()
+    }
+}
+
 impl SyncCalls {
-    /// The most synchronous calls from flows that may wait at once in a tenant running
-    /// `tenant_concurrency` executions, per chain and in all: half, at least one.
-    pub fn limit_for(tenant_concurrency: usize) -> usize {
-        (tenant_concurrency / 2).max(1)
+    /// Counts calls against `limits`.
+    pub fn new(limits: SyncLimits) -> Self {
+        Self {
+            waiting: Arc::default(),
+            limits,
+        }
     }
 
     /// Admits a synchronous call of `tenant` with `lineage`, counting it until the returned
     /// guard drops. Calls from outside (hop 0) are not counted.
     ///
     /// # Errors
-    /// 508 `LOOP_DETECTED` when `limit` calls of its chain already wait; 429 `RATE_LIMITED`
-    /// when `limit` calls from flows already wait in the tenant.
-    pub fn enter(
-        &self,
-        tenant: &str,
-        lineage: &Lineage,
-        limit: usize,
-    ) -> Result<SyncCall, ApiError> {
+    /// 508 `LOOP_DETECTED` when [`SyncLimits::per_chain`] calls of its chain already wait;
+    /// 429 `RATE_LIMITED` when [`SyncLimits::per_tenant`] calls from flows already wait in the
+    /// tenant.
+    pub fn enter(&self, tenant: &str, lineage: &Lineage) -> Result<SyncCall, ApiError> {
         if lineage.hops == 0 {
             return Ok(SyncCall {
                 calls: self.clone(),
@@ -118,20 +147,24 @@ impl SyncCalls {
         }
         let chain = (tenant.to_owned(), lineage.correlation_id.clone());
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if waiting.by_chain.get(&chain).copied().unwrap_or(0) >= limit {
+        let SyncLimits {
+            per_chain,
+            per_tenant,
+        } = self.limits;
+        if waiting.by_chain.get(&chain).copied().unwrap_or(0) >= per_chain {
             metrics::counter!("sluice_loops_refused_total").increment(1);
             return Err(ApiError::loop_detected(format!(
-                "{limit} synchronous calls of the chain started by {} already wait in this \
-                 tenant (CDN-Loop): a flow is probably calling itself synchronously; each \
-                 waiting call holds a concurrency slot",
+                "{per_chain} synchronous calls of the chain started by {} already wait in \
+                 this tenant (CDN-Loop): a flow is probably calling itself synchronously, \
+                 several times per run",
                 lineage.correlation_id
             )));
         }
-        if waiting.by_tenant.get(tenant).copied().unwrap_or(0) >= limit {
+        if waiting.by_tenant.get(tenant).copied().unwrap_or(0) >= per_tenant {
             return Err(ApiError::rate_limited(
                 format!(
-                    "{limit} synchronous calls from flows already wait in this tenant, each \
-                     holding a concurrency slot; retry shortly"
+                    "{per_tenant} synchronous calls from flows already wait in this tenant; \
+                     retry shortly"
                 ),
                 1,
             ));
@@ -177,35 +210,34 @@ mod tests {
 
     #[test]
     fn synchronous_calls_from_flows_are_bounded_per_chain_and_per_tenant() {
-        let calls = SyncCalls::default();
+        let calls = SyncCalls::new(SyncLimits {
+            per_chain: 2,
+            per_tenant: 3,
+        });
         let chain = |id: &str| Lineage {
             hops: 2,
             correlation_id: id.into(),
         };
         let status = |r: Result<SyncCall, ApiError>| r.err().map(|e| e.status().as_u16());
-        let first = calls.enter("t", &chain("a"), 2).expect("first");
-        let second = calls.enter("t", &chain("a"), 2).expect("second");
+        let first = calls.enter("t", &chain("a")).expect("first");
+        let second = calls.enter("t", &chain("a")).expect("second");
+        assert!(first.is_from_flow() && second.is_from_flow());
+        assert_eq!(status(calls.enter("t", &chain("a"))), Some(508), "a loop");
+        let third = calls.enter("t", &chain("b")).expect("another chain");
         assert_eq!(
-            status(calls.enter("t", &chain("a"), 2)),
-            Some(508),
-            "a loop"
-        );
-        assert_eq!(
-            status(calls.enter("t", &chain("b"), 2)),
+            status(calls.enter("t", &chain("c"))),
             Some(429),
             "the tenant's share is taken: retry later"
         );
-        assert!(calls.enter("u", &chain("a"), 2).is_ok(), "another tenant");
-        assert!(
-            calls.enter("t", &Lineage::default(), 2).is_ok(),
-            "from outside"
-        );
+        assert!(calls.enter("u", &chain("a")).is_ok(), "another tenant");
+        let outside = calls
+            .enter("t", &Lineage::default())
+            .expect("from outside: not counted");
+        assert!(!outside.is_from_flow());
         drop(first);
-        let third = calls.enter("t", &chain("b"), 2).expect("a slot came free");
-        drop((second, third));
+        let fourth = calls.enter("t", &chain("c")).expect("a call ended");
+        drop((second, third, fourth, outside));
         let waiting = calls.waiting.lock().expect("lock");
         assert!(waiting.by_chain.is_empty() && waiting.by_tenant.is_empty());
-        assert_eq!(SyncCalls::limit_for(16), 8);
-        assert_eq!(SyncCalls::limit_for(1), 1);
     }
 }

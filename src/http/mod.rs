@@ -15,7 +15,7 @@ mod executions;
 mod extract;
 mod head_limits;
 mod lineage;
-pub use lineage::SyncCalls;
+pub use lineage::{SyncCalls, SyncLimits};
 pub mod listen;
 mod oauth;
 mod ops;
@@ -78,10 +78,8 @@ pub struct AppParts {
     pub oauth_http: reqwest::Client,
     /// Requests accepted per chain of calls Sluice made to itself (loop detection).
     pub loop_budget: sluice_actors::pipeline::hops::CorrelationBudget,
-    /// Synchronous execute calls waiting per chain (loop detection), and how many may.
+    /// Synchronous execute calls from flows waiting, per chain and tenant, and their limits.
     pub sync_calls: lineage::SyncCalls,
-    /// See [`lineage::SyncCalls::limit_for`].
-    pub sync_calls_limit: usize,
 }
 
 /// All routes; a request taking longer than `timeout` (body upload included) is cut with 408.

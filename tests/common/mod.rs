@@ -111,6 +111,16 @@ impl Server {
             .header("content-type", "application/json")
     }
 
+    /// An `http.request` step named `name` that POSTs `body` to this server's `path` with the
+    /// admin key: how a flow calls its own tenant (app events, the execute API, replays).
+    pub fn call_step(&self, name: &str, path: &str, body: Value) -> Value {
+        json!({"name": name, "type": "action", "connector": "http", "action": "request",
+               "input": {"method": "POST", "url": format!("{}{path}", self.base),
+                         "headers": {"x-fastn-api-key": ADMIN_KEY, "x-fastn-space-id": SPACE,
+                                     "content-type": "application/json"},
+                         "body": body}})
+    }
+
     /// The status of `GET /healthz` (no auth).
     pub async fn health(&self) -> u16 {
         self.client

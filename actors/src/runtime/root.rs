@@ -29,6 +29,14 @@ pub enum RootMsg {
     /// Queue an execution to run: one left `pending` or `running` by a previous process, or a
     /// DLQ replay.
     Run(ExecutionRef),
+    /// Run an execution that a synchronous call from a running execution waits for, outside
+    /// its tenant's concurrency slots, until `until` (see [`TenantMsg::RunCalled`]).
+    RunCalled {
+        /// The execution.
+        exec: ExecutionRef,
+        /// When its caller stops waiting.
+        until: std::time::Instant,
+    },
 }
 
 impl RootMsg {
@@ -198,6 +206,10 @@ impl Actor for RootSupervisor {
             RootMsg::Run(exec) => {
                 let tenant = state.tenant(&myself, &exec.space, &exec.tenant).await?;
                 tenant.cast(TenantMsg::Run(exec))?;
+            }
+            RootMsg::RunCalled { exec, until } => {
+                let tenant = state.tenant(&myself, &exec.space, &exec.tenant).await?;
+                tenant.cast(TenantMsg::RunCalled { exec, until })?;
             }
             RootMsg::StopIdleTenants => state.stop_idle_tenants().await,
         }

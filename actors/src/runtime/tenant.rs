@@ -2,6 +2,12 @@
 //! live flows, records the executions they start, and runs those executions — at most
 //! `concurrency` at once, picked from four priority lanes ([`PriorityLanes`]).
 //!
+//! An execution that a synchronous execute call from a running execution waits for
+//! ([`TenantMsg::RunCalled`]) runs at once, outside those slots: its caller holds a slot while
+//! it waits, so queueing the callee behind the callers could leave it none (every slot held
+//! by a caller waiting for an execution that cannot start) until the callers time out. The
+//! execute API bounds how many such calls wait at once.
+//!
 //! Routing one entry is one atomic batch: the new executions (`pending`), the event record,
 //! and the deletion of the outbox entry (or, for an entry that cannot be normalized, its DLQ
 //! item). So an entry is either still in the outbox (and will be routed again) or fully
@@ -68,8 +74,23 @@ pub enum TenantMsg {
     FlowsChanged,
     /// Queue an existing execution (resumed at start-up, or a DLQ replay).
     Run(ExecutionRef),
-    /// An execution task ended (normally or not).
-    Finished(String),
+    /// Run an execution that a synchronous call from a running execution waits for, outside
+    /// the concurrency slots (the caller holds one). Until `until` (the end of the caller's
+    /// wait) every later run of it, after a wait parked it, starts outside the slots too.
+    RunCalled {
+        /// The execution.
+        exec: ExecutionRef,
+        /// When its caller stops waiting.
+        until: std::time::Instant,
+    },
+    /// An execution task ended (normally or not); `parked` when the execution is waiting
+    /// and will run again.
+    Finished {
+        /// The execution id.
+        id: String,
+        /// It parked on a wait rather than ended.
+        parked: bool,
+    },
     /// An execution parked on a wait for an event: check the events that arrived as the wait
     /// began.
     Parked(ExecutionRef),
@@ -115,6 +136,15 @@ pub struct TenantState {
     live: Vec<LiveFlow>,
     /// Running executions, with their flow id.
     running: HashMap<String, String>,
+    /// The running executions that hold no concurrency slot (see [`TenantMsg::RunCalled`]).
+    slot_free: HashSet<String>,
+    /// Executions synchronous callers wait for, with the end of each caller's wait; an entry
+    /// goes when its execution ends, or once its caller's wait is over.
+    called: HashMap<String, std::time::Instant>,
+    /// When `called` is next pruned of entries past their caller's wait.
+    prune_called_at: std::time::Instant,
+    /// Called executions to start at once (outside the slots).
+    called_ready: VecDeque<String>,
     /// Running executions per flow id (for the flows' concurrency limits).
     flow_running: HashMap<String, usize>,
     /// Executions held back by their flow's concurrency limit, per flow id, in order.
@@ -147,6 +177,10 @@ impl Actor for TenantSupervisor {
             args,
             live: Vec::new(),
             running: HashMap::new(),
+            slot_free: HashSet::new(),
+            called: HashMap::new(),
+            prune_called_at: std::time::Instant::now(),
+            called_ready: VecDeque::new(),
             flow_running: HashMap::new(),
             flow_queue: HashMap::new(),
             recent: RecentEvents::default(),
@@ -184,6 +218,8 @@ impl Actor for TenantSupervisor {
         if let TenantMsg::IdleFor(quiet, reply) = message {
             let idle = state.running.is_empty()
                 && state.lanes.is_empty()
+                && state.called_ready.is_empty()
+                && !state.awaits_callers()
                 && state.rerun.is_empty()
                 && state.flow_queue.values().all(VecDeque::is_empty)
                 && state.last_active.elapsed() >= quiet;
@@ -239,7 +275,21 @@ impl Actor for TenantSupervisor {
             }
             TenantMsg::FlowsChanged => state.reload_flows()?,
             TenantMsg::Run(exec) => state.enqueue(exec, None),
-            TenantMsg::Finished(id) => {
+            TenantMsg::RunCalled { exec, until } => {
+                // Entries of parked executions whose caller gave up, at most once a second.
+                let now = std::time::Instant::now();
+                if now >= state.prune_called_at {
+                    state.called.retain(|_, until| now < *until);
+                    state.prune_called_at = now + std::time::Duration::from_secs(1);
+                }
+                state.called.insert(exec.id.clone(), until);
+                state.enqueue(exec, None);
+            }
+            TenantMsg::Finished { id, parked } => {
+                state.slot_free.remove(&id);
+                if !parked {
+                    state.called.remove(&id);
+                }
                 if let Some(flow) = state.running.remove(&id) {
                     state.release_flow_slot(&myself, &flow);
                 }
@@ -304,6 +354,11 @@ impl TenantState {
         if self.queued.contains(&exec.id) {
             return;
         }
+        if self.is_called(&exec.id) {
+            self.queued.insert(exec.id.clone());
+            self.called_ready.push_back(exec.id);
+            return;
+        }
         let waiting = Waiting {
             id: exec.id.clone(),
             _permit: permit,
@@ -332,9 +387,27 @@ impl TenantState {
         Ok(())
     }
 
-    /// Starts queued executions while slots are free.
+    /// Whether a synchronous caller still waits for execution `id`.
+    fn is_called(&self, id: &str) -> bool {
+        self.called
+            .get(id)
+            .is_some_and(|until| std::time::Instant::now() < *until)
+    }
+
+    /// Whether a synchronous caller still waits for any execution of this tenant (one parked
+    /// on a wait must find its entry when it resumes).
+    fn awaits_callers(&self) -> bool {
+        let now = std::time::Instant::now();
+        self.called.values().any(|until| now < *until)
+    }
+
+    /// Starts the called executions at once, then queued executions while slots are free.
     fn start_ready(&mut self, myself: &ActorRef<TenantMsg>) {
-        while self.running.len() < self.args.concurrency.max(1) {
+        while let Some(id) = self.called_ready.pop_front() {
+            self.queued.remove(&id);
+            self.load_and_spawn(myself, &id);
+        }
+        while self.running.len() - self.slot_free.len() < self.args.concurrency.max(1) {
             let Some((priority, waiting, waited)) = self.lanes.pop() else {
                 return;
             };
@@ -343,20 +416,25 @@ impl TenantState {
             metrics::histogram!("sluice_queue_wait_seconds", "priority" => label)
                 .record(waited.as_secs_f64());
             self.queued.remove(&waiting.id);
-            match self
-                .args
-                .store
-                .execution(&self.args.space, &self.args.tenant, &waiting.id)
-            {
-                Ok(Some(exec)) if !exec.status.is_terminal() => self.spawn_run(myself, exec),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(execution = %waiting.id, error = %e, "cannot load a queued execution");
-                    self.overflowed = true;
-                }
-            }
+            self.load_and_spawn(myself, &waiting.id);
             // `waiting` (and with it the entry's relay permit, once its last execution has
             // started) is dropped here.
+        }
+    }
+
+    /// Loads queued execution `id` and runs it unless it has ended meanwhile.
+    fn load_and_spawn(&mut self, myself: &ActorRef<TenantMsg>, id: &str) {
+        match self
+            .args
+            .store
+            .execution(&self.args.space, &self.args.tenant, id)
+        {
+            Ok(Some(exec)) if !exec.status.is_terminal() => self.spawn_run(myself, exec),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(execution = %id, error = %e, "cannot load a queued execution");
+                self.overflowed = true;
+            }
         }
     }
 
@@ -568,6 +646,9 @@ impl TenantState {
             }
             *n += 1;
         }
+        if self.is_called(&exec.id) {
+            self.slot_free.insert(exec.id.clone());
+        }
         self.running.insert(exec.id.clone(), exec.flow_id.clone());
         let engine = self.args.engine.clone();
         let me = myself.clone();
@@ -578,6 +659,11 @@ impl TenantState {
             let run_engine = engine.clone();
             let run_plan = plan.clone();
             let outcome = tokio::spawn(async move { run_engine.run(exec, &run_plan).await }).await;
+            // Still to run again (or running elsewhere): keeps its place outside the slots.
+            let parked = matches!(
+                outcome,
+                Ok(Ok(RunOutcome::Parked { .. } | RunOutcome::AlreadyRunning))
+            );
             match outcome {
                 Ok(Ok(RunOutcome::Parked {
                     event_waits: true, ..
@@ -595,7 +681,7 @@ impl TenantState {
                     }
                 }
             }
-            let _ = me.cast(TenantMsg::Finished(id));
+            let _ = me.cast(TenantMsg::Finished { id, parked });
         });
     }
 
