@@ -6,6 +6,7 @@ mod connectors;
 mod housekeeping;
 mod http;
 mod observability;
+mod own_calls;
 mod server;
 mod time;
 

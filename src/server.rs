@@ -53,7 +53,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = NetPolicy {
         allow_private: args.allow_private_networks,
     };
-    let connector_invoker = Arc::new(ConnectorInvoker::new(store.clone(), vault.clone(), policy)?);
+    let own_calls = crate::own_calls::OwnCalls::default();
+    let connector_invoker = Arc::new(ConnectorInvoker::new(
+        store.clone(),
+        vault.clone(),
+        policy,
+        own_calls.clone(),
+    )?);
     let oauth_http = connector_invoker.client();
     let invoker: Arc<dyn ActionInvoker> = connector_invoker;
     let engine = Arc::new(Engine::new(store.clone(), invoker.clone()));
@@ -109,7 +115,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sync,
         oauth_http,
         loop_budget: sluice_actors::pipeline::hops::CorrelationBudget::new(args.loop_budget),
-        sync_calls: http::SyncCalls::new(http::SyncLimits::default()),
+        own_calls,
+        keyed_executes: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
     });
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %args.data_dir.display(), "sluice listening");

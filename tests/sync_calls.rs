@@ -4,14 +4,25 @@
 //! execution it starts runs outside the slots: queued behind its callers it would get none
 //! while every slot is held by a caller waiting for it. Before, such calls were bounded to
 //! half the tenant's slots and the rest refused with 429: with `--tenant-concurrency 4`, 5 of
-//! 20 simultaneous callers failed.
-
+//! 20 simultaneous callers failed. Only this server's own executions get that (a copied
+//! `CDN-Loop` header does not), and a repeated call with the same `Idempotency-Key` (a
+//! caller's step run again after a crash) finds the execution the first one started.
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, Sink};
+use common::{Server, Sink, free_port};
 use serde_json::{Value, json};
+
+/// A manual flow named `name` whose step POSTs `{"n": input.n}` to the sink.
+fn posting(name: &str, sink: &Sink) -> Value {
+    json!({"name": name, "trigger": {"type": "manual"},
+           "steps": [{"name": "post", "type": "action", "connector": "http",
+                      "action": "request",
+                      "input": {"method": "POST", "url": sink.url,
+                                "body": {"n": "{{input.n}}"}}}],
+           "response": {"status": 200, "body": {"n": "{{input.n}}"}}})
+}
 
 /// A manual flow named `name` with one step calling the flow `callee` synchronously.
 fn caller(server: &Server, name: &str, callee: &str) -> Value {
@@ -50,17 +61,7 @@ async fn every_caller_gets_its_answer_while_callers_hold_every_slot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Sink::start_with_delay(Duration::from_millis(300)).await;
     let server = Server::start_with(dir.path(), &["--tenant-concurrency", "2"]);
-    server
-        .live_flow(
-            "default",
-            &json!({"name": "slow", "trigger": {"type": "manual"},
-                    "steps": [{"name": "post", "type": "action", "connector": "http",
-                               "action": "request",
-                               "input": {"method": "POST", "url": sink.url,
-                                         "body": {"n": "{{input.n}}"}}}],
-                    "response": {"status": 200, "body": {"n": "{{input.n}}"}}}),
-        )
-        .await;
+    server.live_flow("default", &posting("slow", &sink)).await;
     server
         .live_flow("default", &caller(&server, "front", "slow"))
         .await;
@@ -120,4 +121,156 @@ async fn a_called_flow_that_parks_resumes_while_its_caller_holds_the_only_slot()
     let all = server.executions("default").await;
     assert_eq!(all.len(), 4, "{all:#?}");
     assert!(all.iter().all(|e| e["status"] == "completed"), "{all:#?}");
+}
+
+/// A request from outside that copies Sluice's `CDN-Loop` header is not a call from one of
+/// this server's executions: it queues for a slot like any other, so three of them in a
+/// tenant of one slot reach the sink one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_cdn_loop_header_does_not_bypass_the_tenant_slots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start_with_delay(Duration::from_millis(400)).await;
+    let server = Server::start_with(dir.path(), &["--tenant-concurrency", "1"]);
+    server.live_flow("default", &posting("slow", &sink)).await;
+    let calls: Vec<_> = (0..3)
+        .map(|i| {
+            tokio::spawn(
+                server
+                    .api(reqwest::Method::POST, "/slow")
+                    .header("cdn-loop", format!("sluice; hops=1; correlation=forged{i}"))
+                    .header("x-sluice-call", "0123456789abcdef0123456789abcdef")
+                    .json(&json!({"input": {"n": i}}))
+                    .send(),
+            )
+        })
+        .collect();
+    for call in calls {
+        let answer = call.await.expect("task").expect("execute");
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+    assert_eq!(sink.received().len(), 3);
+    assert_eq!(sink.peak(), 1, "the tenant's one slot was bypassed");
+}
+
+/// A called execution of a flow limited to one execution at a time runs outside the slots;
+/// when it ends, the next execution of that flow held back by the limit needs a slot of its
+/// own, not the one the called execution never had. Two slots: the caller holds one and
+/// `other` the second, so the held-back `limited` run waits for `other` to end instead of
+/// making three at once at the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_limit_does_not_hand_a_slot_free_place_to_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start_with_delay(Duration::from_millis(1500)).await;
+    let server = Server::start_with(dir.path(), &["--tenant-concurrency", "2"]);
+    let mut limited = posting("limited", &sink);
+    limited["concurrency"] = json!(1);
+    server.live_flow("default", &limited).await;
+    server.live_flow("default", &posting("other", &sink)).await;
+    let mut front = caller(&server, "front", "limited");
+    front["steps"]
+        .as_array_mut()
+        .expect("steps")
+        .push(posting("x", &sink)["steps"][0].clone());
+    front["steps"][1]["name"] = json!("after");
+    server.live_flow("default", &front).await;
+    let run = |name: &'static str| {
+        tokio::spawn(
+            server
+                .api(reqwest::Method::POST, &format!("/{name}"))
+                .json(&json!({"input": {"n": 1}}))
+                .send(),
+        )
+    };
+    let first = run("front");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let held = run("limited");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = run("other");
+    for call in [first, held, busy] {
+        let answer = call.await.expect("task").expect("execute");
+        assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
+    }
+    assert_eq!(sink.received().len(), 4);
+    assert!(sink.peak() <= 2, "{} at once in 2 slots", sink.peak());
+}
+
+/// The same `Idempotency-Key` twice, in sequence and at once: one execution, one side
+/// effect, and every answer names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_idempotency_key_finds_the_first_execution() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start_with_delay(Duration::from_millis(300)).await;
+    let server = Server::start(dir.path());
+    server.live_flow("default", &posting("once", &sink)).await;
+    let call = |n: u32| {
+        server
+            .api(reqwest::Method::POST, "/once")
+            .header("idempotency-key", "order-42")
+            .json(&json!({"input": {"n": n}}))
+            .send()
+    };
+    let mut ids = Vec::new();
+    let at_once: Vec<_> = (0..5).map(|n| tokio::spawn(call(n))).collect();
+    for c in at_once {
+        let answer = c.await.expect("task").expect("execute");
+        assert_eq!(answer.status().as_u16(), 200);
+        ids.push(answer.headers()["x-sluice-execution-id"].clone());
+    }
+    let again = call(9).await.expect("execute");
+    assert_eq!(again.status().as_u16(), 200);
+    ids.push(again.headers()["x-sluice-execution-id"].clone());
+    let body: Value = again.json().await.expect("json");
+    let first_input = sink.received()[0].body["n"].clone();
+    assert_eq!(
+        body["n"], first_input,
+        "the first call's input stands: {body}"
+    );
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    assert_eq!(sink.received().len(), 1);
+    assert_eq!(server.executions("default").await.len(), 1);
+    let (status, _) = server.post_json("/once", &json!({"input": {"n": 1}})).await;
+    assert_eq!(status, 200, "without a key, a new execution");
+    assert_eq!(server.executions("default").await.len(), 2);
+    let long = "k".repeat(256);
+    let refused = server
+        .api(reqwest::Method::POST, "/once")
+        .header("idempotency-key", long)
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .expect("execute");
+    assert_eq!(refused.status().as_u16(), 400);
+}
+
+/// `kill -9` while a caller waits for its callee: after the restart both resume, and the
+/// caller's call step, sent again with the same `Idempotency-Key`, finds the callee instead
+/// of starting a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_repeated_after_a_crash_does_not_start_a_second_callee() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start_with_delay(Duration::from_millis(2000)).await;
+    let listen = free_port();
+    let server = Server::start_on(dir.path(), &listen, &[]);
+    server.live_flow("default", &posting("slow", &sink)).await;
+    server
+        .live_flow("default", &caller(&server, "front", "slow"))
+        .await;
+    let pending = tokio::spawn(
+        server
+            .api(reqwest::Method::POST, "/front")
+            .json(&json!({"input": {"n": 7}}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.kill9();
+    let _ = pending.await;
+    let server = Server::start_on(dir.path(), &listen, &[]);
+    let all = server
+        .wait_executions("default", 30, |list| {
+            list.len() >= 2 && list.iter().all(|e| e["status"] == "completed")
+        })
+        .await;
+    assert_eq!(all.len(), 2, "one caller and one callee: {all:#?}");
+    let callees = all.iter().filter(|e| e["flowName"] == "slow").count();
+    assert_eq!(callees, 1, "{all:#?}");
 }

@@ -32,6 +32,10 @@ pub struct ActionCall {
     /// [`hops`](crate::pipeline::hops)); the default for calls outside executions (polls,
     /// syncs). HTTP invokers send one hop more in the `CDN-Loop` header.
     pub lineage: crate::pipeline::hops::Lineage,
+    /// Id of the execution making the call (in `space`/`tenant`); `None` for calls outside
+    /// executions. Lets this server recognise a call one of its own executions makes to its
+    /// execute API.
+    pub execution_id: Option<String>,
 }
 
 /// A failed action. `debug` is the provider's answer, reported under `datasourceDebug`.

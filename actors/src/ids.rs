@@ -16,6 +16,25 @@ pub fn execution_id(idempotency_key: &str, flow_id: &str, flow_version: u32) -> 
     format!("exe_{}", hex::encode(&digest[..16]))
 }
 
+/// Execution id for an execute API call carrying an `Idempotency-Key`, from (tenant, flow
+/// id, key): a repeated call (a client's retry, or a calling execution's step run again after
+/// a restart, which sends the same key) finds the execution the first one started. Format as
+/// [`execution_id`]; the parts are length-prefixed under their own domain tag, so no event's
+/// execution id can equal one.
+pub fn keyed_execution_id(tenant: &str, flow_id: &str, key: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        b"execute".as_slice(),
+        tenant.as_bytes(),
+        flow_id.as_bytes(),
+        key.as_bytes(),
+    ] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part);
+    }
+    format!("exe_{}", hex::encode(&h.finalize()[..16]))
+}
+
 /// Idempotency key for a step's outbound call: SHA-256 of (execution id, step name), hex.
 pub fn step_idempotency_key(execution_id: &str, step: &str) -> String {
     let mut h = Sha256::new();
@@ -50,5 +69,17 @@ mod tests {
         assert_ne!(a, execution_id("k", "flow", 2));
         assert_ne!(a, execution_id("k", "flow2", 1));
         assert_eq!(a.len(), 4 + 32);
+    }
+
+    #[test]
+    fn keyed_execution_ids_are_stable_and_scoped() {
+        let a = keyed_execution_id("t", "flow", "key-1");
+        assert_eq!(a, keyed_execution_id("t", "flow", "key-1"));
+        assert_ne!(a, keyed_execution_id("t", "flow", "key-2"));
+        assert_ne!(a, keyed_execution_id("t", "flow2", "key-1"));
+        assert_ne!(a, keyed_execution_id("u", "flow", "key-1"));
+        // Length prefixes: moving a character between parts changes the id.
+        assert_ne!(a, keyed_execution_id("t", "flowk", "ey-1"));
+        assert!(a.starts_with("exe_") && a.len() == 4 + 32);
     }
 }

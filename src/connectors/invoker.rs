@@ -18,7 +18,9 @@
 //! OAuth2 credential refreshes the token once and repeats the request. Everything else is
 //! returned to the engine, which owns retries. Every request carries `Idempotency-Key`, and
 //! every HTTP one `CDN-Loop: sluice; hops=N; correlation=ID`, one hop more than the calling
-//! execution's lineage (loop detection, see `sluice_actors::pipeline::hops`).
+//! execution's lineage (loop detection, see `sluice_actors::pipeline::hops`), and a call an
+//! execution makes also `x-sluice-call` with a token valid while the call is in flight (see
+//! [`crate::own_calls`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,6 +43,7 @@ use super::limits::Limits;
 use super::net_policy::{NetPolicy, PolicyResolver};
 use super::vault::Vault;
 use super::{auth, email, oauth};
+use crate::own_calls::{self, Caller, OwnCalls};
 
 /// Most 429s waited out inside one call.
 const MAX_429_WAITS: u32 = 3;
@@ -60,6 +63,7 @@ pub struct ConnectorInvoker {
     policy: NetPolicy,
     limits: Limits,
     refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    own_calls: OwnCalls,
 }
 
 fn config_error(message: impl Into<String>) -> ActionError {
@@ -67,11 +71,17 @@ fn config_error(message: impl Into<String>) -> ActionError {
 }
 
 impl ConnectorInvoker {
-    /// Builds the shared client under `policy`.
+    /// Builds the shared client under `policy`; executions' calls are registered in
+    /// `own_calls`.
     ///
     /// # Errors
     /// When the TLS backend cannot initialise.
-    pub fn new(store: Store, vault: Arc<Vault>, policy: NetPolicy) -> anyhow::Result<Self> {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        policy: NetPolicy,
+        own_calls: OwnCalls,
+    ) -> anyhow::Result<Self> {
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
@@ -101,6 +111,7 @@ impl ConnectorInvoker {
             policy,
             limits,
             refresh_locks: Mutex::default(),
+            own_calls,
         })
     }
 
@@ -214,6 +225,13 @@ impl ConnectorInvoker {
         );
         let mut waits = 0;
         let mut refreshed = false;
+        let in_flight = call.execution_id.as_ref().map(|id| {
+            self.own_calls.begin(Caller {
+                space: call.space.clone(),
+                tenant: call.tenant.clone(),
+                execution_id: id.clone(),
+            })
+        });
         loop {
             self.limits.acquire(&def.name, &key).await;
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -224,6 +242,10 @@ impl ConnectorInvoker {
                 .timeout(remaining)
                 .header("idempotency-key", &call.idempotency_key)
                 .header(hops::HEADER, call.lineage.outgoing_value());
+            let req = match &in_flight {
+                Some(f) => req.header(own_calls::HEADER, f.token()),
+                None => req,
+            };
             let req = auth::apply(req, def, opened.as_ref().map(|o| &o.auth));
             let result = exchange::send(req).await;
             if let (Some(rl), Ok(a)) = (&def.rate_limit, &result) {

@@ -34,8 +34,13 @@ async fn harness(allow_private: bool) -> Harness {
     .expect("tenant");
     store.commit(w).await.expect("commit");
     let vault = Arc::new(Vault::from_key([9; 32]));
-    let invoker = ConnectorInvoker::new(store.clone(), vault.clone(), NetPolicy { allow_private })
-        .expect("invoker");
+    let invoker = ConnectorInvoker::new(
+        store.clone(),
+        vault.clone(),
+        NetPolicy { allow_private },
+        crate::own_calls::OwnCalls::default(),
+    )
+    .expect("invoker");
     Harness {
         _dir: dir,
         store,
@@ -85,6 +90,7 @@ impl Harness {
                 tenant: "t".into(),
                 credential: credential.map(str::to_owned),
                 lineage: Default::default(),
+                execution_id: None,
             })
             .await
     }

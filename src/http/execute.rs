@@ -14,11 +14,16 @@
 //!   calls Sluice made to itself (a flow calling itself, see
 //!   `sluice_actors::pipeline::hops`) is refused with 508 `LOOP_DETECTED`; otherwise the
 //!   execution carries the call's lineage into its own connector calls.
-//! - A call from a flow (a `CDN-Loop` hop count above 0) runs its execution at once, outside
-//!   the tenant's concurrency slots: the calling execution holds a slot while it waits, so
-//!   queueing the callee behind such callers could leave it none. At most 256 such calls may
-//!   wait at once per chain (past that: 508) and 1,024 per tenant (429 with `Retry-After`;
-//!   see [`super::lineage::SyncCalls`]).
+//! - `Idempotency-Key` (at most 255 visible ASCII bytes): the execution's id derives from
+//!   (tenant, flow, key), so a repeated call with the key — a client retrying, or a calling
+//!   execution's step run again after a restart (connectors send one key per step call) —
+//!   waits for, or answers with, the execution the first call started instead of starting
+//!   another; the first call's input and flow version stand.
+//! - A call that a running execution of the same tenant makes (recognised by its in-flight
+//!   `x-sluice-call` token, see [`crate::own_calls`]; a copied `CDN-Loop` header is not
+//!   enough) runs its execution at once, outside the tenant's concurrency slots: the caller
+//!   holds a slot while it waits, so queueing the callee behind such callers could leave it
+//!   none (see `sluice_actors::runtime::TenantMsg::RunCalled` for the bound).
 
 use std::time::Duration;
 
@@ -31,7 +36,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use sluice_actors::engine::context;
 use sluice_actors::flow::{FlowSpec, Plan, Trigger, plan, request_schema, versions};
-use sluice_actors::ids::now_ms;
+use sluice_actors::ids::{keyed_execution_id, now_ms};
 use sluice_actors::json_depth::parse_stored;
 use sluice_actors::mapping::template::render_value;
 use sluice_actors::pipeline::submit::P1_USER;
@@ -43,6 +48,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use super::lineage::{IncomingLineage, admit};
+use crate::own_calls;
 
 /// Longest time the execute API waits for an execution (below the 30 s request limit).
 pub const MAX_SYNC_WAIT: Duration = Duration::from_secs(25);
@@ -138,11 +144,11 @@ async fn execute(
             return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
         }
     }
-    // Held until this handler answers: the time the calling execution waits.
-    let waiting = state.sync_calls.enter(&tenant, &lineage)?;
-    let id = format!("exe_{}", uuid::Uuid::now_v7().simple());
-    let input_json = input.to_string();
-    let exec = ExecutionRecord {
+    let key = idempotency_key(&headers)?;
+    let called = from_own_execution(&state, &headers, &space, &tenant);
+    // Subscribed before the execution can start, so its completion cannot be missed.
+    let mut done = state.engine.completions();
+    let new_record = |id: String| ExecutionRecord {
         id: id.clone(),
         space_id: space.clone(),
         tenant_id: tenant.clone(),
@@ -152,7 +158,7 @@ async fn execute(
         status: ExecutionStatus::Pending,
         event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
         trigger_kind: "manual".into(),
-        trigger_json: input_json,
+        trigger_json: input.to_string(),
         input_json: String::new(),
         created_at_ms: now_ms(),
         started_at_ms: None,
@@ -161,24 +167,58 @@ async fn execute(
         priority: P1_USER,
         attempt: 1,
         replay_of: None,
-        idempotency_key: id.clone(),
+        idempotency_key: id,
         hops: lineage.hops,
-        correlation_id: lineage.correlation_id,
+        correlation_id: lineage.correlation_id.clone(),
     };
-    let mut done = state.engine.completions();
-    let mut w = WriteSet::new();
-    w.put_execution(&exec)?;
-    state.store.commit(w).await?;
-    let run = if waiting.is_from_flow() {
-        RootMsg::RunCalled {
-            exec: ExecutionRef::of(&exec),
-            until: std::time::Instant::now() + MAX_SYNC_WAIT,
-        }
+    let exec = find_or_start(
+        &state,
+        &space,
+        &tenant,
+        &record.id,
+        key.as_deref(),
+        new_record,
+    )
+    .await?;
+    let id = exec.id.clone();
+    // A repeated key may find an execution of an earlier version of the flow.
+    let plan = if exec.flow_version == record.version {
+        plan
     } else {
-        RootMsg::run(&exec)
+        let earlier = versions::find(
+            &state.store,
+            &space,
+            &tenant,
+            &exec.flow_id,
+            exec.flow_version,
+        )?
+        .ok_or_else(|| ApiError::internal("the execution's flow version is gone"))?;
+        let spec: FlowSpec =
+            serde_json::from_str(&earlier.spec_json).map_err(ApiError::internal)?;
+        sluice_actors::flow::plan(spec).map_err(|e| ApiError::internal(e.message))?
     };
-    state.root.cast(run).map_err(ApiError::internal)?;
+    // Until this handler ends (answered, timed out, or its client gone) the calling
+    // execution waits, holding a slot: its callee runs outside the slots meanwhile.
+    let _caller_waits = (called && !exec.status.is_terminal()).then(|| CallerWaits {
+        root: state.root.clone(),
+        exec: ExecutionRef::of(&exec),
+    });
+    if !exec.status.is_terminal() {
+        let run = if called {
+            RootMsg::RunCalled {
+                exec: ExecutionRef::of(&exec),
+                until: std::time::Instant::now() + MAX_SYNC_WAIT,
+            }
+        } else {
+            RootMsg::run(&exec)
+        };
+        state.root.cast(run).map_err(ApiError::internal)?;
+    }
+    let already_ended = exec.status.is_terminal();
     let finished = tokio::time::timeout(MAX_SYNC_WAIT, async {
+        if already_ended {
+            return;
+        }
         loop {
             match done.recv().await {
                 Ok(x) if x == id => return,
@@ -214,6 +254,88 @@ async fn execute(
         response.headers_mut().insert("x-sluice-execution-id", v);
     }
     Ok(response)
+}
+
+/// The execution a call runs: the one an earlier call with the same `key` started, or a new
+/// one (`new_record` given its id) stored `pending`.
+async fn find_or_start(
+    state: &AppState,
+    space: &str,
+    tenant: &str,
+    flow_id: &str,
+    key: Option<&str>,
+    new_record: impl FnOnce(String) -> ExecutionRecord,
+) -> Result<ExecutionRecord, ApiError> {
+    let store_new = |exec: ExecutionRecord| async move {
+        let mut w = WriteSet::new();
+        w.put_execution(&exec)?;
+        state.store.commit(w).await?;
+        Ok::<_, ApiError>(exec)
+    };
+    let Some(key) = key else {
+        return store_new(new_record(format!("exe_{}", uuid::Uuid::now_v7().simple()))).await;
+    };
+    let id = keyed_execution_id(tenant, flow_id, key);
+    // Two calls with one key must not both find nothing and both store: one lock per id
+    // shard (the id's last hex digit) serializes them.
+    let shard = usize::from_str_radix(&id[id.len() - 1..], 16).unwrap_or(0);
+    let _creating = state.keyed_executes[shard % state.keyed_executes.len()]
+        .lock()
+        .await;
+    match state.store.execution(space, tenant, &id)? {
+        Some(existing) => Ok(existing),
+        None => store_new(new_record(id)).await,
+    }
+}
+
+/// Longest `Idempotency-Key` accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// The request's `Idempotency-Key` (IETF draft "The Idempotency-Key HTTP Header Field"; the
+/// connectors send one per step call), trimmed; none when absent or blank.
+///
+/// # Errors
+/// 400 `BAD_REQUEST` for a key that is not visible ASCII or longer than
+/// [`MAX_IDEMPOTENCY_KEY_BYTES`].
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+        .trim();
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key is {} bytes; at most {MAX_IDEMPOTENCY_KEY_BYTES} are accepted",
+            key.len()
+        )));
+    }
+    Ok((!key.is_empty()).then(|| key.to_owned()))
+}
+
+/// Whether the request is a call that a running execution of this tenant, in this process,
+/// is making (its `x-sluice-call` token is in flight, see [`crate::own_calls`]). A copied
+/// `CDN-Loop` header alone does not make it one, nor does a call from another tenant.
+fn from_own_execution(state: &AppState, headers: &HeaderMap, space: &str, tenant: &str) -> bool {
+    headers
+        .get(own_calls::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|token| state.own_calls.caller(token))
+        .is_some_and(|c| c.space == space && c.tenant == tenant)
+}
+
+/// Tells the tenant, when dropped, that the synchronous caller of an execution stopped
+/// waiting for it: its later runs (after a wait parks it) take a slot like any other.
+struct CallerWaits {
+    root: ractor::ActorRef<RootMsg>,
+    exec: ExecutionRef,
+}
+
+impl Drop for CallerWaits {
+    fn drop(&mut self) {
+        let _ = self.root.cast(RootMsg::CallerGone(self.exec.clone()));
+    }
 }
 
 /// The answer for a finished execution.

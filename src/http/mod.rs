@@ -15,7 +15,6 @@ mod executions;
 mod extract;
 mod head_limits;
 mod lineage;
-pub use lineage::{SyncCalls, SyncLimits};
 pub mod listen;
 mod oauth;
 mod ops;
@@ -78,8 +77,13 @@ pub struct AppParts {
     pub oauth_http: reqwest::Client,
     /// Requests accepted per chain of calls Sluice made to itself (loop detection).
     pub loop_budget: sluice_actors::pipeline::hops::CorrelationBudget,
-    /// Synchronous execute calls from flows waiting, per chain and tenant, and their limits.
-    pub sync_calls: lineage::SyncCalls,
+    /// The HTTP calls this server's executions have in flight (the execute API recognises
+    /// their synchronous calls by it).
+    pub own_calls: crate::own_calls::OwnCalls,
+    /// Held while an execute call with an `Idempotency-Key` looks for its execution and
+    /// creates it, so two calls with one key cannot both create it; one per shard of the
+    /// derived execution ids.
+    pub keyed_executes: [tokio::sync::Mutex<()>; 16],
 }
 
 /// All routes; a request taking longer than `timeout` (body upload included) is cut with 408.

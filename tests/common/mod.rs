@@ -37,21 +37,27 @@ impl Server {
     /// Starts with extra `serve` flags. Connector calls may reach 127.0.0.1 (the tests' local
     /// mock providers).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// [`Server::start_with`] on a given address (to restart a server where its flows call
+    /// it); see [`free_port`].
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut flags = vec!["--allow-private-networks"];
         flags.extend_from_slice(extra);
-        Self::spawn(data_dir, &flags)
+        Self::spawn(data_dir, listen, &flags)
     }
 
     /// Starts under the default network policy (private and loopback destinations refused).
     pub fn start_strict(data_dir: &Path) -> Server {
-        Self::spawn(data_dir, &[])
+        Self::spawn(data_dir, "127.0.0.1:0", &[])
     }
 
-    fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
+    fn spawn(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .env_remove("SLUICE_ALLOW_PRIVATE_NETWORKS")
             .env_remove("SLUICE_MASTER_KEY")
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("SLUICE_SPACE_ID", SPACE)
@@ -314,10 +320,18 @@ pub struct Received {
     pub cdn_loop: Option<String>,
 }
 
+/// A loopback address with a port free at the time of the call.
+pub fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
 /// A local HTTP server standing in for a SaaS API: records every POST to `/in`.
 pub struct Sink {
     pub url: String,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// Requests being answered now, and the most answered at once so far.
+    load: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Sink {
@@ -329,14 +343,23 @@ impl Sink {
     pub async fn start_with_delay(delay: std::time::Duration) -> Sink {
         use axum::routing::post;
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let load: Arc<Mutex<(usize, usize)>> = Arc::default();
         let r = received.clone();
+        let l = load.clone();
         let app = axum::Router::new().route(
             "/in",
             post(
                 move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                     let r = r.clone();
+                    let l = l.clone();
                     async move {
+                        {
+                            let mut load = l.lock().expect("lock");
+                            load.0 += 1;
+                            load.1 = load.1.max(load.0);
+                        }
                         tokio::time::sleep(delay).await;
+                        l.lock().expect("lock").0 -= 1;
                         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         let header = |name: &str| {
                             headers
@@ -364,7 +387,13 @@ impl Sink {
         Sink {
             url: format!("http://{addr}/in"),
             received,
+            load,
         }
+    }
+
+    /// The most requests the sink was answering at once.
+    pub fn peak(&self) -> usize {
+        self.load.lock().expect("lock").1
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -389,6 +389,7 @@ impl Engine {
                 correlation_id: exec.correlation_id.clone(),
             }
             .or_correlation(&exec.event_id),
+            execution_id: exec.id.clone(),
         };
         let store = self.store.clone();
         let nested = plan.loops.get(&i).cloned();

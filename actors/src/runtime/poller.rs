@@ -97,6 +97,7 @@ pub async fn run_poll(
         tenant: poll.tenant_id.clone(),
         credential: poll.credential.clone(),
         lineage: Default::default(),
+        execution_id: None,
     };
     let answer = invoker.invoke(call).await;
     poll.last_run_ms = Some(now_ms);

@@ -37,6 +37,9 @@ pub enum RootMsg {
         /// When its caller stops waiting.
         until: std::time::Instant,
     },
+    /// The synchronous caller of an execution stopped waiting for it (see
+    /// [`TenantMsg::CallerGone`]).
+    CallerGone(ExecutionRef),
 }
 
 impl RootMsg {
@@ -210,6 +213,12 @@ impl Actor for RootSupervisor {
             RootMsg::RunCalled { exec, until } => {
                 let tenant = state.tenant(&myself, &exec.space, &exec.tenant).await?;
                 tenant.cast(TenantMsg::RunCalled { exec, until })?;
+            }
+            RootMsg::CallerGone(exec) => {
+                // A stopped supervisor remembers no caller: nothing to tell it.
+                if let Some(t) = state.tenants.get(&(exec.space, exec.tenant)) {
+                    t.cast(TenantMsg::CallerGone(exec.id))?;
+                }
             }
             RootMsg::StopIdleTenants => state.stop_idle_tenants().await,
         }

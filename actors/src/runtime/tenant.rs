@@ -2,11 +2,12 @@
 //! live flows, records the executions they start, and runs those executions — at most
 //! `concurrency` at once, picked from four priority lanes ([`PriorityLanes`]).
 //!
-//! An execution that a synchronous execute call from a running execution waits for
-//! ([`TenantMsg::RunCalled`]) runs at once, outside those slots: its caller holds a slot while
-//! it waits, so queueing the callee behind the callers could leave it none (every slot held
-//! by a caller waiting for an execution that cannot start) until the callers time out. The
-//! execute API bounds how many such calls wait at once.
+//! An execution that a synchronous execute call from one of the tenant's running executions
+//! waits for ([`TenantMsg::RunCalled`]) runs at once, outside those slots: its caller holds a
+//! slot while it waits, so queueing the callee behind the callers could leave it none (every
+//! slot held by a caller waiting for an execution that cannot start) until the callers time
+//! out. At most [`CALLED_PER_SLOT`] such executions per slot run outside the slots at once;
+//! past that a called execution queues for a slot like any other.
 //!
 //! Routing one entry is one atomic batch: the new executions (`pending`), the event record,
 //! and the deletion of the outbox entry (or, for an entry that cannot be normalized, its DLQ
@@ -35,6 +36,10 @@ use crate::flow::{FlowSpec, Plan, plan};
 use crate::ids::{execution_id, now_ms};
 use crate::pipeline::normalize::json_text;
 use crate::pipeline::{normalize, router};
+
+/// Called executions (see [`TenantMsg::RunCalled`]) that may run outside the slots at once,
+/// per slot: as many as the widest loop (`concurrency` 64) can call at once from every slot.
+pub const CALLED_PER_SLOT: usize = 64;
 
 /// Events routed between two yields to the async runtime while a relay page is routed.
 const ROUTE_YIELD_EVERY: usize = 16;
@@ -74,15 +79,21 @@ pub enum TenantMsg {
     FlowsChanged,
     /// Queue an existing execution (resumed at start-up, or a DLQ replay).
     Run(ExecutionRef),
-    /// Run an execution that a synchronous call from a running execution waits for, outside
-    /// the concurrency slots (the caller holds one). Until `until` (the end of the caller's
-    /// wait) every later run of it, after a wait parked it, starts outside the slots too.
+    /// Run an execution that a synchronous call from one of this tenant's running executions
+    /// waits for, outside the concurrency slots (the caller holds one), unless
+    /// [`CALLED_PER_SLOT`] per slot already run so. Until its caller stops waiting
+    /// ([`TenantMsg::CallerGone`], or `until` at the latest) every later run of it, after a
+    /// wait parked it, starts outside the slots too; a run under way when the caller stops
+    /// waiting goes on outside the slots.
     RunCalled {
         /// The execution.
         exec: ExecutionRef,
         /// When its caller stops waiting.
         until: std::time::Instant,
     },
+    /// The synchronous caller of this execution stopped waiting for it (answered, timed out,
+    /// or gone): its later runs take a slot.
+    CallerGone(String),
     /// An execution task ended (normally or not); `parked` when the execution is waiting
     /// and will run again.
     Finished {
@@ -276,14 +287,21 @@ impl Actor for TenantSupervisor {
             TenantMsg::FlowsChanged => state.reload_flows()?,
             TenantMsg::Run(exec) => state.enqueue(exec, None),
             TenantMsg::RunCalled { exec, until } => {
-                // Entries of parked executions whose caller gave up, at most once a second.
+                // Entries past their caller's longest wait whose `CallerGone` was lost (a
+                // supervisor restarted meanwhile), at most once a second.
                 let now = std::time::Instant::now();
                 if now >= state.prune_called_at {
                     state.called.retain(|_, until| now < *until);
                     state.prune_called_at = now + std::time::Duration::from_secs(1);
                 }
-                state.called.insert(exec.id.clone(), until);
+                let cap = state.args.concurrency.max(1) * CALLED_PER_SLOT;
+                if state.called.len() < cap && state.slot_free.len() < cap {
+                    state.called.insert(exec.id.clone(), until);
+                }
                 state.enqueue(exec, None);
+            }
+            TenantMsg::CallerGone(id) => {
+                state.called.remove(&id);
             }
             TenantMsg::Finished { id, parked } => {
                 state.slot_free.remove(&id);
@@ -351,12 +369,15 @@ impl TenantState {
             self.rerun.insert(exec.id.clone(), exec);
             return;
         }
-        if self.queued.contains(&exec.id) {
+        if self.is_called(&exec.id) {
+            // Even when it is in a lane already (left by a previous process, resumed at
+            // start-up): started now, that entry finds it running and is skipped.
+            if !self.called_ready.contains(&exec.id) {
+                self.called_ready.push_back(exec.id);
+            }
             return;
         }
-        if self.is_called(&exec.id) {
-            self.queued.insert(exec.id.clone());
-            self.called_ready.push_back(exec.id);
+        if self.queued.contains(&exec.id) {
             return;
         }
         let waiting = Waiting {
@@ -404,10 +425,9 @@ impl TenantState {
     /// Starts the called executions at once, then queued executions while slots are free.
     fn start_ready(&mut self, myself: &ActorRef<TenantMsg>) {
         while let Some(id) = self.called_ready.pop_front() {
-            self.queued.remove(&id);
             self.load_and_spawn(myself, &id);
         }
-        while self.running.len() - self.slot_free.len() < self.args.concurrency.max(1) {
+        while self.slots_in_use() < self.args.concurrency.max(1) {
             let Some((priority, waiting, waited)) = self.lanes.pop() else {
                 return;
             };
@@ -422,8 +442,12 @@ impl TenantState {
         }
     }
 
-    /// Loads queued execution `id` and runs it unless it has ended meanwhile.
+    /// Loads queued execution `id` and runs it unless it is running already or has ended
+    /// meanwhile.
     fn load_and_spawn(&mut self, myself: &ActorRef<TenantMsg>, id: &str) {
+        if self.running.contains_key(id) {
+            return;
+        }
         match self
             .args
             .store
@@ -438,15 +462,26 @@ impl TenantState {
         }
     }
 
-    /// A flow's execution ended: frees its slot and starts the next one held back.
+    /// A flow's execution ended: frees its place under the flow's limit and starts the next
+    /// one held back, if the tenant has a slot for it (the one that ended may have run
+    /// outside the slots); otherwise that one queues for a slot again.
     fn release_flow_slot(&mut self, myself: &ActorRef<TenantMsg>, flow: &str) {
         if let Some(n) = self.flow_running.get_mut(flow) {
             *n = n.saturating_sub(1);
         }
         let next = self.flow_queue.get_mut(flow).and_then(VecDeque::pop_front);
         if let Some(exec) = next {
-            self.spawn_run(myself, exec);
+            if self.is_called(&exec.id) || self.slots_in_use() < self.args.concurrency.max(1) {
+                self.spawn_run(myself, exec);
+            } else {
+                self.enqueue(ExecutionRef::of(&exec), None);
+            }
         }
+    }
+
+    /// Running executions that hold a slot.
+    fn slots_in_use(&self) -> usize {
+        self.running.len().saturating_sub(self.slot_free.len())
     }
 
     /// Checks the remembered events against the open event waits of a parked execution and

@@ -435,6 +435,7 @@ impl SyncRunner {
             tenant: tenant.to_owned(),
             credential: credential.clone(),
             lineage: Default::default(),
+            execution_id: None,
         };
         let output = self
             .invoker

@@ -30,6 +30,8 @@ pub struct ActionEnv {
     /// Lineage of the execution, its correlation id filled in (see
     /// [`hops`](crate::pipeline::hops)).
     pub lineage: crate::pipeline::hops::Lineage,
+    /// Id of the execution.
+    pub execution_id: String,
 }
 
 /// Default per-attempt time limit when a step sets none.
@@ -183,6 +185,7 @@ async fn execute(
         tenant: env.tenant.clone(),
         credential: step.credential.clone(),
         lineage: env.lineage.clone(),
+        execution_id: Some(env.execution_id.clone()),
     };
     let mut first = 1;
     if let Some(r) = resume {
