@@ -242,6 +242,40 @@ async fn a_repeated_idempotency_key_finds_the_first_execution() {
     assert_eq!(refused.status().as_u16(), 400);
 }
 
+/// A repeat of a key whose execution failed runs the flow again: a caller's retry must not
+/// get the cached failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_key_after_a_failure_runs_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "broken", "trigger": {"type": "manual"},
+                    "steps": [{"name": "post", "type": "action", "connector": "http",
+                               "action": "request",
+                               "input": {"method": "POST", "url": "http://127.0.0.1:1/x",
+                                         "body": {}}}]}),
+        )
+        .await;
+    let call = || {
+        server
+            .api(reqwest::Method::POST, "/broken")
+            .header("idempotency-key", "retry-me")
+            .json(&json!({"input": {}}))
+            .send()
+    };
+    let first = call().await.expect("execute");
+    assert_ne!(first.status().as_u16(), 200);
+    let first_id = first.headers()["x-sluice-execution-id"].clone();
+    let second = call().await.expect("execute");
+    let second_id = second.headers()["x-sluice-execution-id"].clone();
+    assert_ne!(first_id, second_id, "the failure was not run again");
+    let all = server.executions("default").await;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all.iter().all(|e| e["status"] == "failed"), "{all:#?}");
+}
+
 /// `kill -9` while a caller waits for its callee: after the restart both resume, and the
 /// caller's call step, sent again with the same `Idempotency-Key`, finds the callee instead
 /// of starting a second one.

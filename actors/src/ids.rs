@@ -16,12 +16,12 @@ pub fn execution_id(idempotency_key: &str, flow_id: &str, flow_version: u32) -> 
     format!("exe_{}", hex::encode(&digest[..16]))
 }
 
-/// Execution id for an execute API call carrying an `Idempotency-Key`, from (tenant, flow
-/// id, key): a repeated call (a client's retry, or a calling execution's step run again after
-/// a restart, which sends the same key) finds the execution the first one started. Format as
-/// [`execution_id`]; the parts are length-prefixed under their own domain tag, so no event's
-/// execution id can equal one.
-pub fn keyed_execution_id(tenant: &str, flow_id: &str, key: &str) -> String {
+/// Execution id for attempt `attempt` (from 0) of an execute API call carrying an
+/// `Idempotency-Key`, from (tenant, flow id, key, attempt): a repeated call (a client's
+/// retry, or a calling execution's step run again after a restart, which sends the same key)
+/// finds the execution the first one started. Format as [`execution_id`]; the parts are
+/// length-prefixed under their own domain tag, so no event's execution id can equal one.
+pub fn keyed_execution_id(tenant: &str, flow_id: &str, key: &str, attempt: u32) -> String {
     let mut h = Sha256::new();
     for part in [
         b"execute".as_slice(),
@@ -32,6 +32,7 @@ pub fn keyed_execution_id(tenant: &str, flow_id: &str, key: &str) -> String {
         h.update((part.len() as u32).to_be_bytes());
         h.update(part);
     }
+    h.update(attempt.to_be_bytes());
     format!("exe_{}", hex::encode(&h.finalize()[..16]))
 }
 
@@ -73,13 +74,14 @@ mod tests {
 
     #[test]
     fn keyed_execution_ids_are_stable_and_scoped() {
-        let a = keyed_execution_id("t", "flow", "key-1");
-        assert_eq!(a, keyed_execution_id("t", "flow", "key-1"));
-        assert_ne!(a, keyed_execution_id("t", "flow", "key-2"));
-        assert_ne!(a, keyed_execution_id("t", "flow2", "key-1"));
-        assert_ne!(a, keyed_execution_id("u", "flow", "key-1"));
+        let a = keyed_execution_id("t", "flow", "key-1", 0);
+        assert_eq!(a, keyed_execution_id("t", "flow", "key-1", 0));
+        assert_ne!(a, keyed_execution_id("t", "flow", "key-1", 1));
+        assert_ne!(a, keyed_execution_id("t", "flow", "key-2", 0));
+        assert_ne!(a, keyed_execution_id("t", "flow2", "key-1", 0));
+        assert_ne!(a, keyed_execution_id("u", "flow", "key-1", 0));
         // Length prefixes: moving a character between parts changes the id.
-        assert_ne!(a, keyed_execution_id("t", "flowk", "ey-1"));
+        assert_ne!(a, keyed_execution_id("t", "flowk", "ey-1", 0));
         assert!(a.starts_with("exe_") && a.len() == 4 + 32);
     }
 }

@@ -18,7 +18,8 @@
 //!   (tenant, flow, key), so a repeated call with the key — a client retrying, or a calling
 //!   execution's step run again after a restart (connectors send one key per step call) —
 //!   waits for, or answers with, the execution the first call started instead of starting
-//!   another; the first call's input and flow version stand.
+//!   another (the first call's input and flow version stand), unless that one failed or
+//!   timed out: then the repeat starts the next (a caller's retry runs the flow again).
 //! - A call that a running execution of the same tenant makes (recognised by its in-flight
 //!   `x-sluice-call` token, see [`crate::own_calls`]; a copied `CDN-Loop` header is not
 //!   enough) runs its execution at once, outside the tenant's concurrency slots: the caller
@@ -256,8 +257,12 @@ async fn execute(
     Ok(response)
 }
 
-/// The execution a call runs: the one an earlier call with the same `key` started, or a new
-/// one (`new_record` given its id) stored `pending`.
+/// Executions one `Idempotency-Key` may start: a repeat after a failed or timed-out one
+/// starts the next, so a caller's retries run the flow again.
+pub const MAX_KEYED_ATTEMPTS: u32 = 100;
+
+/// The execution a call runs: the one an earlier call with the same `key` started, unless
+/// it failed or timed out, or else a new one (`new_record` given its id) stored `pending`.
 async fn find_or_start(
     state: &AppState,
     space: &str,
@@ -275,16 +280,28 @@ async fn find_or_start(
     let Some(key) = key else {
         return store_new(new_record(format!("exe_{}", uuid::Uuid::now_v7().simple()))).await;
     };
-    let id = keyed_execution_id(tenant, flow_id, key);
-    // Two calls with one key must not both find nothing and both store: one lock per id
-    // shard (the id's last hex digit) serializes them.
-    let shard = usize::from_str_radix(&id[id.len() - 1..], 16).unwrap_or(0);
+    // Two calls with one key must not both find nothing and both store: one lock per shard
+    // of the key's first id (its last hex digit) serializes them.
+    let first = keyed_execution_id(tenant, flow_id, key, 0);
+    let shard = usize::from_str_radix(&first[first.len() - 1..], 16).unwrap_or(0);
     let _creating = state.keyed_executes[shard % state.keyed_executes.len()]
         .lock()
         .await;
-    match state.store.execution(space, tenant, &id)? {
-        Some(existing) => Ok(existing),
-        None => store_new(new_record(id)).await,
+    let mut attempt = 0;
+    loop {
+        let id = keyed_execution_id(tenant, flow_id, key, attempt);
+        match state.store.execution(space, tenant, &id)? {
+            None => return store_new(new_record(id)).await,
+            Some(e)
+                if matches!(
+                    e.status,
+                    ExecutionStatus::Failed | ExecutionStatus::TimedOut
+                ) && attempt + 1 < MAX_KEYED_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Some(existing) => return Ok(existing),
+        }
     }
 }
 
