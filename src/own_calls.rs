@@ -5,7 +5,10 @@
 //! executions makes (that execution holds one of its tenant's slots while it waits, see
 //! `sluice_actors::runtime::TenantMsg::RunCalled`) from any other request, including one that
 //! copies Sluice's `CDN-Loop` header. A token is 128 random bits, valid only while its call
-//! is in flight, and names the calling execution only to this process.
+//! is in flight, and names the calling execution only to this process. It is sent with every
+//! HTTP call an execution makes, to whatever server, so it binds to the first execution it
+//! is claimed for: a token that leaks to a third party, who also holds an API key, lets at
+//! most one execution run on its caller's account.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +30,14 @@ pub struct Caller {
 /// The calls in flight, by token. Cloning shares the set.
 #[derive(Debug, Clone, Default)]
 pub struct OwnCalls {
-    in_flight: Arc<Mutex<HashMap<String, Caller>>>,
+    in_flight: Arc<Mutex<HashMap<String, Claim>>>,
+}
+
+/// A call in flight: its caller, and the execution its token was first claimed for.
+#[derive(Debug)]
+struct Claim {
+    caller: Caller,
+    callee: Option<String>,
 }
 
 /// One call in flight; its token stops being recognised when this drops.
@@ -44,20 +54,45 @@ impl OwnCalls {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(token.clone(), caller);
+            .insert(
+                token.clone(),
+                Claim {
+                    caller,
+                    callee: None,
+                },
+            );
         InFlight {
             calls: self.clone(),
             token,
         }
     }
 
-    /// The execution whose call in flight carries `token`, if any.
+    /// The execution whose call in flight carries `token`, without claiming it.
     pub fn caller(&self, token: &str) -> Option<Caller> {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(token)
-            .cloned()
+            .map(|c| c.caller.clone())
+    }
+
+    /// The execution whose call in flight carries `token`, claiming the token for execution
+    /// `callee`; none when no call in flight carries it or it was claimed for another
+    /// execution (the same one again is fine: a repeated request of one call).
+    pub fn claim(&self, token: &str, callee: &str) -> Option<Caller> {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let claim = in_flight.get_mut(token)?;
+        match &claim.callee {
+            Some(bound) if bound != callee => None,
+            Some(_) => Some(claim.caller.clone()),
+            None => {
+                claim.callee = Some(callee.to_owned());
+                Some(claim.caller.clone())
+            }
+        }
     }
 }
 
@@ -95,10 +130,20 @@ mod tests {
         assert_ne!(first.token(), second.token());
         assert_eq!(first.token().len(), 32);
         assert_eq!(calls.caller(first.token()), Some(caller.clone()));
-        assert_eq!(calls.caller("0123456789abcdef0123456789abcdef"), None);
+        assert_eq!(calls.claim(first.token(), "exe_a"), Some(caller.clone()));
+        assert_eq!(
+            calls.claim(first.token(), "exe_a"),
+            Some(caller.clone()),
+            "the same callee again"
+        );
+        assert_eq!(calls.claim(first.token(), "exe_b"), None, "bound to exe_a");
+        assert_eq!(
+            calls.claim("0123456789abcdef0123456789abcdef", "exe_a"),
+            None
+        );
         let token = first.token().to_owned();
         drop(first);
-        assert_eq!(calls.caller(&token), None);
-        assert_eq!(calls.caller(second.token()), Some(caller));
+        assert_eq!(calls.claim(&token, "exe_a"), None, "no longer in flight");
+        assert_eq!(calls.claim(second.token(), "exe_b"), Some(caller));
     }
 }

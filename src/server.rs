@@ -54,6 +54,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_private: args.allow_private_networks,
     };
     let own_calls = crate::own_calls::OwnCalls::default();
+    let slot_free_counts = sluice_actors::runtime::slot_free::SlotFreeCounts::default();
     let connector_invoker = Arc::new(ConnectorInvoker::new(
         store.clone(),
         vault.clone(),
@@ -73,6 +74,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tenant_concurrency: args.tenant_concurrency,
             lane_capacity: LANE_CAPACITY,
             tenant_idle_after: Duration::from_secs(args.tenant_idle_secs.max(1)),
+            slot_free_counts: slot_free_counts.clone(),
             relay: RelayLimits {
                 global: RELAY_IN_FLIGHT,
                 per_lane: args.tenant_in_flight.max(1),
@@ -116,6 +118,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         oauth_http,
         loop_budget: sluice_actors::pipeline::hops::CorrelationBudget::new(args.loop_budget),
         own_calls,
+        slot_free_counts,
+        slot_free_bound: sluice_actors::runtime::slot_free::tenant_bound(args.tenant_concurrency),
         keyed_executes: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
     });
     let local = listener.local_addr()?;

@@ -194,6 +194,90 @@ async fn a_flow_limit_does_not_hand_a_slot_free_place_to_the_next_run() {
     assert!(sink.peak() <= 2, "{} at once in 2 slots", sink.peak());
 }
 
+/// Repeats of a key whose execution is held back by its flow's `concurrency` limit change
+/// nothing. Before, each repeat queued another copy behind the limit; a copy popped while
+/// the real run went on made the tenant forget that run, whose end then never freed its
+/// place: the flow's limit of two stayed one for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeating_a_held_back_call_keeps_the_flow_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start_with_delay(Duration::from_millis(800)).await;
+    let server = Server::start(dir.path());
+    let mut limited = posting("limited", &sink);
+    limited["concurrency"] = json!(2);
+    server.live_flow("default", &limited).await;
+    let call = |key: &str| {
+        tokio::spawn(
+            server
+                .api(reqwest::Method::POST, "/limited")
+                .header("idempotency-key", key)
+                .json(&json!({"input": {"n": 1}}))
+                .send(),
+        )
+    };
+    let mut calls = vec![call("a"), call("b")];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    calls.push(call("held"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    calls.extend((0..4).map(|_| call("held")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    calls.extend([call("c"), call("d")]);
+    for c in calls {
+        let answer = c.await.expect("task").expect("execute");
+        assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
+    }
+    assert_eq!(sink.received().len(), 5, "one side effect per key");
+    assert!(
+        sink.peak() <= 2,
+        "{} at once under a limit of 2",
+        sink.peak()
+    );
+    sink.reset_peak();
+    let pair = [call("e"), call("f")];
+    for c in pair {
+        let answer = c.await.expect("task").expect("execute");
+        assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
+    }
+    assert_eq!(sink.peak(), 2, "the flow's limit of two shrank");
+}
+
+/// Nested synchronous fan-out in a tenant of one slot: a loop of 40 calls a flow that calls
+/// another, 80 callees against the tenant's bound of 64 outside the slots. The calls past
+/// the bound are refused for a second (429 with `Retry-After`, which the connector waits
+/// out) instead of queueing behind the one slot `top` holds, which ended in 408 at 25 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_fan_out_runs_without_waiting_for_its_own_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start_with_delay(Duration::from_millis(1000)).await;
+    let server = Server::start_with(dir.path(), &["--tenant-concurrency", "1"]);
+    server.live_flow("default", &posting("leaf", &sink)).await;
+    server
+        .live_flow("default", &caller(&server, "mid", "leaf"))
+        .await;
+    let xs: Vec<u32> = (0..40).collect();
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "top", "trigger": {"type": "manual"},
+                    "steps": [{"name": "each", "type": "loop", "over": "{{input.xs}}",
+                               "concurrency": 40,
+                               "steps": [server.call_step("call", "/api/v1/mid",
+                                                          json!({"input": {"n": "{{item}}"}}))]}]}),
+        )
+        .await;
+    let started = Instant::now();
+    let answer = server
+        .api(reqwest::Method::POST, "/top")
+        .json(&json!({"input": {"xs": xs}}))
+        .send()
+        .await
+        .expect("execute");
+    let took = started.elapsed();
+    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
+    assert_eq!(sink.received().len(), 40);
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
 /// The same `Idempotency-Key` twice, in sequence and at once: one execution, one side
 /// effect, and every answer names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -130,6 +130,7 @@ async fn flood_then_urgent(max_listed: usize, max_held_bytes: usize) {
             tenant_concurrency: 1,
             lane_capacity: 4096,
             tenant_idle_after: Duration::from_secs(300),
+            slot_free_counts: Default::default(),
             relay: RelayLimits {
                 global: 1024,
                 per_lane: 64,

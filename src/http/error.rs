@@ -17,6 +17,8 @@ pub struct ApiError {
     message: String,
     step: Option<String>,
     errors: Option<serde_json::Value>,
+    /// Seconds for a `Retry-After` header (RFC 9110 §10.2.3).
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             message: message.into(),
             step: None,
             errors: None,
+            retry_after_secs: None,
         }
     }
 
@@ -116,6 +119,15 @@ impl ApiError {
         Self::new(StatusCode::LOOP_DETECTED, "LOOP_DETECTED", message)
     }
 
+    /// 429 `RATE_LIMITED` with `Retry-After: retry_after_secs`: too many requests of this
+    /// kind at once; the same request later may succeed.
+    pub fn rate_limited(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+        }
+    }
+
     /// 503 `STORAGE_UNAVAILABLE`: writes are refused (disk full or failing); nothing of the
     /// request was stored. Retry later.
     pub fn storage_unavailable(cause: &dyn std::fmt::Display) -> Self {
@@ -176,6 +188,12 @@ impl IntoResponse for ApiError {
                 obj.insert("errors".into(), errors);
             }
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -24,7 +24,9 @@
 //!   `x-sluice-call` token, see [`crate::own_calls`]; a copied `CDN-Loop` header is not
 //!   enough) runs its execution at once, outside the tenant's concurrency slots: the caller
 //!   holds a slot while it waits, so queueing the callee behind such callers could leave it
-//!   none (see `sluice_actors::runtime::TenantMsg::RunCalled` for the bound).
+//!   none (see `sluice_actors::runtime::TenantMsg::RunCalled`). While the tenant already
+//!   runs 64 per slot so, such calls get 429 `RATE_LIMITED` with `Retry-After: 1`, and
+//!   nothing is stored (see `sluice_actors::runtime::slot_free`).
 
 use std::time::Duration;
 
@@ -146,7 +148,7 @@ async fn execute(
         }
     }
     let key = idempotency_key(&headers)?;
-    let called = from_own_execution(&state, &headers, &space, &tenant);
+    check_slot_free_bound(&state, &headers, &space, &tenant)?;
     // Subscribed before the execution can start, so its completion cannot be missed.
     let mut done = state.engine.completions();
     let new_record = |id: String| ExecutionRecord {
@@ -182,6 +184,7 @@ async fn execute(
     )
     .await?;
     let id = exec.id.clone();
+    let called = own_caller(&state, &headers, &space, &tenant, &id);
     // A repeated key may find an execution of an earlier version of the flow.
     let plan = if exec.flow_version == record.version {
         plan
@@ -200,12 +203,12 @@ async fn execute(
     };
     // Until this handler ends (answered, timed out, or its client gone) the calling
     // execution waits, holding a slot: its callee runs outside the slots meanwhile.
-    let _caller_waits = (called && !exec.status.is_terminal()).then(|| CallerWaits {
+    let _caller_waits = (called.is_some() && !exec.status.is_terminal()).then(|| CallerWaits {
         root: state.root.clone(),
         exec: ExecutionRef::of(&exec),
     });
     if !exec.status.is_terminal() {
-        let run = if called {
+        let run = if called.is_some() {
             RootMsg::RunCalled {
                 exec: ExecutionRef::of(&exec),
                 until: std::time::Instant::now() + MAX_SYNC_WAIT,
@@ -331,15 +334,61 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok((!key.is_empty()).then(|| key.to_owned()))
 }
 
-/// Whether the request is a call that a running execution of this tenant, in this process,
-/// is making (its `x-sluice-call` token is in flight, see [`crate::own_calls`]). A copied
-/// `CDN-Loop` header alone does not make it one, nor does a call from another tenant.
-fn from_own_execution(state: &AppState, headers: &HeaderMap, space: &str, tenant: &str) -> bool {
+/// The running execution of this tenant, in this process, making this request for execution
+/// `callee`, if it is one: an `x-sluice-call` value is a token in flight and not claimed for
+/// another execution (see [`crate::own_calls`]). A copied `CDN-Loop` header alone does not
+/// make a request one, nor does a call from another tenant. Every value of the header is
+/// tried (a step may set its own beside the connector's).
+fn own_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    space: &str,
+    tenant: &str,
+    callee: &str,
+) -> Option<own_calls::Caller> {
+    tokens(headers)
+        .filter_map(|token| state.own_calls.claim(token, callee))
+        .find(|c| c.space == space && c.tenant == tenant)
+}
+
+/// Refuses a call from one of the tenant's own executions while the tenant already runs
+/// its bound of executions outside its slots (see
+/// `sluice_actors::runtime::slot_free::tenant_bound`), before anything is stored.
+///
+/// # Errors
+/// 429 `RATE_LIMITED` with `Retry-After: 1`.
+fn check_slot_free_bound(
+    state: &AppState,
+    headers: &HeaderMap,
+    space: &str,
+    tenant: &str,
+) -> Result<(), ApiError> {
+    let from_own_execution = tokens(headers).any(|t| {
+        state
+            .own_calls
+            .caller(t)
+            .is_some_and(|c| c.space == space && c.tenant == tenant)
+    });
+    if from_own_execution && state.slot_free_counts.get(space, tenant) >= state.slot_free_bound {
+        return Err(ApiError::rate_limited(
+            format!(
+                "this tenant already runs {} executions that flows called synchronously \
+                 (64 per concurrency slot); retry shortly",
+                state.slot_free_bound
+            ),
+            1,
+        ));
+    }
+    Ok(())
+}
+
+/// The request's `x-sluice-call` values, trimmed.
+fn tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
-        .get(own_calls::HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|token| state.own_calls.caller(token))
-        .is_some_and(|c| c.space == space && c.tenant == tenant)
+        .get_all(own_calls::HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Tells the tenant, when dropped, that the synchronous caller of an execution stopped

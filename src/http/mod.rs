@@ -80,6 +80,11 @@ pub struct AppParts {
     /// The HTTP calls this server's executions have in flight (the execute API recognises
     /// their synchronous calls by it).
     pub own_calls: crate::own_calls::OwnCalls,
+    /// Executions each tenant runs outside its slots, kept by the tenant supervisors.
+    pub slot_free_counts: sluice_actors::runtime::slot_free::SlotFreeCounts,
+    /// Past this many of them, a tenant's synchronous calls from flows are refused for now
+    /// (429); see `sluice_actors::runtime::slot_free::tenant_bound`.
+    pub slot_free_bound: usize,
     /// Held while an execute call with an `Idempotency-Key` looks for its execution and
     /// creates it, so two calls with one key cannot both create it; one per shard of the
     /// derived execution ids.

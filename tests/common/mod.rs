@@ -396,6 +396,12 @@ impl Sink {
         self.load.lock().expect("lock").1
     }
 
+    /// Starts measuring [`Sink::peak`] afresh.
+    pub fn reset_peak(&self) {
+        let mut load = self.load.lock().expect("lock");
+        load.1 = load.0;
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("lock").clone()
     }

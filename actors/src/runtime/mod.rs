@@ -16,6 +16,7 @@ pub mod poller;
 mod relay;
 mod root;
 pub mod scheduler;
+pub mod slot_free;
 mod tenant;
 pub mod timers;
 

@@ -65,6 +65,8 @@ pub struct RootArgs {
     /// A tenant supervisor with nothing to do for this long is stopped (its state lives in
     /// storage; the next message for the tenant starts a new one).
     pub tenant_idle_after: std::time::Duration,
+    /// Executions each tenant runs outside its slots (read by the execute API).
+    pub slot_free_counts: super::slot_free::SlotFreeCounts,
 }
 
 /// The root supervisor actor.
@@ -97,6 +99,7 @@ impl RootState {
             engine: self.args.engine.clone(),
             concurrency: self.args.tenant_concurrency,
             lane_capacity: self.args.lane_capacity,
+            slot_free_counts: self.args.slot_free_counts.clone(),
         };
         let (actor, _) =
             Actor::spawn_linked(None, TenantSupervisor, args, myself.get_cell()).await?;

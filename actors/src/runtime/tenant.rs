@@ -6,8 +6,7 @@
 //! waits for ([`TenantMsg::RunCalled`]) runs at once, outside those slots: its caller holds a
 //! slot while it waits, so queueing the callee behind the callers could leave it none (every
 //! slot held by a caller waiting for an execution that cannot start) until the callers time
-//! out. At most [`CALLED_PER_SLOT`] such executions per slot run outside the slots at once;
-//! past that a called execution queues for a slot like any other.
+//! out. The execute API bounds how many run so per tenant (see [`super::slot_free`]).
 //!
 //! Routing one entry is one atomic batch: the new executions (`pending`), the event record,
 //! and the deletion of the outbox entry (or, for an entry that cannot be normalized, its DLQ
@@ -36,10 +35,6 @@ use crate::flow::{FlowSpec, Plan, plan};
 use crate::ids::{execution_id, now_ms};
 use crate::pipeline::normalize::json_text;
 use crate::pipeline::{normalize, router};
-
-/// Called executions (see [`TenantMsg::RunCalled`]) that may run outside the slots at once,
-/// per slot: as many as the widest loop (`concurrency` 64) can call at once from every slot.
-pub const CALLED_PER_SLOT: usize = 64;
 
 /// Events routed between two yields to the async runtime while a relay page is routed.
 const ROUTE_YIELD_EVERY: usize = 16;
@@ -80,8 +75,8 @@ pub enum TenantMsg {
     /// Queue an existing execution (resumed at start-up, or a DLQ replay).
     Run(ExecutionRef),
     /// Run an execution that a synchronous call from one of this tenant's running executions
-    /// waits for, outside the concurrency slots (the caller holds one), unless
-    /// [`CALLED_PER_SLOT`] per slot already run so. Until its caller stops waiting
+    /// waits for, outside the concurrency slots (the caller holds one). Until its caller
+    /// stops waiting
     /// ([`TenantMsg::CallerGone`], or `until` at the latest) every later run of it, after a
     /// wait parked it, starts outside the slots too; a run under way when the caller stops
     /// waiting goes on outside the slots.
@@ -124,6 +119,8 @@ pub struct TenantArgs {
     pub concurrency: usize,
     /// Capacity of each priority lane.
     pub lane_capacity: usize,
+    /// Where the executions it runs outside its slots are counted for the execute API.
+    pub slot_free_counts: super::slot_free::SlotFreeCounts,
 }
 
 /// The tenant supervisor actor.
@@ -149,9 +146,11 @@ pub struct TenantState {
     running: HashMap<String, String>,
     /// The running executions that hold no concurrency slot (see [`TenantMsg::RunCalled`]).
     slot_free: HashSet<String>,
-    /// Executions synchronous callers wait for, with the end of each caller's wait; an entry
-    /// goes when its execution ends, or once its caller's wait is over.
+    /// Executions synchronous callers wait for, with the end of each caller's wait at the
+    /// latest; an entry goes when its execution ends or its caller stops waiting.
     called: HashMap<String, std::time::Instant>,
+    /// Executions in `flow_queue`.
+    flow_held: HashSet<String>,
     /// When `called` is next pruned of entries past their caller's wait.
     prune_called_at: std::time::Instant,
     /// Called executions to start at once (outside the slots).
@@ -190,6 +189,7 @@ impl Actor for TenantSupervisor {
             running: HashMap::new(),
             slot_free: HashSet::new(),
             called: HashMap::new(),
+            flow_held: HashSet::new(),
             prune_called_at: std::time::Instant::now(),
             called_ready: VecDeque::new(),
             flow_running: HashMap::new(),
@@ -202,6 +202,8 @@ impl Actor for TenantSupervisor {
             overflowed: false,
         };
         state.reload_flows()?;
+        // A supervisor that failed left its count behind; its runs report to nobody now.
+        state.publish_slot_free();
         Ok(state)
     }
 
@@ -210,6 +212,10 @@ impl Actor for TenantSupervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state
+            .args
+            .slot_free_counts
+            .set(&state.args.space, &state.args.tenant, 0);
         for p in 1..=4u8 {
             let depth = state.lanes.depth(p);
             if depth > 0 {
@@ -294,17 +300,16 @@ impl Actor for TenantSupervisor {
                     state.called.retain(|_, until| now < *until);
                     state.prune_called_at = now + std::time::Duration::from_secs(1);
                 }
-                let cap = state.args.concurrency.max(1) * CALLED_PER_SLOT;
-                if state.called.len() < cap && state.slot_free.len() < cap {
-                    state.called.insert(exec.id.clone(), until);
-                }
+                state.called.insert(exec.id.clone(), until);
                 state.enqueue(exec, None);
             }
             TenantMsg::CallerGone(id) => {
                 state.called.remove(&id);
             }
             TenantMsg::Finished { id, parked } => {
-                state.slot_free.remove(&id);
+                if state.slot_free.remove(&id) {
+                    state.publish_slot_free();
+                }
                 if !parked {
                     state.called.remove(&id);
                 }
@@ -367,6 +372,10 @@ impl TenantState {
             // Something changed while it runs (a wait ended as it was parking): run it again
             // once this run ends, so the change is not lost.
             self.rerun.insert(exec.id.clone(), exec);
+            return;
+        }
+        if self.flow_held.contains(&exec.id) {
+            // Held back by its flow's limit: it runs when its turn comes.
             return;
         }
         if self.is_called(&exec.id) {
@@ -471,12 +480,20 @@ impl TenantState {
         }
         let next = self.flow_queue.get_mut(flow).and_then(VecDeque::pop_front);
         if let Some(exec) = next {
+            self.flow_held.remove(&exec.id);
             if self.is_called(&exec.id) || self.slots_in_use() < self.args.concurrency.max(1) {
                 self.spawn_run(myself, exec);
             } else {
                 self.enqueue(ExecutionRef::of(&exec), None);
             }
         }
+    }
+
+    /// Publishes how many executions run outside the slots.
+    fn publish_slot_free(&self) {
+        self.args
+            .slot_free_counts
+            .set(&self.args.space, &self.args.tenant, self.slot_free.len());
     }
 
     /// Running executions that hold a slot.
@@ -662,6 +679,11 @@ impl TenantState {
     }
 
     fn spawn_run(&mut self, myself: &ActorRef<TenantMsg>, exec: ExecutionRecord) {
+        // Asked again while it runs or waits for its flow's limit (a repeated call, a sweep):
+        // that run covers it.
+        if self.running.contains_key(&exec.id) || self.flow_held.contains(&exec.id) {
+            return;
+        }
         let plan = match self.plan_for(&exec) {
             Ok(p) => p,
             Err(e) => {
@@ -673,6 +695,7 @@ impl TenantState {
             let n = self.flow_running.entry(exec.flow_id.clone()).or_default();
             if *n >= limit as usize {
                 // Held back by the flow's limit; started when one of its executions ends.
+                self.flow_held.insert(exec.id.clone());
                 self.flow_queue
                     .entry(exec.flow_id.clone())
                     .or_default()
@@ -683,6 +706,7 @@ impl TenantState {
         }
         if self.is_called(&exec.id) {
             self.slot_free.insert(exec.id.clone());
+            self.publish_slot_free();
         }
         self.running.insert(exec.id.clone(), exec.flow_id.clone());
         let engine = self.args.engine.clone();
