@@ -76,10 +76,9 @@ pub enum TenantMsg {
     Run(ExecutionRef),
     /// Run an execution that a synchronous call from one of this tenant's running executions
     /// waits for, outside the concurrency slots (the caller holds one). Until its caller
-    /// stops waiting
-    /// ([`TenantMsg::CallerGone`], or `until` at the latest) every later run of it, after a
-    /// wait parked it, starts outside the slots too; a run under way when the caller stops
-    /// waiting goes on outside the slots.
+    /// stops waiting ([`TenantMsg::CallerGone`], or `until` at the latest) every later run of
+    /// it, after a wait parked it, starts outside the slots too; a run under way when the
+    /// caller stops waiting goes on outside the slots.
     RunCalled {
         /// The execution.
         exec: ExecutionRef,
@@ -293,8 +292,8 @@ impl Actor for TenantSupervisor {
             TenantMsg::FlowsChanged => state.reload_flows()?,
             TenantMsg::Run(exec) => state.enqueue(exec, None),
             TenantMsg::RunCalled { exec, until } => {
-                // Entries past their caller's longest wait whose `CallerGone` was lost (a
-                // supervisor restarted meanwhile), at most once a second.
+                // Entries past their caller's longest wait whose `CallerGone` never came (a
+                // cast, lost if this supervisor was replaced meanwhile), at most once a second.
                 let now = std::time::Instant::now();
                 if now >= state.prune_called_at {
                     state.called.retain(|_, until| now < *until);
