@@ -15,7 +15,7 @@
 //!   `sluice_actors::pipeline::hops`) is refused with 508 `LOOP_DETECTED`; otherwise the
 //!   execution carries the call's lineage into its own connector calls.
 //! - `Idempotency-Key` (at most 255 visible ASCII bytes): the execution's id derives from
-//!   (tenant, flow, key), so a repeated call with the key — a client retrying, or a calling
+//!   (tenant, flow, key, attempt), so a repeated call with the key — a client retrying, or a calling
 //!   execution's step run again after a restart (connectors send one key per step call) —
 //!   waits for, or answers with, the execution the first call started instead of starting
 //!   another (the first call's input and flow version stand), unless that one failed or
