@@ -278,6 +278,46 @@ async fn nested_fan_out_runs_without_waiting_for_its_own_slot() {
     assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
+/// A burst of calls from flows cannot pass the tenant's bound on executions outside its
+/// slots (64 per slot) together: four `mid` runs each call `leaf` 64 times at once in a
+/// tenant of one slot. Before, every call of the burst read the same old count and 256
+/// leaves ran at once; calls past the bound now wait out a 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_calls_stays_within_the_tenant_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start_with_delay(Duration::from_millis(1500)).await;
+    let server = Server::start_with(dir.path(), &["--tenant-concurrency", "1"]);
+    server.live_flow("default", &posting("leaf", &sink)).await;
+    // A loop over `input.xs`, all at once, calling `callee` with `body` for each item.
+    let fan = |name: &str, callee: &str, body: Value| {
+        json!({"name": name, "trigger": {"type": "manual"},
+               "steps": [{"name": "each", "type": "loop", "over": "{{input.xs}}",
+                          "concurrency": 64,
+                          "steps": [server.call_step("call", &format!("/api/v1/{callee}"),
+                                                     json!({"input": body}))]}]})
+    };
+    let leaves: Vec<u32> = (0..64).collect();
+    server
+        .live_flow("default", &fan("mid", "leaf", json!({"n": "{{item}}"})))
+        .await;
+    server
+        .live_flow("default", &fan("root", "mid", json!({"xs": leaves})))
+        .await;
+    let answer = server
+        .api(reqwest::Method::POST, "/root")
+        .json(&json!({"input": {"xs": [1, 2, 3, 4]}}))
+        .send()
+        .await
+        .expect("execute");
+    assert_ne!(answer.status().as_u16(), 408, "{:?}", answer.text().await);
+    // The four `mid` runs count too.
+    assert!(sink.peak() <= 64 - 4, "{} leaves at once", sink.peak());
+    assert!(
+        server.metric_sum("sluice_connector_throttled_total").await > 0.0,
+        "no call was refused"
+    );
+}
+
 /// The same `Idempotency-Key` twice, in sequence and at once: one execution, one side
 /// effect, and every answer names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,7 @@ use sluice_actors::ids::{keyed_execution_id, now_ms};
 use sluice_actors::json_depth::parse_stored;
 use sluice_actors::mapping::template::render_value;
 use sluice_actors::pipeline::submit::P1_USER;
+use sluice_actors::runtime::slot_free::Reservation;
 use sluice_actors::runtime::{ExecutionRef, RootMsg};
 use sluice_storage::{ExecutionRecord, ExecutionStatus, FlowRecord, FlowStatus, WriteSet};
 
@@ -148,7 +149,7 @@ async fn execute(
         }
     }
     let key = idempotency_key(&headers)?;
-    check_slot_free_bound(&state, &headers, &space, &tenant)?;
+    let reservation = reserve_slot_free(&state, &headers, &space, &tenant)?;
     // Subscribed before the execution can start, so its completion cannot be missed.
     let mut done = state.engine.completions();
     let new_record = |id: String| ExecutionRecord {
@@ -208,13 +209,13 @@ async fn execute(
         exec: ExecutionRef::of(&exec),
     });
     if !exec.status.is_terminal() {
-        let run = if called.is_some() {
-            RootMsg::RunCalled {
+        let run = match (called.is_some(), reservation) {
+            (true, Some(reservation)) => RootMsg::RunCalled {
                 exec: ExecutionRef::of(&exec),
                 until: std::time::Instant::now() + MAX_SYNC_WAIT,
-            }
-        } else {
-            RootMsg::run(&exec)
+                reservation,
+            },
+            _ => RootMsg::run(&exec),
         };
         state.root.cast(run).map_err(ApiError::internal)?;
     }
@@ -351,35 +352,41 @@ fn own_caller(
         .find(|c| c.space == space && c.tenant == tenant)
 }
 
-/// Refuses a call from one of the tenant's own executions while the tenant already runs
-/// its bound of executions outside its slots (see
-/// `sluice_actors::runtime::slot_free::tenant_bound`), before anything is stored.
+/// For a call from one of the tenant's own executions, its place under the tenant's bound
+/// on executions outside its slots (see `sluice_actors::runtime::slot_free`), taken before
+/// anything is stored; none for other calls.
 ///
 /// # Errors
-/// 429 `RATE_LIMITED` with `Retry-After: 1`.
-fn check_slot_free_bound(
+/// 429 `RATE_LIMITED` with `Retry-After: 1` when the tenant has reached its bound.
+fn reserve_slot_free(
     state: &AppState,
     headers: &HeaderMap,
     space: &str,
     tenant: &str,
-) -> Result<(), ApiError> {
+) -> Result<Option<Reservation>, ApiError> {
     let from_own_execution = tokens(headers).any(|t| {
         state
             .own_calls
             .caller(t)
             .is_some_and(|c| c.space == space && c.tenant == tenant)
     });
-    if from_own_execution && state.slot_free_counts.get(space, tenant) >= state.slot_free_bound {
-        return Err(ApiError::rate_limited(
-            format!(
-                "this tenant already runs {} executions that flows called synchronously \
-                 (64 per concurrency slot); retry shortly",
-                state.slot_free_bound
-            ),
-            1,
-        ));
+    if !from_own_execution {
+        return Ok(None);
     }
-    Ok(())
+    state
+        .slot_free_counts
+        .try_reserve(space, tenant, state.slot_free_bound)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::rate_limited(
+                format!(
+                    "this tenant already runs {} executions that flows called synchronously \
+                     (64 per concurrency slot); retry shortly",
+                    state.slot_free_bound
+                ),
+                1,
+            )
+        })
 }
 
 /// The request's `x-sluice-call` values, trimmed.

@@ -36,6 +36,8 @@ pub enum RootMsg {
         exec: ExecutionRef,
         /// When its caller stops waiting.
         until: std::time::Instant,
+        /// The call's place under the tenant's bound (see [`TenantMsg::RunCalled`]).
+        reservation: super::slot_free::Reservation,
     },
     /// The synchronous caller of an execution stopped waiting for it (see
     /// [`TenantMsg::CallerGone`]).
@@ -213,9 +215,17 @@ impl Actor for RootSupervisor {
                 let tenant = state.tenant(&myself, &exec.space, &exec.tenant).await?;
                 tenant.cast(TenantMsg::Run(exec))?;
             }
-            RootMsg::RunCalled { exec, until } => {
+            RootMsg::RunCalled {
+                exec,
+                until,
+                reservation,
+            } => {
                 let tenant = state.tenant(&myself, &exec.space, &exec.tenant).await?;
-                tenant.cast(TenantMsg::RunCalled { exec, until })?;
+                tenant.cast(TenantMsg::RunCalled {
+                    exec,
+                    until,
+                    reservation,
+                })?;
             }
             RootMsg::CallerGone(exec) => {
                 // A stopped supervisor remembers no caller: nothing to tell it.

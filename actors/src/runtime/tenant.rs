@@ -84,6 +84,9 @@ pub enum TenantMsg {
         exec: ExecutionRef,
         /// When its caller stops waiting.
         until: std::time::Instant,
+        /// The call's place under the tenant's bound, held until the execution is counted
+        /// here.
+        reservation: super::slot_free::Reservation,
     },
     /// The synchronous caller of this execution stopped waiting for it (answered, timed out,
     /// or gone): its later runs take a slot.
@@ -148,6 +151,8 @@ pub struct TenantState {
     /// Executions synchronous callers wait for, with the end of each caller's wait at the
     /// latest; an entry goes when its execution ends or its caller stops waiting.
     called: HashMap<String, std::time::Instant>,
+    /// Executions in `slot_free` whose caller stopped waiting (so not in `called`).
+    abandoned: usize,
     /// Executions in `flow_queue`.
     flow_held: HashSet<String>,
     /// When `called` is next pruned of entries past their caller's wait.
@@ -188,6 +193,7 @@ impl Actor for TenantSupervisor {
             running: HashMap::new(),
             slot_free: HashSet::new(),
             called: HashMap::new(),
+            abandoned: 0,
             flow_held: HashSet::new(),
             prune_called_at: std::time::Instant::now(),
             called_ready: VecDeque::new(),
@@ -211,10 +217,6 @@ impl Actor for TenantSupervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state
-            .args
-            .slot_free_counts
-            .set(&state.args.space, &state.args.tenant, 0);
         for p in 1..=4u8 {
             let depth = state.lanes.depth(p);
             if depth > 0 {
@@ -291,27 +293,51 @@ impl Actor for TenantSupervisor {
             }
             TenantMsg::FlowsChanged => state.reload_flows()?,
             TenantMsg::Run(exec) => state.enqueue(exec, None),
-            TenantMsg::RunCalled { exec, until } => {
+            TenantMsg::RunCalled {
+                exec,
+                until,
+                reservation,
+            } => {
                 // Entries past their caller's longest wait whose `CallerGone` never came (a
                 // cast, lost if this supervisor was replaced meanwhile), at most once a second.
                 let now = std::time::Instant::now();
                 if now >= state.prune_called_at {
-                    state.called.retain(|_, until| now < *until);
+                    let (slot_free, abandoned) = (&state.slot_free, &mut state.abandoned);
+                    state.called.retain(|id, until| {
+                        let waited_for = now < *until;
+                        if !waited_for && slot_free.contains(id) {
+                            *abandoned += 1;
+                        }
+                        waited_for
+                    });
                     state.prune_called_at = now + std::time::Duration::from_secs(1);
                 }
-                state.called.insert(exec.id.clone(), until);
+                if state.called.insert(exec.id.clone(), until).is_none()
+                    && state.slot_free.contains(&exec.id)
+                {
+                    // Running outside the slots after an earlier caller stopped waiting.
+                    state.abandoned = state.abandoned.saturating_sub(1);
+                }
                 state.enqueue(exec, None);
+                state.start_ready(&myself);
+                state.publish_slot_free();
+                // Counted in `called` now.
+                drop(reservation);
             }
             TenantMsg::CallerGone(id) => {
-                state.called.remove(&id);
+                if state.called.remove(&id).is_some() && state.slot_free.contains(&id) {
+                    state.abandoned += 1;
+                }
+                state.publish_slot_free();
             }
             TenantMsg::Finished { id, parked } => {
-                if state.slot_free.remove(&id) {
-                    state.publish_slot_free();
+                if state.slot_free.remove(&id) && !state.called.contains_key(&id) {
+                    state.abandoned = state.abandoned.saturating_sub(1);
                 }
                 if !parked {
                     state.called.remove(&id);
                 }
+                state.publish_slot_free();
                 if let Some(flow) = state.running.remove(&id) {
                     state.release_flow_slot(&myself, &flow);
                 }
@@ -488,11 +514,15 @@ impl TenantState {
         }
     }
 
-    /// Publishes how many executions run outside the slots.
+    /// Publishes how many executions this tenant runs, or will run, outside its slots: those
+    /// callers wait for (running, parked, or held by their flow's limit) and those still
+    /// running after their caller stopped waiting.
     fn publish_slot_free(&self) {
-        self.args
-            .slot_free_counts
-            .set(&self.args.space, &self.args.tenant, self.slot_free.len());
+        self.args.slot_free_counts.publish(
+            &self.args.space,
+            &self.args.tenant,
+            self.called.len() + self.abandoned,
+        );
     }
 
     /// Running executions that hold a slot.
@@ -704,8 +734,8 @@ impl TenantState {
             *n += 1;
         }
         if self.is_called(&exec.id) {
+            // Already counted (in `called`).
             self.slot_free.insert(exec.id.clone());
-            self.publish_slot_free();
         }
         self.running.insert(exec.id.clone(), exec.flow_id.clone());
         let engine = self.args.engine.clone();
