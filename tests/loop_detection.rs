@@ -402,7 +402,7 @@ async fn a_flow_that_replays_its_own_failures_stops() {
 /// synchronously: 4, 16, 64, 256 calls wait at successive hops, each callee running outside
 /// the tenant's slots. The chain budget refuses the calls past it as a loop, and the chain
 /// unwinds at once instead of growing to 4^8 executions. (With the default budget of 10,000
-/// the tenant's bound on executions outside its slots ended it first: 2,215 executions.)
+/// the tenant's bound on executions outside its slots ended it first: 1,025 executions.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synchronous_self_call_that_fans_out_stops_at_the_chain_budget() {
     const BUDGET: usize = 300;
