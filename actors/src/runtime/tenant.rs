@@ -153,6 +153,8 @@ pub struct TenantState {
     called: HashMap<String, std::time::Instant>,
     /// Executions in `slot_free` whose caller stopped waiting (so not in `called`).
     abandoned: usize,
+    /// The count last published to `slot_free_counts` (`usize::MAX` before the first).
+    published: usize,
     /// Executions in `flow_queue`.
     flow_held: HashSet<String>,
     /// When `called` is next pruned of entries past their caller's wait.
@@ -194,6 +196,7 @@ impl Actor for TenantSupervisor {
             slot_free: HashSet::new(),
             called: HashMap::new(),
             abandoned: 0,
+            published: usize::MAX,
             flow_held: HashSet::new(),
             prune_called_at: std::time::Instant::now(),
             called_ready: VecDeque::new(),
@@ -517,12 +520,15 @@ impl TenantState {
     /// Publishes how many executions this tenant runs, or will run, outside its slots: those
     /// callers wait for (running, parked, or held by their flow's limit) and those still
     /// running after their caller stopped waiting.
-    fn publish_slot_free(&self) {
-        self.args.slot_free_counts.publish(
-            &self.args.space,
-            &self.args.tenant,
-            self.called.len() + self.abandoned,
-        );
+    fn publish_slot_free(&mut self) {
+        let count = self.called.len() + self.abandoned;
+        // Every execution's end comes here: publish only changes.
+        if count != self.published {
+            self.args
+                .slot_free_counts
+                .publish(&self.args.space, &self.args.tenant, count);
+            self.published = count;
+        }
     }
 
     /// Running executions that hold a slot.
