@@ -55,6 +55,39 @@ const MAX_REDIRECTS: usize = 5;
 const DEFAULT_MAX_PAGES: u64 = 100;
 const MAX_PAGES: u64 = 1000;
 
+/// `req` with the headers every call carries: `Idempotency-Key` (unless the step set its own,
+/// which wins: one value, never two), `CDN-Loop` (appended after any the step set, RFC
+/// 8586), and for an execution's call its `x-sluice-call` token (replacing any the step set).
+///
+/// # Errors
+/// A request that cannot be built (a header or URL the step gave is invalid); not retryable.
+fn with_call_headers(
+    req: reqwest::RequestBuilder,
+    call: &ActionCall,
+    in_flight: Option<&own_calls::InFlight>,
+) -> Result<reqwest::RequestBuilder, ActionError> {
+    let (client, request) = req.build_split();
+    let mut request = request.map_err(|e| config_error(format!("invalid request: {e}")))?;
+    let headers = request.headers_mut();
+    let value = |v: &str| {
+        reqwest::header::HeaderValue::from_str(v)
+            .map_err(|e| config_error(format!("invalid header value {v:?}: {e}")))
+    };
+    if !headers.contains_key("idempotency-key") {
+        headers.insert("idempotency-key", value(&call.idempotency_key)?);
+    }
+    headers.append(hops::HEADER, value(&call.lineage.outgoing_value())?);
+    match in_flight {
+        Some(f) => {
+            headers.insert(own_calls::HEADER, value(f.token())?);
+        }
+        None => {
+            headers.remove(own_calls::HEADER);
+        }
+    }
+    Ok(reqwest::RequestBuilder::from_parts(client, request))
+}
+
 /// Calls connector actions.
 pub struct ConnectorInvoker {
     client: reqwest::Client,
@@ -238,14 +271,7 @@ impl ConnectorInvoker {
             if remaining.is_zero() {
                 return Err(ActionError::new("the call ran out of time", true));
             }
-            let req = build()
-                .timeout(remaining)
-                .header("idempotency-key", &call.idempotency_key)
-                .header(hops::HEADER, call.lineage.outgoing_value());
-            let req = match &in_flight {
-                Some(f) => req.header(own_calls::HEADER, f.token()),
-                None => req,
-            };
+            let req = with_call_headers(build().timeout(remaining), call, in_flight.as_ref())?;
             let req = auth::apply(req, def, opened.as_ref().map(|o| &o.auth));
             let result = exchange::send(req).await;
             if let (Some(rl), Ok(a)) = (&def.rate_limit, &result) {

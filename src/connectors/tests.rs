@@ -494,6 +494,54 @@ async fn every_other_connector_main_action_against_its_documented_shape() {
     assert!(e.message.contains("is for github"), "{}", e.message);
 }
 
+/// A step's own `Idempotency-Key` is sent as the only one (two values are ambiguous to a
+/// provider, and the execute API took the first); without one the connector's goes. A
+/// `x-sluice-call` a step sets is never forwarded: only the invoker's token names a caller.
+#[tokio::test]
+async fn a_step_idempotency_key_wins_and_is_sent_once() {
+    let h = harness(true).await;
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/keyed"))
+        .respond_with(json_resp(json!({"ok": true})))
+        .mount(&mock)
+        .await;
+    let url = format!("{}/keyed", mock.uri());
+    h.call(
+        "http",
+        "request",
+        None,
+        json!({"method": "POST", "url": url,
+               "headers": {"Idempotency-Key": "mine", "x-sluice-call": "forged"}}),
+    )
+    .await
+    .expect("with a key");
+    h.call(
+        "http",
+        "request",
+        None,
+        json!({"method": "POST", "url": url}),
+    )
+    .await
+    .expect("without");
+    let seen = mock.received_requests().await.expect("recorded");
+    let keys = |i: usize| -> Vec<String> {
+        seen[i]
+            .headers
+            .get_all("idempotency-key")
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
+    };
+    assert_eq!(keys(0), ["mine"]);
+    assert_eq!(keys(1), ["idem-1"]);
+    assert!(
+        seen.iter()
+            .all(|r| !r.headers.contains_key("x-sluice-call"))
+    );
+    assert!(seen.iter().all(|r| r.headers.contains_key("cdn-loop")));
+}
+
 #[tokio::test]
 async fn oauth2_token_expired_mid_flow_is_refreshed_once_and_stored_sealed() {
     let h = harness(true).await;
