@@ -32,6 +32,16 @@ fn caller(server: &Server, name: &str, callee: &str) -> Value {
            "response": {"status": 200, "body": {"answer": "{{steps.call.output.body}}"}}})
 }
 
+/// Awaits execute calls spawned at once and asserts each answered 200.
+async fn assert_all_ok(
+    calls: impl IntoIterator<Item = tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>>,
+) {
+    for call in calls {
+        let answer = call.await.expect("task").expect("execute");
+        assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
+    }
+}
+
 /// Runs `name` through the execute API `n` times at once; the answers' statuses and bodies.
 async fn execute_many(server: &Server, name: &str, n: usize) -> Vec<(u16, Value)> {
     let calls: Vec<_> = (0..n)
@@ -144,10 +154,7 @@ async fn a_copied_cdn_loop_header_does_not_bypass_the_tenant_slots() {
             )
         })
         .collect();
-    for call in calls {
-        let answer = call.await.expect("task").expect("execute");
-        assert_eq!(answer.status().as_u16(), 200);
-    }
+    assert_all_ok(calls).await;
     assert_eq!(sink.received().len(), 3);
     assert_eq!(sink.peak(), 1, "the tenant's one slot was bypassed");
 }
@@ -186,10 +193,7 @@ async fn a_flow_limit_does_not_hand_a_slot_free_place_to_the_next_run() {
     let held = run("limited");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let busy = run("other");
-    for call in [first, held, busy] {
-        let answer = call.await.expect("task").expect("execute");
-        assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
-    }
+    assert_all_ok([first, held, busy]).await;
     assert_eq!(sink.received().len(), 4);
     assert!(sink.peak() <= 2, "{} at once in 2 slots", sink.peak());
 }
@@ -222,10 +226,7 @@ async fn repeating_a_held_back_call_keeps_the_flow_limit() {
     calls.extend((0..4).map(|_| call("held")));
     tokio::time::sleep(Duration::from_millis(50)).await;
     calls.extend([call("c"), call("d")]);
-    for c in calls {
-        let answer = c.await.expect("task").expect("execute");
-        assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
-    }
+    assert_all_ok(calls).await;
     assert_eq!(sink.received().len(), 5, "one side effect per key");
     assert!(
         sink.peak() <= 2,
@@ -233,11 +234,7 @@ async fn repeating_a_held_back_call_keeps_the_flow_limit() {
         sink.peak()
     );
     sink.reset_peak();
-    let pair = [call("e"), call("f")];
-    for c in pair {
-        let answer = c.await.expect("task").expect("execute");
-        assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
-    }
+    assert_all_ok([call("e"), call("f")]).await;
     assert_eq!(sink.peak(), 2, "the flow's limit of two shrank");
 }
 
