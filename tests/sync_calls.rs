@@ -133,6 +133,85 @@ async fn a_called_flow_that_parks_resumes_while_its_caller_holds_the_only_slot()
     assert!(all.iter().all(|e| e["status"] == "completed"), "{all:#?}");
 }
 
+/// Two callers wait for one callee (they send one `Idempotency-Key`) in a tenant of two
+/// slots. The first gives up after 1 s and then holds its slot in a slow step; the callee,
+/// parked on a 2 s wait, must still resume outside the slots, because the second caller
+/// still waits in the other slot. Before, the first caller's leaving ended the callee's
+/// slot-free runs, and the second caller got 408 after 25 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_stays_slot_free_while_any_of_its_callers_waits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = Sink::start_with_delay(Duration::from_secs(60)).await;
+    let server = Server::start_with(dir.path(), &["--tenant-concurrency", "2"]);
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "pausing", "trigger": {"type": "manual"},
+                    "steps": [{"name": "pause", "type": "wait", "durationMs": 2000}],
+                    "response": {"status": 200, "body": {"n": "{{input.n}}"}}}),
+        )
+        .await;
+    let shared_call = |timeout_ms: u64| {
+        let mut step = server.call_step("call", "/api/v1/pausing", json!({"input": {"n": 1}}));
+        step["input"]["headers"]["idempotency-key"] = json!("shared");
+        step["timeoutMs"] = json!(timeout_ms);
+        step["onError"] = json!("continue");
+        step
+    };
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "impatient", "trigger": {"type": "manual"},
+                    "steps": [shared_call(1000),
+                              {"name": "slow", "type": "action", "connector": "http",
+                               "action": "request",
+                               "input": {"method": "POST", "url": slow.url, "body": {}}}]}),
+        )
+        .await;
+    server
+        .live_flow(
+            "default",
+            &json!({"name": "patient", "trigger": {"type": "manual"},
+                    "steps": [shared_call(30_000)],
+                    "response": {"status": 200,
+                                 "body": {"answer": "{{steps.call.output.body}}"}}}),
+        )
+        .await;
+    let impatient = tokio::spawn(
+        server
+            .api(reqwest::Method::POST, "/impatient")
+            .json(&json!({"input": {}}))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let answer = server
+        .api(reqwest::Method::POST, "/patient")
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .expect("execute");
+    let elapsed = started.elapsed();
+    let status = answer.status().as_u16();
+    let body: Value = answer.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["answer"]["n"], 1, "{body}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    let pausing: Vec<_> = server
+        .executions("default")
+        .await
+        .into_iter()
+        .filter(|e| e["flowName"] == "pausing")
+        .collect();
+    impatient.abort();
+    assert_eq!(
+        pausing.len(),
+        1,
+        "one callee for the shared key: {pausing:#?}"
+    );
+    assert_eq!(pausing[0]["status"], "completed", "{pausing:#?}");
+}
+
 /// A request from outside that copies Sluice's `CDN-Loop` header is not a call from one of
 /// this server's executions: it queues for a slot like any other, so three of them in a
 /// tenant of one slot reach the sink one at a time.
@@ -316,37 +395,47 @@ async fn a_burst_of_calls_stays_within_the_tenant_bound() {
 }
 
 /// The same `Idempotency-Key` twice, in sequence and at once: one execution, one side
-/// effect, and every answer names it.
+/// effect, and every answer names it. A repeat with another input is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_idempotency_key_finds_the_first_execution() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sink = Sink::start_with_delay(Duration::from_millis(300)).await;
     let server = Server::start(dir.path());
     server.live_flow("default", &posting("once", &sink)).await;
-    let call = |n: u32| {
+    let call = |body: &'static str| {
         server
             .api(reqwest::Method::POST, "/once")
             .header("idempotency-key", "order-42")
-            .json(&json!({"input": {"n": n}}))
+            .header("content-type", "application/json")
+            .body(body)
             .send()
     };
     let mut ids = Vec::new();
-    let at_once: Vec<_> = (0..5).map(|n| tokio::spawn(call(n))).collect();
+    let at_once: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(call(r#"{"input": {"n": 7, "tag": "a"}}"#)))
+        .collect();
     for c in at_once {
         let answer = c.await.expect("task").expect("execute");
         assert_eq!(answer.status().as_u16(), 200);
         ids.push(answer.headers()["x-sluice-execution-id"].clone());
     }
-    let again = call(9).await.expect("execute");
+    // The same input written differently is the same request.
+    let again = call(r#"{"input":{"tag":"a",   "n":7}}"#)
+        .await
+        .expect("execute");
     assert_eq!(again.status().as_u16(), 200);
     ids.push(again.headers()["x-sluice-execution-id"].clone());
     let body: Value = again.json().await.expect("json");
-    let first_input = sink.received()[0].body["n"].clone();
-    assert_eq!(
-        body["n"], first_input,
-        "the first call's input stands: {body}"
-    );
+    assert_eq!(body["n"], 7, "{body}");
     assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    // Another input under the same key: refused, nothing started.
+    let reused = call(r#"{"input": {"n": 9, "tag": "a"}}"#)
+        .await
+        .expect("execute");
+    assert_eq!(reused.status().as_u16(), 422);
+    let error: Value = reused.json().await.expect("json");
+    assert_eq!(error["code"], "IDEMPOTENCY_KEY_REUSED", "{error}");
+    assert_eq!(error["statusCode"], 422, "{error}");
     assert_eq!(sink.received().len(), 1);
     assert_eq!(server.executions("default").await.len(), 1);
     let (status, _) = server.post_json("/once", &json!({"input": {"n": 1}})).await;

@@ -84,6 +84,17 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "CONFLICT", message)
     }
 
+    /// 422 `IDEMPOTENCY_KEY_REUSED`: the request's `Idempotency-Key` was first sent with a
+    /// different payload (IETF draft "The Idempotency-Key HTTP Header Field", §2.7); nothing
+    /// was started. Send a new key for a new request.
+    pub fn idempotency_key_reused(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            message,
+        )
+    }
+
     /// 413 `PAYLOAD_TOO_LARGE`.
     pub fn too_large(limit: usize) -> Self {
         Self::new(

@@ -18,8 +18,11 @@
 //!   (tenant, flow, key, attempt), so a repeated call with the key — a client retrying, or a calling
 //!   execution's step run again after a restart (connectors send one key per step call) —
 //!   waits for, or answers with, the execution the first call started instead of starting
-//!   another (the first call's input and flow version stand), unless that one failed or
-//!   timed out: then the repeat starts the next (a caller's retry runs the flow again).
+//!   another (the first call's flow version stands), unless that one failed or timed out:
+//!   then the repeat starts the next (a caller's retry runs the flow again, with the
+//!   retry's input). A repeat whose `input` differs from that execution's (as JSON values)
+//!   gets 422 `IDEMPOTENCY_KEY_REUSED` and starts nothing (IETF draft "The
+//!   Idempotency-Key HTTP Header Field", §2.7).
 //! - A call that a running execution of the same tenant makes (recognised by its in-flight
 //!   `x-sluice-call` token, see [`crate::own_calls`]; a copied `CDN-Loop` header is not
 //!   enough) runs its execution at once, outside the tenant's concurrency slots: the caller
@@ -149,6 +152,7 @@ async fn execute(
         }
     }
     let key = idempotency_key(&headers)?;
+    let input_text = input.to_string();
     let reservation = reserve_slot_free(&state, &headers, &space, &tenant)?;
     // Subscribed before the execution can start, so its completion cannot be missed.
     let mut done = state.engine.completions();
@@ -162,7 +166,7 @@ async fn execute(
         status: ExecutionStatus::Pending,
         event_id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
         trigger_kind: "manual".into(),
-        trigger_json: input.to_string(),
+        trigger_json: input_text.clone(),
         input_json: String::new(),
         created_at_ms: now_ms(),
         started_at_ms: None,
@@ -184,6 +188,11 @@ async fn execute(
         new_record,
     )
     .await?;
+    if key.is_some() && !same_input(&exec, &input, &input_text) {
+        return Err(ApiError::idempotency_key_reused(
+            "this Idempotency-Key was first sent with a different input; its execution ran with that one",
+        ));
+    }
     let id = exec.id.clone();
     let called = own_caller(&state, &headers, &space, &tenant, &id);
     // A repeated key may find an execution of an earlier version of the flow.
@@ -203,21 +212,29 @@ async fn execute(
         sluice_actors::flow::plan(spec).map_err(|e| ApiError::internal(e.message))?
     };
     // Until this handler ends (answered, timed out, or its client gone) the calling
-    // execution waits, holding a slot: its callee runs outside the slots meanwhile.
-    let _caller_waits = (called.is_some() && !exec.status.is_terminal()).then(|| CallerWaits {
-        root: state.root.clone(),
-        exec: ExecutionRef::of(&exec),
-    });
+    // execution waits, holding a slot: its callee runs outside the slots meanwhile. Each
+    // `RunCalled` sent is paired with one `CallerGone`, so with several callers waiting
+    // (one `Idempotency-Key`) the first to stop does not end the others' slot-free runs.
+    let mut _caller_waits = None;
     if !exec.status.is_terminal() {
-        let run = match (called.is_some(), reservation) {
-            (true, Some(reservation)) => RootMsg::RunCalled {
-                exec: ExecutionRef::of(&exec),
-                until: std::time::Instant::now() + MAX_SYNC_WAIT,
-                reservation,
-            },
-            _ => RootMsg::run(&exec),
-        };
-        state.root.cast(run).map_err(ApiError::internal)?;
+        match (called.is_some(), reservation) {
+            (true, Some(reservation)) => {
+                let run = RootMsg::RunCalled {
+                    exec: ExecutionRef::of(&exec),
+                    until: std::time::Instant::now() + MAX_SYNC_WAIT,
+                    reservation,
+                };
+                state.root.cast(run).map_err(ApiError::internal)?;
+                _caller_waits = Some(CallerWaits {
+                    root: state.root.clone(),
+                    exec: ExecutionRef::of(&exec),
+                });
+            }
+            _ => state
+                .root
+                .cast(RootMsg::run(&exec))
+                .map_err(ApiError::internal)?,
+        }
     }
     let already_ended = exec.status.is_terminal();
     let finished = tokio::time::timeout(MAX_SYNC_WAIT, async {
@@ -307,6 +324,13 @@ async fn find_or_start(
             Some(existing) => return Ok(existing),
         }
     }
+}
+
+/// Whether `exec` (found or stored for this call) ran with `input` (serialized:
+/// `input_text`): compared as JSON values, so key order and white space do not matter.
+fn same_input(exec: &ExecutionRecord, input: &Value, input_text: &str) -> bool {
+    exec.trigger_json == input_text
+        || serde_json::from_str::<Value>(&exec.trigger_json).is_ok_and(|stored| &stored == input)
 }
 
 /// Longest `Idempotency-Key` accepted, in bytes.

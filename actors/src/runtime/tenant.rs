@@ -88,8 +88,9 @@ pub enum TenantMsg {
         /// here.
         reservation: super::slot_free::Reservation,
     },
-    /// The synchronous caller of this execution stopped waiting for it (answered, timed out,
-    /// or gone): its later runs take a slot.
+    /// One synchronous caller of this execution stopped waiting for it (answered, timed
+    /// out, or gone), after its [`TenantMsg::RunCalled`]: once the last one has, its later
+    /// runs take a slot.
     CallerGone(String),
     /// An execution task ended (normally or not); `parked` when the execution is waiting
     /// and will run again.
@@ -140,6 +141,16 @@ struct Waiting {
     _permit: Option<Arc<RelayPermit>>,
 }
 
+/// The synchronous callers waiting for one execution: several when they send one
+/// `Idempotency-Key`.
+#[derive(Debug, Clone, Copy)]
+struct CalledBy {
+    /// Callers still waiting (each `RunCalled` adds one, each `CallerGone` removes one).
+    callers: usize,
+    /// The end of the longest of their waits, at the latest.
+    until: std::time::Instant,
+}
+
 /// Its state.
 pub struct TenantState {
     args: TenantArgs,
@@ -148,9 +159,9 @@ pub struct TenantState {
     running: HashMap<String, String>,
     /// The running executions that hold no concurrency slot (see [`TenantMsg::RunCalled`]).
     slot_free: HashSet<String>,
-    /// Executions synchronous callers wait for, with the end of each caller's wait at the
-    /// latest; an entry goes when its execution ends or its caller stops waiting.
-    called: HashMap<String, std::time::Instant>,
+    /// Executions synchronous callers wait for; an entry goes when its execution ends or
+    /// its last caller stops waiting.
+    called: HashMap<String, CalledBy>,
     /// Executions in `slot_free` whose caller stopped waiting (so not in `called`).
     abandoned: usize,
     /// The count last published to `slot_free_counts` (`usize::MAX` before the first).
@@ -306,8 +317,8 @@ impl Actor for TenantSupervisor {
                 let now = std::time::Instant::now();
                 if now >= state.prune_called_at {
                     let (slot_free, abandoned) = (&state.slot_free, &mut state.abandoned);
-                    state.called.retain(|id, until| {
-                        let waited_for = now < *until;
+                    state.called.retain(|id, by| {
+                        let waited_for = now < by.until;
                         if !waited_for && slot_free.contains(id) {
                             *abandoned += 1;
                         }
@@ -315,11 +326,21 @@ impl Actor for TenantSupervisor {
                     });
                     state.prune_called_at = now + std::time::Duration::from_secs(1);
                 }
-                if state.called.insert(exec.id.clone(), until).is_none()
-                    && state.slot_free.contains(&exec.id)
-                {
-                    // Running outside the slots after an earlier caller stopped waiting.
-                    state.abandoned = state.abandoned.saturating_sub(1);
+                match state.called.get_mut(&exec.id) {
+                    Some(by) => {
+                        by.callers += 1;
+                        by.until = by.until.max(until);
+                    }
+                    None => {
+                        state
+                            .called
+                            .insert(exec.id.clone(), CalledBy { callers: 1, until });
+                        if state.slot_free.contains(&exec.id) {
+                            // Running outside the slots after an earlier caller stopped
+                            // waiting.
+                            state.abandoned = state.abandoned.saturating_sub(1);
+                        }
+                    }
                 }
                 state.enqueue(exec, None);
                 state.start_ready(&myself);
@@ -328,8 +349,15 @@ impl Actor for TenantSupervisor {
                 drop(reservation);
             }
             TenantMsg::CallerGone(id) => {
-                if state.called.remove(&id).is_some() && state.slot_free.contains(&id) {
-                    state.abandoned += 1;
+                let last = state.called.get_mut(&id).is_some_and(|by| {
+                    by.callers = by.callers.saturating_sub(1);
+                    by.callers == 0
+                });
+                if last {
+                    state.called.remove(&id);
+                    if state.slot_free.contains(&id) {
+                        state.abandoned += 1;
+                    }
                 }
                 state.publish_slot_free();
             }
@@ -449,14 +477,14 @@ impl TenantState {
     fn is_called(&self, id: &str) -> bool {
         self.called
             .get(id)
-            .is_some_and(|until| std::time::Instant::now() < *until)
+            .is_some_and(|by| std::time::Instant::now() < by.until)
     }
 
     /// Whether a synchronous caller still waits for any execution of this tenant (one parked
     /// on a wait must find its entry when it resumes).
     fn awaits_callers(&self) -> bool {
         let now = std::time::Instant::now();
-        self.called.values().any(|until| now < *until)
+        self.called.values().any(|by| now < by.until)
     }
 
     /// Starts the called executions at once, then queued executions while slots are free.
