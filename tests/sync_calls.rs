@@ -420,7 +420,7 @@ async fn a_repeated_idempotency_key_finds_the_first_execution() {
         ids.push(answer.headers()["x-sluice-execution-id"].clone());
     }
     // The same input written differently is the same request.
-    let again = call(r#"{"input":{"tag":"a",   "n":7}}"#)
+    let again = call(r#"{"input":{"tag":"a",   "n":7.0}}"#)
         .await
         .expect("execute");
     assert_eq!(again.status().as_u16(), 200);

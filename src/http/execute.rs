@@ -330,7 +330,33 @@ async fn find_or_start(
 /// `input_text`): compared as JSON values, so key order and white space do not matter.
 fn same_input(exec: &ExecutionRecord, input: &Value, input_text: &str) -> bool {
     exec.trigger_json == input_text
-        || serde_json::from_str::<Value>(&exec.trigger_json).is_ok_and(|stored| &stored == input)
+        || serde_json::from_str::<Value>(&exec.trigger_json)
+            .is_ok_and(|stored| same_json(&stored, input))
+}
+
+/// JSON equality (RFC 8259) where numbers compare by value: `1`, `1.0` and `1e0` are one
+/// number. (`Value`'s own equality compares numbers as written, because exact numbers are
+/// kept as text.) Integers compare exactly, whatever their size; other numbers as `f64`.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let text = (x.to_string(), y.to_string());
+            text.0 == text.1
+                || match (x.as_i128(), y.as_i128()) {
+                    (Some(i), Some(j)) => i == j,
+                    _ => x.as_f64().zip(y.as_f64()).is_some_and(|(f, g)| f == g),
+                }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// Longest `Idempotency-Key` accepted, in bytes.
@@ -486,4 +512,40 @@ fn answer(state: &AppState, plan: &Plan, exec: &ExecutionRecord) -> Result<Respo
         ),
     };
     Ok((status, Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_json;
+    use serde_json::Value;
+
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).expect("json")
+    }
+
+    #[test]
+    fn numbers_compare_by_value_and_objects_ignore_key_order() {
+        let same = [
+            (
+                r#"{"n": 1, "m": [2, {"x": 3}]}"#,
+                r#"{"m": [2.0, {"x": 30e-1}], "n": 1e0}"#,
+            ),
+            ("0", "-0"),
+            ("1.5", "1.50"),
+            ("18446744073709551617", "18446744073709551617"),
+        ];
+        for (a, b) in same {
+            assert!(same_json(&parse(a), &parse(b)), "{a} ~ {b}");
+        }
+        let different = [
+            (r#"{"n": 1}"#, r#"{"n": 2}"#),
+            (r#"{"n": 1}"#, r#"{"n": 1, "m": null}"#),
+            ("[1, 2]", "[2, 1]"),
+            ("1", r#""1""#),
+            ("18446744073709551617", "18446744073709551616"),
+        ];
+        for (a, b) in different {
+            assert!(!same_json(&parse(a), &parse(b)), "{a} !~ {b}");
+        }
+    }
 }

@@ -141,6 +141,10 @@ struct Waiting {
     _permit: Option<Arc<RelayPermit>>,
 }
 
+/// How long after its callers' longest wait a `called` entry whose `CallerGone` never came is
+/// dropped.
+const PRUNE_CALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The synchronous callers waiting for one execution: several when they send one
 /// `Idempotency-Key`.
 #[derive(Debug, Clone, Copy)]
@@ -312,13 +316,16 @@ impl Actor for TenantSupervisor {
                 until,
                 reservation,
             } => {
-                // Entries past their caller's longest wait whose `CallerGone` never came (a
+                // Entries past their callers' longest wait whose `CallerGone` never came (a
                 // cast, lost if this supervisor was replaced meanwhile), at most once a second.
+                // Only well past it: a caller that timed out sends its `CallerGone` right
+                // after `until`, and pruned first, that late message would count against a
+                // new caller's entry for the same execution.
                 let now = std::time::Instant::now();
                 if now >= state.prune_called_at {
                     let (slot_free, abandoned) = (&state.slot_free, &mut state.abandoned);
                     state.called.retain(|id, by| {
-                        let waited_for = now < by.until;
+                        let waited_for = now < by.until + PRUNE_CALLED_AFTER;
                         if !waited_for && slot_free.contains(id) {
                             *abandoned += 1;
                         }

@@ -792,7 +792,17 @@ impl Keyspace {
     }
 
     fn check_write_halt(&self) {
+        let mut waits = 0u32;
         while self.tree.l0_run_count() >= 30 {
+            // PATCHED (see PATCHED.md): compactions are only requested after flushes, and a
+            // halted writer makes no more flushes. Keep one on its way (every 100 ms of the
+            // halt), or a halt that begins after the last request was taken lasts for ever.
+            if waits % 10 == 0 {
+                self.worker_messager
+                    .try_send(WorkerMessage::Compact(self.clone()))
+                    .ok();
+            }
+            waits = waits.wrapping_add(1);
             std::thread::sleep(Duration::from_millis(10));
         }
     }
