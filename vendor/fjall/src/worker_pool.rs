@@ -241,11 +241,14 @@ fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
                     .ok();
             }
 
-            ctx.supervisor
+            // PATCHED (see PATCHED.md): journals are deleted after the lock is released.
+            let evicted = ctx
+                .supervisor
                 .journal_manager
                 .write()
                 .expect("lock is poisoned")
-                .maintenance()?;
+                .maintenance();
+            crate::journal::manager::delete_journals(evicted)?;
         }
         WorkerMessage::Compact(keyspace) => {
             // NOTE: Let one worker prioritize flushing if there are pending flushes

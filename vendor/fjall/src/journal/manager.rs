@@ -111,13 +111,21 @@ impl JournalManager {
         items
     }
 
-    /// Performs maintenance, maybe deleting some old journals
-    pub(crate) fn maintenance(&mut self) -> crate::Result<()> {
+    /// Performs maintenance: takes the journals that every keyspace has flushed off the
+    /// list, oldest first, and returns their paths for [`delete_journals`].
+    ///
+    /// PATCHED (see `PATCHED.md`): upstream deleted the files here, under the journal
+    /// manager's write lock, which a flush worker about to rotate the journal waits for
+    /// while it holds the journal writer (every commit's lock). Deleting a 64 MB journal
+    /// on a filesystem mounted with `discard` waits for the device's TRIM.
+    pub(crate) fn maintenance(&mut self) -> Vec<PathBuf> {
         log::debug!("Running journal maintenance");
+
+        let mut evicted = vec![];
 
         loop {
             let Some(item) = self.items.first() else {
-                return Ok(());
+                return evicted;
             };
 
             // TODO: unit test: check deleted keyspace does not prevent journal eviction
@@ -130,7 +138,7 @@ impl JournalManager {
                 {
                     let Some(keyspace_seqno) = item.keyspace.tree.get_highest_persisted_seqno()
                     else {
-                        return Ok(());
+                        return evicted;
                     };
 
                     if keyspace_seqno < item.lsn {
@@ -138,7 +146,7 @@ impl JournalManager {
                             "Keyspace {:?} not flushed enough to evict journal",
                             item.keyspace.name,
                         );
-                        return Ok(());
+                        return evicted;
                     }
                 }
             }
@@ -152,17 +160,11 @@ impl JournalManager {
             // [2] Checking the seqno is safe because the queues inside the flush manager are FIFO.
             //
             // IMPORTANT: On recovery, the journals need to be flushed from oldest to newest.
-            log::trace!("Removing fully flushed journal at {}", item.path.display());
-
-            std::fs::remove_file(&item.path).inspect_err(|e| {
-                log::error!(
-                    "Failed to clean up stale journal file at {}: {e:?}",
-                    item.path.display(),
-                );
-            })?;
+            log::trace!("Evicting fully flushed journal at {}", item.path.display());
 
             self.disk_space_in_bytes = self.disk_space_in_bytes.saturating_sub(item.size_in_bytes);
-            self.items.remove(0);
+            let item = self.items.remove(0);
+            evicted.push(item.path);
         }
     }
 
@@ -183,4 +185,28 @@ impl JournalManager {
 
         Ok(())
     }
+}
+
+/// Deletes the journals [`JournalManager::maintenance`] evicted, oldest first, after the
+/// caller has released the journal manager's lock.
+///
+/// PATCHED (see `PATCHED.md`). A journal left behind by an error or a crash holds only
+/// flushed batches: recovery skips them and evicts the journal again.
+///
+/// # Errors
+///
+/// Returns the first error deleting a file; the journals after it are left in place.
+pub(crate) fn delete_journals(paths: Vec<PathBuf>) -> crate::Result<()> {
+    for path in paths {
+        log::trace!("Removing fully flushed journal at {}", path.display());
+
+        std::fs::remove_file(&path).inspect_err(|e| {
+            log::error!(
+                "Failed to clean up stale journal file at {}: {e:?}",
+                path.display(),
+            );
+        })?;
+    }
+
+    Ok(())
 }

@@ -769,10 +769,13 @@ impl Keyspace {
                 .expect("lock is poisoned")
                 .values()
             {
-                if let Err(e) = keyspace.tree.get_version_history_lock().maintenance(
+                // PATCHED (see PATCHED.md): the write lock is held only to take the old
+                // versions off the history; they are disposed of after it is released.
+                let garbage = keyspace.tree.get_version_history_lock().maintenance(
                     keyspace.path(),
                     self.supervisor.snapshot_tracker.get_seqno_safe_to_gc(),
-                ) {
+                );
+                if let Err(e) = garbage.dispose() {
                     log::warn!(
                         "Version history GC failed for keyspace {:?}: {e:?}",
                         keyspace.name,
@@ -781,12 +784,15 @@ impl Keyspace {
             }
         }
 
+        // PATCHED (see PATCHED.md): journals are deleted after the lock is released.
         #[expect(clippy::expect_used)]
-        self.supervisor
+        let evicted = self
+            .supervisor
             .journal_manager
             .write()
             .expect("lock is poisoned")
-            .maintenance()?;
+            .maintenance();
+        crate::journal::manager::delete_journals(evicted)?;
 
         Ok(true)
     }
@@ -831,14 +837,15 @@ impl Keyspace {
     }
 
     pub(crate) fn request_rotation(&self) {
-        let lock = self.tree.get_version_history_lock();
-        let latest_version = lock.latest_version();
-        let active_memtable = &latest_version.active_memtable;
+        // PATCHED (see PATCHED.md): upstream took the version *write* lock to read this
+        // id, on every commit that finds the memtable past its size until a worker has
+        // rotated it; `active_memtable` reads it under the read lock.
+        let active_memtable_id = self.tree.active_memtable().id();
 
         self.worker_messager
             .try_send(WorkerMessage::RotateMemtable(
                 self.clone(),
-                active_memtable.id(),
+                active_memtable_id,
             ))
             .ok();
     }

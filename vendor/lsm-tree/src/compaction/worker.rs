@@ -242,7 +242,11 @@ fn move_tables(
         &opts.visible_seqno,
     )?;
 
-    if let Err(e) = version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark) {
+    // PATCHED: old versions are disposed of after the write lock is released.
+    let garbage = version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark);
+    drop(version_history_lock);
+
+    if let Err(e) = garbage.dispose() {
         log::error!("Manifest maintenance failed: {e:?}");
         return Err(e);
     }
@@ -602,14 +606,14 @@ fn merge_tables(
         .hidden_set_mut()
         .show(payload.table_ids.iter().copied());
 
-    version_history_lock
-        .maintenance(&opts.config.path, opts.mvcc_gc_watermark)
-        .inspect_err(|e| {
-            log::error!("Manifest maintenance failed: {e:?}");
-        })?;
-
+    // PATCHED: old versions are disposed of after the write lock is released.
+    let garbage = version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark);
     drop(version_history_lock);
     drop(compaction_state);
+
+    garbage.dispose().inspect_err(|e| {
+        log::error!("Manifest maintenance failed: {e:?}");
+    })?;
 
     log::trace!("Compaction successful");
 
@@ -679,12 +683,14 @@ fn drop_tables(
         &opts.visible_seqno,
     )?;
 
-    if let Err(e) = version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark) {
+    // PATCHED: old versions are disposed of after the write lock is released.
+    let garbage = version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark);
+    drop(version_history_lock);
+
+    if let Err(e) = garbage.dispose() {
         log::error!("Manifest maintenance failed: {e:?}");
         return Err(e);
     }
-
-    drop(version_history_lock);
 
     // NOTE: If the application were to crash >here< it's fine
     // The tables are not referenced anymore, and will be

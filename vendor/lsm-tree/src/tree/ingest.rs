@@ -326,7 +326,11 @@ impl<'a> Ingestion<'a> {
 
         // Perform maintenance on the version history (e.g., clean up old versions).
         // We use gc_watermark=0 since ingestion doesn't affect sealed memtables.
-        if let Err(e) = version_lock.maintenance(&self.tree.config.path, 0) {
+        // PATCHED: old versions are disposed of after the write lock is released.
+        let garbage = version_lock.maintenance(&self.tree.config.path, 0);
+        drop(version_lock);
+
+        if let Err(e) = garbage.dispose() {
             log::warn!("Version GC failed: {e:?}");
         }
 

@@ -497,7 +497,11 @@ impl AbstractTree for Tree {
             &self.config.visible_seqno,
         )?;
 
-        if let Err(e) = version_lock.maintenance(&self.config.path, gc_watermark) {
+        // PATCHED: old versions are disposed of after the write lock is released.
+        let garbage = version_lock.maintenance(&self.config.path, gc_watermark);
+        drop(version_lock);
+
+        if let Err(e) = garbage.dispose() {
             log::warn!("Version GC failed: {e:?}");
         }
 

@@ -10,7 +10,7 @@ use crate::{
 };
 use std::{
     collections::VecDeque,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, RwLock, RwLockWriteGuard},
 };
 
@@ -31,6 +31,41 @@ pub struct SuperVersion {
 }
 
 pub struct SuperVersions(VecDeque<SuperVersion>);
+
+/// Old versions taken off a tree's history by [`SuperVersions::maintenance`], with the
+/// paths of their version files (`v<id>` in the tree's folder).
+///
+/// PATCHED (see `PATCHED.md` in this crate's folder): disposing of them is slow (see
+/// `maintenance`), so it happens after the version lock is released. Dropping this
+/// without [`VersionGarbage::dispose`] still drops the versions but leaves their files,
+/// which the next recovery deletes as orphans.
+#[derive(Default)]
+#[must_use = "dispose of the old versions after releasing the version lock"]
+pub struct VersionGarbage {
+    versions: Vec<SuperVersion>,
+    files: Vec<PathBuf>,
+}
+
+impl VersionGarbage {
+    /// Drops the old versions (which may delete tables and blob files no other version
+    /// references) and deletes their version files, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Returns the first error deleting a version file; the files after it are left
+    /// for the next recovery, which deletes every version file but `CURRENT`'s.
+    pub fn dispose(self) -> crate::Result<()> {
+        drop(self.versions);
+
+        for path in self.files {
+            if path.try_exists()? {
+                crate::file::retry_transient_io(|| std::fs::remove_file(&path))?;
+            }
+        }
+
+        Ok(())
+    }
+}
 
 impl SuperVersions {
     pub fn new(version: Version) -> Self {
@@ -71,20 +106,32 @@ impl SuperVersions {
         self.len().saturating_sub(1)
     }
 
-    pub fn maintenance(&mut self, folder: &Path, gc_watermark: SeqNo) -> crate::Result<()> {
+    /// Takes the versions below `gc_watermark` off the history (all but the newest of
+    /// them) and returns them with their version files, for the caller to
+    /// [`VersionGarbage::dispose`] of once it has released the version lock.
+    ///
+    /// PATCHED (see `PATCHED.md` in this crate's folder): upstream deleted the version
+    /// files and dropped the old versions here, under the write lock. Dropping a version
+    /// can drop the last reference to a compacted-away table (whose `Drop` unlinks its
+    /// file) or to a flushed memtable (freeing every skiplist node), and an unlink on a
+    /// filesystem mounted with `discard` waits for the device's TRIM: every write to the
+    /// tree waited behind that too.
+    pub fn maintenance(&mut self, folder: &Path, gc_watermark: SeqNo) -> VersionGarbage {
+        let mut garbage = VersionGarbage::default();
+
         if gc_watermark == 0 {
-            return Ok(());
+            return garbage;
         }
 
         if self.free_list_len() < 1 {
-            return Ok(());
+            return garbage;
         }
 
         log::trace!("Running manifest GC with watermark={gc_watermark}");
 
         if let Some(hi_idx) = self.0.iter().rposition(|x| x.seqno < gc_watermark) {
             for _ in 0..hi_idx {
-                let Some(head) = self.0.front() else {
+                let Some(head) = self.0.pop_front() else {
                     break;
                 };
 
@@ -94,18 +141,16 @@ impl SuperVersions {
                     head.seqno,
                 );
 
-                let path = folder.join(format!("v{}", head.version.id()));
-                if path.try_exists()? {
-                    crate::file::retry_transient_io(|| std::fs::remove_file(&path))?;
-                }
-
-                self.0.pop_front();
+                garbage
+                    .files
+                    .push(folder.join(format!("v{}", head.version.id())));
+                garbage.versions.push(head);
             }
         }
 
         log::trace!("Manifest GC done, version length now {}", self.0.len());
 
-        Ok(())
+        garbage
     }
 
     /// Modifies the level manifest atomically.
@@ -294,7 +339,7 @@ mod tests {
             .into(),
         );
 
-        history.maintenance(Path::new("."), 0)?;
+        history.maintenance(Path::new("."), 0).dispose()?;
 
         assert_eq!(history.free_list_len(), 2);
 
@@ -327,7 +372,7 @@ mod tests {
             .into(),
         );
 
-        history.maintenance(Path::new("."), 3)?;
+        history.maintenance(Path::new("."), 3).dispose()?;
 
         assert_eq!(history.len(), 1);
 
@@ -366,7 +411,7 @@ mod tests {
             .into(),
         );
 
-        history.maintenance(Path::new("."), 3)?;
+        history.maintenance(Path::new("."), 3).dispose()?;
 
         assert_eq!(history.len(), 2);
 
@@ -393,7 +438,7 @@ mod tests {
             .into(),
         );
 
-        history.maintenance(Path::new("."), 3)?;
+        history.maintenance(Path::new("."), 3).dispose()?;
 
         assert_eq!(history.len(), 2);
 
@@ -420,7 +465,7 @@ mod tests {
             .into(),
         );
 
-        history.maintenance(Path::new("."), 3)?;
+        history.maintenance(Path::new("."), 3).dispose()?;
 
         assert_eq!(history.len(), 1);
 
