@@ -242,13 +242,12 @@ fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
             }
 
             // PATCHED (see PATCHED.md): journals are deleted after the lock is released.
-            let evicted = ctx
-                .supervisor
+            ctx.supervisor
                 .journal_manager
                 .write()
                 .expect("lock is poisoned")
                 .maintenance();
-            crate::journal::manager::delete_journals(evicted)?;
+            crate::journal::manager::delete_evicted_journals(&ctx.supervisor.journal_manager)?;
         }
         WorkerMessage::Compact(keyspace) => {
             // NOTE: Let one worker prioritize flushing if there are pending flushes

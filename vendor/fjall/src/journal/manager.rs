@@ -5,7 +5,11 @@
 use super::writer::Writer;
 use crate::Keyspace;
 use lsm_tree::{AbstractTree, SeqNo};
-use std::{path::PathBuf, sync::MutexGuard};
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard, RwLock},
+};
 
 /// Stores the highest seqno of a keyspace found in a journal.
 #[derive(Clone)]
@@ -44,6 +48,15 @@ impl std::fmt::Debug for Item {
 pub struct JournalManager {
     items: Vec<Item>,
     disk_space_in_bytes: u64,
+
+    /// PATCHED (see `PATCHED.md`): journals [`JournalManager::maintenance`] evicted and
+    /// [`delete_evicted_journals`] has not deleted yet, oldest first, with their sizes.
+    pending_deletions: VecDeque<(PathBuf, u64)>,
+
+    /// PATCHED: held by whoever runs [`delete_evicted_journals`], so that journals are
+    /// deleted one at a time and oldest first, as upstream deleted them under this
+    /// manager's lock.
+    deleter: Arc<Mutex<()>>,
 }
 
 impl Drop for JournalManager {
@@ -63,6 +76,8 @@ impl JournalManager {
         Self {
             items: Vec::with_capacity(10),
             disk_space_in_bytes: 0,
+            pending_deletions: VecDeque::new(),
+            deleter: Arc::default(),
         }
     }
 
@@ -78,7 +93,8 @@ impl JournalManager {
     /// Returns the number of journals
     pub(crate) fn journal_count(&self) -> usize {
         // NOTE: + 1 = active journal
-        self.sealed_journal_count() + 1
+        // PATCHED: evicted journals count until they are deleted.
+        self.sealed_journal_count() + self.pending_deletions.len() + 1
     }
 
     /// Returns the number of sealed journals
@@ -111,21 +127,20 @@ impl JournalManager {
         items
     }
 
-    /// Performs maintenance: takes the journals that every keyspace has flushed off the
-    /// list, oldest first, and returns their paths for [`delete_journals`].
+    /// Performs maintenance: moves the journals that every keyspace has flushed, oldest
+    /// first, from the list of sealed journals to the pending deletions, which
+    /// [`delete_evicted_journals`] deletes.
     ///
     /// PATCHED (see `PATCHED.md`): upstream deleted the files here, under the journal
     /// manager's write lock, which a flush worker about to rotate the journal waits for
     /// while it holds the journal writer (every commit's lock). Deleting a 64 MB journal
     /// on a filesystem mounted with `discard` waits for the device's TRIM.
-    pub(crate) fn maintenance(&mut self) -> Vec<PathBuf> {
+    pub(crate) fn maintenance(&mut self) {
         log::debug!("Running journal maintenance");
-
-        let mut evicted = vec![];
 
         loop {
             let Some(item) = self.items.first() else {
-                return evicted;
+                return;
             };
 
             // TODO: unit test: check deleted keyspace does not prevent journal eviction
@@ -138,7 +153,7 @@ impl JournalManager {
                 {
                     let Some(keyspace_seqno) = item.keyspace.tree.get_highest_persisted_seqno()
                     else {
-                        return evicted;
+                        return;
                     };
 
                     if keyspace_seqno < item.lsn {
@@ -146,7 +161,7 @@ impl JournalManager {
                             "Keyspace {:?} not flushed enough to evict journal",
                             item.keyspace.name,
                         );
-                        return evicted;
+                        return;
                     }
                 }
             }
@@ -162,9 +177,9 @@ impl JournalManager {
             // IMPORTANT: On recovery, the journals need to be flushed from oldest to newest.
             log::trace!("Evicting fully flushed journal at {}", item.path.display());
 
-            self.disk_space_in_bytes = self.disk_space_in_bytes.saturating_sub(item.size_in_bytes);
             let item = self.items.remove(0);
-            evicted.push(item.path);
+            self.pending_deletions
+                .push_back((item.path, item.size_in_bytes));
         }
     }
 
@@ -187,26 +202,112 @@ impl JournalManager {
     }
 }
 
-/// Deletes the journals [`JournalManager::maintenance`] evicted, oldest first, after the
-/// caller has released the journal manager's lock.
+/// Deletes the journals [`JournalManager::maintenance`] evicted, oldest first, one at a
+/// time, without holding the journal manager's lock while a file is deleted.
 ///
-/// PATCHED (see `PATCHED.md`). A journal left behind by an error or a crash holds only
-/// flushed batches: recovery skips them and evicts the journal again.
+/// PATCHED (see `PATCHED.md`). The journals on disk stay an unbroken run of ids ending
+/// at the active journal, as upstream: deletions are serialized by the manager's deleter
+/// mutex (held by no commit), a journal leaves the pending list only once its file is
+/// gone, and a failed deletion stays at the front and is retried first next time.
 ///
 /// # Errors
 ///
-/// Returns the first error deleting a file; the journals after it are left in place.
-pub(crate) fn delete_journals(paths: Vec<PathBuf>) -> crate::Result<()> {
-    for path in paths {
+/// Returns the error deleting the oldest pending journal (a file already gone counts
+/// as deleted); the newer ones wait for it.
+pub(crate) fn delete_evicted_journals(manager: &RwLock<JournalManager>) -> crate::Result<()> {
+    #[expect(clippy::expect_used)]
+    let deleter = Arc::clone(&manager.read().expect("lock is poisoned").deleter);
+    #[expect(clippy::expect_used)]
+    let _deleting = deleter.lock().expect("lock is poisoned");
+
+    loop {
+        #[expect(clippy::expect_used)]
+        let Some((path, _)) = manager
+            .read()
+            .expect("lock is poisoned")
+            .pending_deletions
+            .front()
+            .cloned()
+        else {
+            return Ok(());
+        };
+
         log::trace!("Removing fully flushed journal at {}", path.display());
 
-        std::fs::remove_file(&path).inspect_err(|e| {
-            log::error!(
-                "Failed to clean up stale journal file at {}: {e:?}",
-                path.display(),
-            );
-        })?;
-    }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                log::error!(
+                    "Failed to clean up stale journal file at {}: {e:?}",
+                    path.display(),
+                );
+                return Err(e.into());
+            }
+        }
 
-    Ok(())
+        #[expect(clippy::expect_used)]
+        let mut manager = manager.write().expect("lock is poisoned");
+        if let Some((_, size_in_bytes)) = manager.pending_deletions.pop_front() {
+            manager.disk_space_in_bytes = manager.disk_space_in_bytes.saturating_sub(size_in_bytes);
+        }
+    }
+}
+
+// PATCHED (see PATCHED.md §3): evicted journals are deleted oldest first, and a failed
+// deletion holds back the newer ones.
+#[cfg(test)]
+mod deletion_order_test {
+    use super::*;
+    use test_log::test;
+
+    #[test]
+    fn evicted_journals_are_deleted_in_order_and_a_failure_holds_back_newer_ones(
+    ) -> crate::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let manager = RwLock::new(JournalManager::new());
+        let paths = (0..3)
+            .map(|id| dir.path().join(format!("{id}.jnl")))
+            .collect::<Vec<_>>();
+
+        // 0.jnl cannot be deleted as a file: it is a folder.
+        std::fs::create_dir(&paths[0])?;
+        std::fs::write(&paths[1], b"1")?;
+        std::fs::write(&paths[2], b"2")?;
+        {
+            let mut m = manager.write().expect("lock is poisoned");
+            for path in &paths {
+                m.disk_space_in_bytes += 10;
+                m.pending_deletions.push_back((path.clone(), 10));
+            }
+        }
+
+        assert!(delete_evicted_journals(&manager).is_err());
+        assert!(
+            paths[1].try_exists()?,
+            "a newer journal went before an older one"
+        );
+        assert!(paths[2].try_exists()?);
+        {
+            let m = manager.read().expect("lock is poisoned");
+            assert_eq!(m.pending_deletions.len(), 3);
+            assert_eq!(m.journal_count(), 4);
+            assert_eq!(m.disk_space_used(), 30);
+        }
+
+        // Once the oldest can go, all go, oldest first; one already gone counts as deleted.
+        std::fs::remove_dir(&paths[0])?;
+        std::fs::write(&paths[0], b"0")?;
+        std::fs::remove_file(&paths[2])?;
+        delete_evicted_journals(&manager)?;
+        for path in &paths {
+            assert!(!path.try_exists()?);
+        }
+        let m = manager.read().expect("lock is poisoned");
+        assert!(m.pending_deletions.is_empty());
+        assert_eq!(m.journal_count(), 1);
+        assert_eq!(m.disk_space_used(), 0);
+
+        Ok(())
+    }
 }

@@ -762,37 +762,40 @@ impl Keyspace {
             self.supervisor.snapshot_tracker.pullup();
             self.supervisor.snapshot_tracker.gc();
 
-            for keyspace in self
+            // PATCHED (see PATCHED.md): each keyspace's version write lock is held only
+            // to take its old versions off the history, and they are disposed of once
+            // neither that lock nor the keyspaces' lock is held (a flush worker rotating
+            // the journal waits for the latter while holding the journal writer).
+            let garbage = self
                 .supervisor
                 .keyspaces
                 .read()
                 .expect("lock is poisoned")
                 .values()
-            {
-                // PATCHED (see PATCHED.md): the write lock is held only to take the old
-                // versions off the history; they are disposed of after it is released.
-                let garbage = keyspace.tree.get_version_history_lock().maintenance(
-                    keyspace.path(),
-                    self.supervisor.snapshot_tracker.get_seqno_safe_to_gc(),
-                );
-                if let Err(e) = garbage.dispose() {
-                    log::warn!(
-                        "Version history GC failed for keyspace {:?}: {e:?}",
-                        keyspace.name,
+                .map(|keyspace| {
+                    let garbage = keyspace.tree.get_version_history_lock().maintenance(
+                        keyspace.path(),
+                        self.supervisor.snapshot_tracker.get_seqno_safe_to_gc(),
                     );
+                    (keyspace.name.clone(), garbage)
+                })
+                .collect::<Vec<_>>();
+
+            for (name, garbage) in garbage {
+                if let Err(e) = garbage.dispose() {
+                    log::warn!("Version history GC failed for keyspace {name:?}: {e:?}");
                 }
             }
         }
 
         // PATCHED (see PATCHED.md): journals are deleted after the lock is released.
         #[expect(clippy::expect_used)]
-        let evicted = self
-            .supervisor
+        self.supervisor
             .journal_manager
             .write()
             .expect("lock is poisoned")
             .maintenance();
-        crate::journal::manager::delete_journals(evicted)?;
+        crate::journal::manager::delete_evicted_journals(&self.supervisor.journal_manager)?;
 
         Ok(true)
     }
