@@ -50,8 +50,10 @@ pub struct JournalManager {
     disk_space_in_bytes: u64,
 
     /// PATCHED (see `PATCHED.md`): journals [`JournalManager::maintenance`] evicted and
-    /// [`delete_evicted_journals`] has not deleted yet, oldest first, with their sizes.
-    pending_deletions: VecDeque<(PathBuf, u64)>,
+    /// [`delete_evicted_journals`] has not deleted yet, oldest first. They count in
+    /// `journal_count` (they are still on disk) but no longer in `disk_space_in_bytes`,
+    /// which the journal size limit reads, as upstream.
+    pending_deletions: VecDeque<PathBuf>,
 
     /// PATCHED: held by whoever runs [`delete_evicted_journals`], so that journals are
     /// deleted one at a time and oldest first, as upstream deleted them under this
@@ -177,9 +179,9 @@ impl JournalManager {
             // IMPORTANT: On recovery, the journals need to be flushed from oldest to newest.
             log::trace!("Evicting fully flushed journal at {}", item.path.display());
 
+            self.disk_space_in_bytes = self.disk_space_in_bytes.saturating_sub(item.size_in_bytes);
             let item = self.items.remove(0);
-            self.pending_deletions
-                .push_back((item.path, item.size_in_bytes));
+            self.pending_deletions.push_back(item.path);
         }
     }
 
@@ -222,7 +224,7 @@ pub(crate) fn delete_evicted_journals(manager: &RwLock<JournalManager>) -> crate
 
     loop {
         #[expect(clippy::expect_used)]
-        let Some((path, _)) = manager
+        let Some(path) = manager
             .read()
             .expect("lock is poisoned")
             .pending_deletions
@@ -247,10 +249,11 @@ pub(crate) fn delete_evicted_journals(manager: &RwLock<JournalManager>) -> crate
         }
 
         #[expect(clippy::expect_used)]
-        let mut manager = manager.write().expect("lock is poisoned");
-        if let Some((_, size_in_bytes)) = manager.pending_deletions.pop_front() {
-            manager.disk_space_in_bytes = manager.disk_space_in_bytes.saturating_sub(size_in_bytes);
-        }
+        manager
+            .write()
+            .expect("lock is poisoned")
+            .pending_deletions
+            .pop_front();
     }
 }
 
@@ -277,8 +280,7 @@ mod deletion_order_test {
         {
             let mut m = manager.write().expect("lock is poisoned");
             for path in &paths {
-                m.disk_space_in_bytes += 10;
-                m.pending_deletions.push_back((path.clone(), 10));
+                m.pending_deletions.push_back(path.clone());
             }
         }
 
@@ -292,7 +294,6 @@ mod deletion_order_test {
             let m = manager.read().expect("lock is poisoned");
             assert_eq!(m.pending_deletions.len(), 3);
             assert_eq!(m.journal_count(), 4);
-            assert_eq!(m.disk_space_used(), 30);
         }
 
         // Once the oldest can go, all go, oldest first; one already gone counts as deleted.
@@ -306,7 +307,6 @@ mod deletion_order_test {
         let m = manager.read().expect("lock is poisoned");
         assert!(m.pending_deletions.is_empty());
         assert_eq!(m.journal_count(), 1);
-        assert_eq!(m.disk_space_used(), 0);
 
         Ok(())
     }

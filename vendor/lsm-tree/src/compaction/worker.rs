@@ -17,7 +17,7 @@ use crate::{
     run_scanner::RunScanner,
     stop_signal::StopSignal,
     tree::inner::TreeId,
-    version::{Run, SuperVersions, Version},
+    version::{Run, SuperVersions, Version, VersionGarbage},
     vlog::{BlobFileMergeScanner, BlobFileScanner, BlobFileWriter},
     BlobFile, Config, HashSet, InternalValue, SeqNo, SequenceNumberCounter, Table, TableId,
 };
@@ -116,7 +116,13 @@ pub fn do_compaction(opts: &Options) -> crate::Result<()> {
         Choice::Move(payload) => {
             drop(version_history_lock);
 
-            move_tables(&compaction_state, opts, &payload)
+            // PATCHED: old versions are disposed of after the locks are released.
+            let garbage = move_tables(&compaction_state, opts, &payload)?;
+            drop(compaction_state);
+
+            garbage.dispose().inspect_err(|e| {
+                log::error!("Manifest maintenance failed: {e:?}");
+            })
         }
         Choice::Drop(payload) => {
             drop(version_history_lock);
@@ -185,7 +191,7 @@ fn move_tables(
     compaction_state: &MutexGuard<'_, CompactionState>,
     opts: &Options,
     payload: &CompactionPayload,
-) -> crate::Result<()> {
+) -> crate::Result<VersionGarbage> {
     // PATCHED: the checks run under the read lock, and `install_version` takes the
     // write lock only to swap the new version in. The compaction state lock keeps every
     // other installer out meanwhile.
@@ -201,7 +207,7 @@ fn move_tables(
         "Compaction task created by {:?} contained hidden tables, declining to run it - please report this at https://github.com/fjall-rs/lsm-tree/issues/new?template=bug_report.md",
         opts.strategy.get_name(),
     );
-        return Ok(());
+        return Ok(VersionGarbage::default());
     }
 
     let table_ids = payload.table_ids.iter().copied().collect::<Vec<_>>();
@@ -222,7 +228,7 @@ fn move_tables(
             .is_none()
     }) {
         log::debug!("{table_ids:?} are not referenced anymore; skipping move");
-        return Ok(());
+        return Ok(VersionGarbage::default());
     }
     drop(version_history_lock);
 
@@ -242,16 +248,9 @@ fn move_tables(
         &opts.visible_seqno,
     )?;
 
-    // PATCHED: old versions are disposed of after the write lock is released.
-    let garbage = version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark);
-    drop(version_history_lock);
-
-    if let Err(e) = garbage.dispose() {
-        log::error!("Manifest maintenance failed: {e:?}");
-        return Err(e);
-    }
-
-    Ok(())
+    // PATCHED: the caller disposes of the old versions once it has released the
+    // compaction state lock too.
+    Ok(version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark))
 }
 
 /// Picks blob files to rewrite (defragment)
@@ -683,14 +682,9 @@ fn drop_tables(
         &opts.visible_seqno,
     )?;
 
-    // PATCHED: old versions are disposed of after the write lock is released.
+    // PATCHED: old versions are disposed of after the locks are released (below).
     let garbage = version_history_lock.maintenance(&opts.config.path, opts.mvcc_gc_watermark);
     drop(version_history_lock);
-
-    if let Err(e) = garbage.dispose() {
-        log::error!("Manifest maintenance failed: {e:?}");
-        return Err(e);
-    }
 
     // NOTE: If the application were to crash >here< it's fine
     // The tables are not referenced anymore, and will be
@@ -704,6 +698,10 @@ fn drop_tables(
     }
 
     drop(compaction_state);
+
+    garbage.dispose().inspect_err(|e| {
+        log::error!("Manifest maintenance failed: {e:?}");
+    })?;
 
     log::trace!("Dropped {} tables", ids_to_drop.len());
 

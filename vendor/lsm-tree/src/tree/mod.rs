@@ -497,9 +497,10 @@ impl AbstractTree for Tree {
             &self.config.visible_seqno,
         )?;
 
-        // PATCHED: old versions are disposed of after the write lock is released.
+        // PATCHED: old versions are disposed of after the locks are released.
         let garbage = version_lock.maintenance(&self.config.path, gc_watermark);
         drop(version_lock);
+        drop(_compaction_state);
 
         if let Err(e) = garbage.dispose() {
             log::warn!("Version GC failed: {e:?}");

@@ -58,8 +58,10 @@ impl VersionGarbage {
         drop(self.versions);
 
         for path in self.files {
-            if path.try_exists()? {
-                crate::file::retry_transient_io(|| std::fs::remove_file(&path))?;
+            // Gone already (its keyspace's folder deleted meanwhile) counts as deleted.
+            match crate::file::retry_transient_io(|| std::fs::remove_file(&path)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
             }
         }
 
