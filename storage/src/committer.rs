@@ -110,12 +110,31 @@ pub(crate) type CommittedGroups = Arc<AtomicU64>;
 /// yields per second, gaps of 2–16 ms after them, and every request that arrived meanwhile
 /// waiting). It drains with `try_recv` and parks; every send unparks it (a futex wake if it
 /// is parked, an atomic swap otherwise).
+///
+/// Dropping the last one (with the last [`crate::Store`] clone) waits for the committer to
+/// finish the groups already queued and exit, so that its handle on the database is gone
+/// and the data directory can be opened again at once.
 #[derive(Clone)]
 pub(crate) struct CommitterTx {
     /// `Some` until dropped; taken in `drop` so that the wake-up that follows sees the
     /// disconnection.
     tx: Option<crossbeam_channel::Sender<Request>>,
     committer: thread::Thread,
+    /// Shared by every clone and declared last: its last reference drops after the last
+    /// sender, and then joins the committer.
+    _join_on_last_drop: Arc<JoinOnDrop>,
+}
+
+/// Joins the committer thread when dropped.
+struct JoinOnDrop(Option<thread::JoinHandle<()>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            // A panic on the committer thread was already reported by the panic hook.
+            let _ = handle.join();
+        }
+    }
 }
 
 impl CommitterTx {
@@ -194,6 +213,7 @@ pub(crate) fn start(
     Ok(CommitterTx {
         tx: Some(tx),
         committer: thread.thread().clone(),
+        _join_on_last_drop: Arc::new(JoinOnDrop(Some(thread))),
     })
 }
 

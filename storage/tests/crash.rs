@@ -9,34 +9,17 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice_storage::{Durability, IngestOutcome, OutboxEntry, Store, StoreOptions, WriteSet};
+use sluice_storage::{Durability, IngestOutcome, Store, StoreOptions, WriteSet};
+
+mod common;
+use common::{dedup_key, outbox_entry};
+
+/// Entry `n` of the writer's stream: bodies of 512–2,559 bytes.
+fn entry(n: u64) -> sluice_storage::OutboxEntry {
+    outbox_entry(n, 7, vec![b'x'; 512 + (n as usize % 2048)])
+}
 
 const CHILD_ENV: &str = "SLUICE_STORAGE_CRASH_WRITER_DIR";
-
-fn entry(n: u64) -> OutboxEntry {
-    OutboxEntry {
-        seq: 0,
-        event_id: format!("evt-{n}"),
-        space_id: "sp".into(),
-        tenant_id: format!("t{}", n % 7),
-        webhook_id: "wh".into(),
-        connector: "shopify".into(),
-        headers: Vec::new(),
-        body: vec![b'x'; 512 + (n as usize % 2048)],
-        body_in_blob: false,
-        received_at_ms: n,
-        priority: 2,
-        idempotency_key: String::new(),
-        attempt: 1,
-        replay_of: None,
-    }
-}
-
-fn dedup_key(n: u64) -> [u8; 32] {
-    let mut k = [0u8; 32];
-    k[..8].copy_from_slice(&n.to_be_bytes());
-    k
-}
 
 /// The writer: 16 concurrent producers, each printing `ACK <seq> <n>` once its ingest returned.
 fn run_writer(dir: &str, durability: Durability) {
@@ -139,7 +122,7 @@ fn kill_rounds(test_name: &str, durability: Durability) {
             let found = store.outbox_from(*seq, 1).expect("scan");
             let entry = found.first().expect("acknowledged entry present");
             assert_eq!(entry.seq, *seq);
-            assert_eq!(entry.event_id, format!("evt-{n}"));
+            assert_eq!(entry.event_id, format!("evt{n}"));
         }
         for n in &tenants {
             assert!(

@@ -9,30 +9,19 @@
 
 use std::path::Path;
 
-use sluice_storage::{Durability, IngestOutcome, OutboxEntry, Store, StoreOptions};
+use sluice_storage::{Durability, IngestOutcome, Store, StoreOptions};
+
+mod common;
+use common::{dedup_key, outbox_entry};
 
 /// Large enough that ~200 entries fill fjall's 64 MB journal.
 const BODY_BYTES: usize = 320 * 1024;
 const ENTRIES: u64 = 800;
 const MAX_VERSION_FILES: usize = 8;
 
-fn entry(n: u64) -> OutboxEntry {
-    OutboxEntry {
-        seq: 0,
-        event_id: format!("evt{n}"),
-        space_id: "sp".into(),
-        tenant_id: format!("t{}", n % 3),
-        webhook_id: "wh".into(),
-        connector: "github".into(),
-        headers: vec![("x-github-event".into(), "push".into())],
-        body: incompressible(n),
-        body_in_blob: false,
-        received_at_ms: 1,
-        priority: 2,
-        idempotency_key: format!("{n:064x}"),
-        attempt: 1,
-        replay_of: None,
-    }
+/// Entry `n`, with an incompressible body.
+fn entry(n: u64) -> sluice_storage::OutboxEntry {
+    outbox_entry(n, 3, incompressible(n))
 }
 
 /// `BODY_BYTES` of xorshift output: fjall compresses large journal entries, and a body of
@@ -48,12 +37,6 @@ fn incompressible(seed: u64) -> Vec<u8> {
     }
     body.truncate(BODY_BYTES);
     body
-}
-
-fn dedup_key(n: u64) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&n.to_be_bytes());
-    key
 }
 
 /// Files under `dir` (recursively) whose name satisfies `matches`.

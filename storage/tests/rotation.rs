@@ -8,32 +8,18 @@
 
 use sluice_storage::{IngestOutcome, OutboxEntry, Store, StoreOptions};
 
+mod common;
+use common::{dedup_key, outbox_entry};
+
 const WRITERS: u64 = 8;
 const PER_WRITER: u64 = 1_500;
 
 fn entry(n: u64) -> OutboxEntry {
-    OutboxEntry {
-        seq: 0,
-        event_id: format!("evt{n}"),
-        space_id: "sp".into(),
-        tenant_id: format!("t{}", n % 7),
-        webhook_id: "wh".into(),
-        connector: "github".into(),
-        headers: vec![("x-github-event".into(), "push".into())],
-        body: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(900)).into_bytes(),
-        body_in_blob: false,
-        received_at_ms: 1,
-        priority: 2,
-        idempotency_key: format!("{n:064x}"),
-        attempt: 1,
-        replay_of: None,
-    }
-}
-
-fn dedup_key(n: u64) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&n.to_be_bytes());
-    key
+    outbox_entry(
+        n,
+        7,
+        format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(900)).into_bytes(),
+    )
 }
 
 fn options() -> StoreOptions {

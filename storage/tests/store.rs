@@ -84,6 +84,34 @@ async fn racing_duplicates_produce_one_entry() {
     assert!(matches!(other, IngestOutcome::Accepted { .. }));
 }
 
+/// Dropping the last handle closes the database before it returns: the committer thread
+/// (which holds the database too) has exited, so the directory's lock is free at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_opens_again_as_soon_as_the_last_handle_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..20u8 {
+        let store = Store::open(dir.path(), StoreOptions::default())
+            .unwrap_or_else(|e| panic!("open in round {round}: {e:?}"));
+        for i in 0..5 {
+            store
+                .ingest(key(round * 10 + i), entry("t", &format!("e{round}-{i}")))
+                .await
+                .expect("ingest");
+        }
+        let clone = store.clone();
+        drop(store);
+        drop(clone);
+        // fjall's open retries a held lock for 200 ms, which would hide a late close: take
+        // the lock file's lock directly, at once.
+        let lock = std::fs::File::open(dir.path().join("lock")).expect("lock file");
+        lock.try_lock()
+            .unwrap_or_else(|e| panic!("round {round}: the database is still open: {e}"));
+        drop(lock);
+    }
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("last open");
+    assert_eq!(store.outbox_from(0, 200).expect("scan").len(), 100);
+}
+
 #[tokio::test]
 async fn sequence_numbers_are_not_reused_after_the_outbox_drains_and_reopens() {
     let dir = tempfile::tempdir().expect("tempdir");
