@@ -191,7 +191,8 @@ fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
                 log::trace!("acquiring journal lock to maybe rotate journal");
                 let mut journal_writer = ctx.supervisor.journal.get_writer()?;
 
-                if journal_writer.pos()? > 64_000_000 {
+                let journal_pos = journal_writer.pos()?;
+                if journal_pos > 64_000_000 {
                     #[expect(clippy::expect_used)]
                     let mut journal_manager = ctx
                         .supervisor
@@ -225,6 +226,12 @@ fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
                 } else {
                     // https://github.com/fjall-rs/fjall/issues/329
                     journal_writer.persist(crate::PersistMode::SyncAll)?;
+
+                    // PATCHED (see PATCHED.md §5): the next journal is zero-filled in
+                    // the background once this one is a quarter full.
+                    if journal_pos > 16_000_000 {
+                        journal_writer.prepare_spare();
+                    }
                 }
             }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod manager;
 pub mod reader;
 mod recovery;
+pub(crate) mod spare;
 pub mod writer;
 
 #[cfg(test)]

@@ -486,3 +486,71 @@ fn journal_truncation_repeating_item_marker() -> crate::Result<()> {
 
     Ok(())
 }
+
+/// PATCHED (see PATCHED.md §5): a journal rotated onto a zero-filled spare recovers its
+/// batches exactly as a sparse one does, and the spare's name is never a journal's.
+#[test]
+fn journal_rotation_onto_a_zero_filled_spare_recovers_its_batches() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let next_path = dir2.path().join("1.jnl");
+    let spare_path = dir2.path().join(spare::SPARE_READY);
+
+    let second = [
+        BatchItem::new(keyspace.clone(), *b"c", *b"c", ValueType::Value),
+        BatchItem::new(keyspace.clone(), *b"d", *b"d", ValueType::Value),
+    ];
+
+    {
+        let journal = Journal::create_new(&path)?;
+        let mut writer = journal.get_writer()?;
+
+        writer.write_batch(
+            [BatchItem::new(
+                keyspace.clone(),
+                *b"a",
+                *b"a",
+                ValueType::Value,
+            )]
+            .iter(),
+            1,
+            0,
+        )?;
+        writer.prepare_spare();
+        assert!(writer.wait_for_spare());
+        assert!(spare_path.try_exists()?);
+
+        writer.rotate()?;
+        assert!(!spare_path.try_exists()?, "the rotation took the spare");
+        assert_eq!(
+            std::fs::metadata(&next_path)?.len(),
+            writer::PRE_ALLOCATED_BYTES
+        );
+
+        writer.write_batch(second.iter(), 2, 1)?;
+        writer.persist(PersistMode::SyncData)?;
+    }
+
+    // The new journal was written from its start, over the zeros.
+    let head = std::fs::read(&next_path)?;
+    assert_ne!(head.get(..16), Some(&[0_u8; 16][..]));
+
+    let recovered = Journal::recover(dir2.path(), CompressionType::None, 0)?;
+    assert_eq!(recovered.active.path()?, next_path);
+    assert_eq!(recovered.sealed, &[(0, path)]);
+
+    let batches = recovered
+        .active
+        .get_reader()?
+        .collect::<crate::Result<Vec<_>>>()?;
+    assert_eq!(batches.len(), 1);
+    let batch = batches.first().expect("one batch");
+    assert_eq!(batch.seqno, 1);
+    assert_eq!(batch.items, second);
+
+    Ok(())
+}

@@ -3,6 +3,7 @@
 // (found in the LICENSE-* files in the repository)
 
 use super::entry::{serialize_marker_item, Entry};
+use super::spare::SpareJournals;
 use crate::{
     batch::item::Item as BatchItem, file::fsync_directory, journal::recovery::JournalId,
     keyspace::InternalKeyspaceId,
@@ -28,6 +29,10 @@ pub struct Writer {
 
     compression: CompressionType,
     compression_threshold: usize,
+
+    /// PATCHED (see PATCHED.md §5): zero-filled spares for the next journals,
+    /// carried from journal to journal by [`Writer::rotate`].
+    spare: Option<SpareJournals>,
 }
 
 /// The persist mode allows setting the durability guarantee of previous writes
@@ -112,7 +117,29 @@ impl Writer {
 
         let comp = self.compression;
         let compt = self.compression_threshold;
-        *self = Self::create_new(new_path.clone())?;
+        // PATCHED (see PATCHED.md §5): a zero-filled spare when one is ready.
+        // A spare that cannot be taken leaves the sparse file, created as upstream does.
+        let spare = self.spare.take();
+        let taken = spare.as_ref().and_then(|spare| {
+            spare.take(&new_path).unwrap_or_else(|e| {
+                log::warn!(
+                    "Failed to take the spare journal as {}: {e:?}",
+                    new_path.display()
+                );
+                None
+            })
+        });
+        let file = match taken {
+            Some(file) => file,
+            None => match Self::create_sparse_file(&new_path) {
+                Ok(file) => file,
+                Err(e) => {
+                    self.spare = spare;
+                    return Err(e);
+                }
+            },
+        };
+        *self = Self::from_new_file(new_path.clone(), file, spare);
         self.set_compression(comp, compt);
 
         // IMPORTANT: fsync folder on Unix
@@ -123,7 +150,13 @@ impl Writer {
 
     pub fn create_new<P: Into<PathBuf>>(path: P) -> crate::Result<Self> {
         let path = path.into();
+        let file = Self::create_sparse_file(&path)?;
+        let spare = path.parent().map(|f| SpareJournals::new(f.to_path_buf()));
+        Ok(Self::from_new_file(path, file, spare))
+    }
 
+    /// Creates a journal file of `PRE_ALLOCATED_BYTES` with a sparse `set_len`, synced.
+    fn create_sparse_file(path: &Path) -> crate::Result<File> {
         let file = File::create_new(&path).inspect_err(|e| {
             log::error!("Failed to create journal file at {}: {e:?}", path.display());
         })?;
@@ -139,14 +172,37 @@ impl Writer {
             log::error!("Failed to fsync journal file at {}: {e:?}", path.display());
         })?;
 
-        Ok(Self {
+        Ok(file)
+    }
+
+    /// Waits for the spare being filled, if any; whether one is ready. For tests.
+    #[cfg(test)]
+    pub fn wait_for_spare(&mut self) -> bool {
+        self.spare
+            .as_mut()
+            .is_some_and(super::spare::SpareJournals::wait_until_ready)
+    }
+
+    /// A writer at the start of a new journal file.
+    fn from_new_file(path: PathBuf, file: File, spare: Option<SpareJournals>) -> Self {
+        Self {
             path,
             file: BufWriter::new(file),
             buf: Vec::new(),
             is_buffer_dirty: false,
             compression: CompressionType::None,
             compression_threshold: 0,
-        })
+            spare,
+        }
+    }
+
+    /// PATCHED (see PATCHED.md §5): starts zero-filling the next journal in the
+    /// background, unless a spare is being filled or is ready. Called once the active
+    /// journal is a quarter full, so a short-lived database never writes one.
+    pub fn prepare_spare(&mut self) {
+        if let Some(spare) = &mut self.spare {
+            spare.prepare();
+        }
     }
 
     pub fn from_file<P: AsRef<Path>>(path: P) -> crate::Result<Self> {
@@ -179,6 +235,7 @@ impl Writer {
                 is_buffer_dirty: false,
                 compression: CompressionType::None,
                 compression_threshold: 0,
+                spare: path.parent().map(|f| SpareJournals::new(f.to_path_buf())),
             });
         }
 
@@ -196,6 +253,7 @@ impl Writer {
             is_buffer_dirty: false,
             compression: CompressionType::None,
             compression_threshold: 0,
+            spare: path.parent().map(|f| SpareJournals::new(f.to_path_buf())),
         })
     }
 
