@@ -1,8 +1,11 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 //! The floor for durable acknowledgement on this machine: one fsynced commit alone, and
 //! group commit with 32 concurrent writers (each request still waits for its fsync).
-//! Run with `cargo bench --bench storage`.
+//! Also the device's own cost of a commit-sized `write` + `fdatasync` into a journal
+//! file created sparse (upstream fjall) against one zero-filled beforehand
+//! (`vendor/fjall/PATCHED.md` §5). Run with `cargo bench --bench storage`.
 
+use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -50,6 +53,53 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    let mut group = c.benchmark_group("device");
+    for zero_filled in [false, true] {
+        let path = dir.path().join(format!("journal-{zero_filled}"));
+        let mut file = journal_file(&path, zero_filled);
+        let name = if zero_filled {
+            "fdatasync_12k_into_zero_filled_file"
+        } else {
+            "fdatasync_12k_into_sparse_file"
+        };
+        let chunk = [0x5a_u8; 12_000];
+        let mut written = 0_u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                if written + chunk.len() as u64 > JOURNAL_BYTES {
+                    // Past the end: a fresh file, as a journal rotation makes.
+                    file = journal_file(&path, zero_filled);
+                    written = 0;
+                }
+                file.write_all(&chunk).expect("write");
+                file.sync_data().expect("fdatasync");
+                written += chunk.len() as u64;
+            })
+        });
+    }
+    group.finish();
+}
+
+/// fjall's journal size (`PRE_ALLOCATED_BYTES`).
+const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A new journal-sized file at `path`, sparse (`set_len`) or written with zeros a page
+/// at a time, synced, with the cursor at its start.
+fn journal_file(path: &std::path::Path, zero_filled: bool) -> std::fs::File {
+    std::fs::remove_file(path).ok();
+    let mut file = std::fs::File::create_new(path).expect("create");
+    if zero_filled {
+        let page = [0_u8; 4096];
+        for _ in 0..JOURNAL_BYTES / 4096 {
+            file.write_all(&page).expect("zero-fill");
+        }
+    } else {
+        file.set_len(JOURNAL_BYTES).expect("set_len");
+    }
+    file.sync_all().expect("sync");
+    file.seek(SeekFrom::Start(0)).expect("seek");
+    file
 }
 
 criterion_group! {
