@@ -106,6 +106,11 @@ impl SpareJournals {
         Self::with_free_space_check(folder, statvfs_available)
     }
 
+    /// The spares of the folder holding the journal at `journal_path`, if it has one.
+    pub fn beside(journal_path: &Path) -> Option<Self> {
+        journal_path.parent().map(|f| Self::new(f.to_path_buf()))
+    }
+
     /// [`SpareJournals::new`] with another free-space figure, for tests.
     pub fn with_free_space_check(folder: PathBuf, available: AvailableBytes) -> Self {
         let mut leftovers = Vec::new();

@@ -151,7 +151,7 @@ impl Writer {
     pub fn create_new<P: Into<PathBuf>>(path: P) -> crate::Result<Self> {
         let path = path.into();
         let file = Self::create_sparse_file(&path)?;
-        let spare = path.parent().map(|f| SpareJournals::new(f.to_path_buf()));
+        let spare = SpareJournals::beside(&path);
         Ok(Self::from_new_file(path, file, spare))
     }
 
@@ -235,7 +235,7 @@ impl Writer {
                 is_buffer_dirty: false,
                 compression: CompressionType::None,
                 compression_threshold: 0,
-                spare: path.parent().map(|f| SpareJournals::new(f.to_path_buf())),
+                spare: SpareJournals::beside(path),
             });
         }
 
@@ -253,7 +253,7 @@ impl Writer {
             is_buffer_dirty: false,
             compression: CompressionType::None,
             compression_threshold: 0,
-            spare: path.parent().map(|f| SpareJournals::new(f.to_path_buf())),
+            spare: SpareJournals::beside(path),
         })
     }
 
